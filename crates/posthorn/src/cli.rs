@@ -1,0 +1,155 @@
+//! The command line: `serve` and the admin commands. Every admin command
+//! works on the data directory directly, also while the server runs.
+
+use crate::config::Config;
+use crate::{admin, serve};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(name = "posthorn", version, about = "Self-hosted transactional email service")]
+pub struct Cli {
+    /// Configuration file (TOML); see posthorn.example.toml.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory (store, generated certificate); default ./posthorn-data.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Accounts.
+    #[command(subcommand)]
+    Account(AccountCmd),
+    /// Sending domains and their DKIM keys.
+    #[command(subcommand)]
+    Domain(DomainCmd),
+    /// Sender addresses and their SMTP passwords.
+    #[command(subcommand)]
+    Sender(SenderCmd),
+    /// API users (SendCloud-style logins for any sender of the account).
+    #[command(subcommand)]
+    Apiuser(ApiUserCmd),
+    /// Labels (`api_user#label_id` at login).
+    #[command(subcommand)]
+    Label(LabelCmd),
+    /// The queue of accepted messages.
+    #[command(subcommand)]
+    Queue(QueueCmd),
+    /// One message.
+    #[command(subcommand)]
+    Message(MessageCmd),
+}
+
+#[derive(Args, Debug, Default)]
+pub struct ServeArgs {
+    /// Implicit-TLS (SMTPS) listener address, e.g. 0.0.0.0:465; replaces the config's list.
+    #[arg(long, value_name = "ADDR")]
+    pub smtps: Vec<String>,
+    /// STARTTLS listener address, e.g. 0.0.0.0:587; may be repeated; replaces the config's list.
+    #[arg(long, value_name = "ADDR")]
+    pub submission: Vec<String>,
+    /// Host name in the greeting, EHLO reply and generated certificate.
+    #[arg(long, value_name = "NAME")]
+    pub hostname: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AccountCmd {
+    /// Create an account.
+    Create { name: String },
+    /// List accounts.
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DomainCmd {
+    /// Add a sending domain; generates its DKIM key and prints the DNS records to publish.
+    Add {
+        domain: String,
+        #[arg(long)]
+        account: String,
+    },
+    /// Print the DNS records of a domain again.
+    Records { domain: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SenderCmd {
+    /// Add a sender address; without --password a strong one is generated and printed once.
+    Add {
+        address: String,
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        password: Option<String>,
+    },
+    /// Set (or generate) a sender address's SMTP password.
+    SetPassword {
+        address: String,
+        #[arg(long)]
+        password: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ApiUserCmd {
+    /// Add an API user; without --key a strong key is generated and printed once.
+    Add {
+        name: String,
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        key: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LabelCmd {
+    /// Add a label to an account.
+    Add {
+        label_id: String,
+        #[arg(long)]
+        account: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum QueueCmd {
+    /// One line per message, ID first.
+    List {
+        /// Only messages with a recipient in this status (queued, sending, delivered, deferred, bounced, expired, suppressed).
+        #[arg(long)]
+        status: Option<String>,
+        /// Only messages of this account.
+        #[arg(long)]
+        account: Option<String>,
+        /// Print a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MessageCmd {
+    /// Envelope, size, label and each recipient's status.
+    Show {
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = Config::load(cli.config.as_deref(), cli.data_dir.as_deref())?;
+    match cli.command {
+        Command::Serve(args) => serve::run(config, args).await,
+        other => admin::run(&config, other).await,
+    }
+}

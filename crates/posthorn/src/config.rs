@@ -1,0 +1,209 @@
+//! The configuration file. Every key has a default; `posthorn.example.toml`
+//! lists them all. Unknown keys are an error, so a typo is not silently
+//! ignored.
+
+use anyhow::{bail, Context};
+use posthorn_smtp::LineEndings;
+use posthorn_smtpd::{IpNet, ListenerKind, ListenerSpec, SmtpConfig, TrustedNetwork};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub hostname: Option<String>,
+    pub smtp: SmtpSection,
+    pub tls: TlsSection,
+    pub log: LogSection,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpSection {
+    pub implicit_tls: Vec<String>,
+    pub starttls: Vec<String>,
+    pub max_message_size: usize,
+    pub max_recipients: usize,
+    pub max_line_length: usize,
+    pub line_endings: String,
+    pub idle_timeout_secs: u64,
+    pub data_timeout_secs: u64,
+    pub allow_plaintext_auth_on_loopback: bool,
+    pub shutdown_grace_secs: u64,
+    pub trusted_networks: Vec<TrustedNetworkEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedNetworkEntry {
+    pub network: String,
+    pub account: String,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSection {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    pub level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./posthorn-data"),
+            hostname: None,
+            smtp: SmtpSection::default(),
+            tls: TlsSection::default(),
+            log: LogSection::default(),
+        }
+    }
+}
+
+impl Default for SmtpSection {
+    fn default() -> Self {
+        let d = SmtpConfig::default();
+        Self {
+            implicit_tls: vec!["0.0.0.0:465".into()],
+            starttls: vec!["0.0.0.0:587".into(), "0.0.0.0:2525".into()],
+            max_message_size: d.max_message_size,
+            max_recipients: d.max_recipients,
+            max_line_length: d.max_line_length,
+            line_endings: "fix".into(),
+            idle_timeout_secs: d.idle_timeout.as_secs(),
+            data_timeout_secs: d.data_timeout.as_secs(),
+            allow_plaintext_auth_on_loopback: false,
+            shutdown_grace_secs: d.shutdown_grace.as_secs(),
+            trusted_networks: Vec::new(),
+        }
+    }
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Read `file` (if given) and apply `--data-dir`.
+    pub fn load(file: Option<&Path>, data_dir: Option<&Path>) -> anyhow::Result<Self> {
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read config file {}", path.display()))?;
+                toml::from_str(&text)
+                    .with_context(|| format!("config file {} is not valid", path.display()))?
+            }
+            None => Config::default(),
+        };
+        if let Some(dir) = data_dir {
+            config.data_dir = dir.to_path_buf();
+        }
+        Ok(config)
+    }
+
+    /// The host name: the config's, else the machine's.
+    pub fn hostname(&self) -> String {
+        self.hostname.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|s| s.trim().to_string())
+                .ok()
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "localhost".into())
+        })
+    }
+
+    pub fn listeners(&self) -> anyhow::Result<Vec<ListenerSpec>> {
+        let mut out = Vec::new();
+        for (list, kind, key) in [
+            (&self.smtp.implicit_tls, ListenerKind::ImplicitTls, "implicit_tls"),
+            (&self.smtp.starttls, ListenerKind::StartTls, "starttls"),
+        ] {
+            for addr in list {
+                let addr: SocketAddr = addr.parse().with_context(|| {
+                    format!("[smtp] {key}: {addr:?} is not an address like 0.0.0.0:587")
+                })?;
+                out.push(ListenerSpec { addr, kind });
+            }
+        }
+        if out.is_empty() {
+            bail!("no SMTP listener is configured: set [smtp] implicit_tls or starttls, or pass --smtps / --submission");
+        }
+        Ok(out)
+    }
+
+    pub fn smtp_config(&self) -> anyhow::Result<SmtpConfig> {
+        let s = &self.smtp;
+        let line_endings = match s.line_endings.as_str() {
+            "fix" => LineEndings::Fix,
+            "reject" => LineEndings::Reject,
+            other => bail!("[smtp] line_endings = {other:?}: use \"fix\" or \"reject\""),
+        };
+        let trusted_networks = s
+            .trusted_networks
+            .iter()
+            .map(|t| {
+                Ok(TrustedNetwork {
+                    network: t
+                        .network
+                        .parse::<IpNet>()
+                        .map_err(|e| anyhow::anyhow!("[smtp] trusted_networks: {e}"))?,
+                    account: t.account.clone(),
+                })
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(SmtpConfig {
+            hostname: self.hostname(),
+            max_message_size: s.max_message_size,
+            max_recipients: s.max_recipients,
+            max_line_length: s.max_line_length,
+            line_endings,
+            idle_timeout: Duration::from_secs(s.idle_timeout_secs),
+            data_timeout: Duration::from_secs(s.data_timeout_secs),
+            allow_plaintext_auth_on_loopback: s.allow_plaintext_auth_on_loopback,
+            trusted_networks,
+            shutdown_grace: Duration::from_secs(s.shutdown_grace_secs),
+            ..SmtpConfig::default()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_parses_and_matches_defaults() {
+        let text = include_str!("../../../posthorn.example.toml");
+        let parsed: Config = toml::from_str(text).expect("example config parses");
+        let d = Config::default();
+        assert_eq!(parsed.data_dir, d.data_dir);
+        assert_eq!(parsed.smtp.implicit_tls, d.smtp.implicit_tls);
+        assert_eq!(parsed.smtp.starttls, d.smtp.starttls);
+        assert_eq!(parsed.smtp.max_message_size, d.smtp.max_message_size);
+        assert_eq!(parsed.smtp.max_recipients, d.smtp.max_recipients);
+        assert_eq!(parsed.smtp.max_line_length, d.smtp.max_line_length);
+        assert_eq!(parsed.smtp.line_endings, d.smtp.line_endings);
+        assert_eq!(parsed.smtp.idle_timeout_secs, d.smtp.idle_timeout_secs);
+        assert_eq!(parsed.smtp.data_timeout_secs, d.smtp.data_timeout_secs);
+        assert_eq!(parsed.log.level, d.log.level);
+        parsed.listeners().unwrap();
+        parsed.smtp_config().unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        assert!(toml::from_str::<Config>("[smtp]\nmax_recipient = 3\n").is_err());
+    }
+}

@@ -1,0 +1,97 @@
+//! `posthorn serve`: open the store, bind the listeners, serve until
+//! SIGTERM/SIGINT, reload TLS on SIGHUP.
+
+use crate::cli::ServeArgs;
+use crate::config::Config;
+use anyhow::Context;
+use posthorn_smtpd::{ListenerKind, SmtpServer, TlsStore};
+use posthorn_store::{SqliteStore, Store};
+use posthorn_submit::Submitter;
+use std::sync::Arc;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio_util::sync::CancellationToken;
+
+pub async fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
+    if !args.smtps.is_empty() {
+        config.smtp.implicit_tls = args.smtps.clone();
+    }
+    if !args.submission.is_empty() {
+        config.smtp.starttls = args.submission.clone();
+    }
+    if let Some(h) = args.hostname {
+        config.hostname = Some(h);
+    }
+    init_logging(&config.log.level);
+
+    let listeners = config.listeners()?;
+    let smtp_config = config.smtp_config()?;
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&config.data_dir)
+            .await
+            .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?,
+    );
+    let tls = Arc::new(match (&config.tls.cert, &config.tls.key) {
+        (Some(cert), Some(key)) => TlsStore::load(cert, key)?,
+        (None, None) => TlsStore::self_signed(&config.data_dir.join("tls"), &smtp_config.hostname)?,
+        _ => anyhow::bail!("[tls] needs both cert and key, or neither (a self-signed pair is then generated)"),
+    });
+    let submitter = Arc::new(Submitter::new(store));
+
+    let server = SmtpServer::bind(&listeners, smtp_config, submitter, tls.clone())
+        .await
+        .map_err(|e| {
+            let flag = match e.kind {
+                ListenerKind::ImplicitTls => "--smtps",
+                ListenerKind::StartTls => "--submission",
+            };
+            let hint = if e.addr.port() < 1024 && e.source.kind() == std::io::ErrorKind::PermissionDenied {
+                " (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+            } else {
+                ""
+            };
+            anyhow::anyhow!(
+                "{e}{hint}; choose another address with {flag} ADDR (e.g. {flag} 127.0.0.1:{}) or in the config file's [smtp] section",
+                e.addr.port() as u32 + 10000
+            )
+        })?;
+    for (addr, kind) in server.local_addrs() {
+        tracing::info!(%addr, kind = kind.name(), "listening");
+    }
+
+    let shutdown = CancellationToken::new();
+    spawn_signal_handlers(shutdown.clone(), tls)?;
+    server.run(shutdown).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn spawn_signal_handlers(shutdown: CancellationToken, tls: Arc<TlsStore>) -> anyhow::Result<()> {
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = hup.recv() => match tls.reload() {
+                    Ok(()) => tracing::info!("TLS certificate reloaded"),
+                    Err(e) => tracing::error!(error = %e, "TLS reload failed; keeping the old certificate"),
+                },
+            }
+        }
+        tracing::info!("shutting down: no new connections, finishing transactions in flight");
+        shutdown.cancel();
+    });
+    Ok(())
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}

@@ -1,0 +1,324 @@
+//! Reading message content: the DATA reader (end marker, dot-unstuffing,
+//! line endings, limits) and the same canonical form for BDAT chunks.
+
+use crate::LineEndings;
+use memchr::memchr;
+
+/// Why message content was refused. The reader always reads to the end of
+/// the data before reporting, so the connection stays usable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataError {
+    /// Larger than the SIZE limit.
+    TooLarge,
+    /// A line longer than the line limit.
+    LineTooLong,
+    /// A bare CR or LF while `line_endings = "reject"`.
+    BareLineEnding,
+}
+
+/// Limits that shape the stored copy.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    pub max_size: usize,
+    pub max_line: usize,
+    pub line_endings: LineEndings,
+}
+
+/// Builds the canonical stored copy: CRLF line endings only, no line over
+/// the limit, no more bytes than the size limit. The first error wins; once
+/// there is one, nothing more is kept.
+struct Canonical {
+    out: Vec<u8>,
+    error: Option<DataError>,
+    limits: Limits,
+}
+
+impl Canonical {
+    fn new(limits: Limits) -> Self {
+        Self {
+            out: Vec::new(),
+            error: None,
+            limits,
+        }
+    }
+
+    fn fail(&mut self, e: DataError) {
+        if self.error.is_none() {
+            self.error = Some(e);
+            self.out = Vec::new();
+        }
+    }
+
+    /// Append one line's content (no terminator) and a CRLF. `bare_end` says
+    /// the line ended in a bare LF rather than CRLF.
+    fn push_line(&mut self, content: &[u8], bare_end: bool) {
+        if self.error.is_some() {
+            return;
+        }
+        if content.len() > self.limits.max_line {
+            return self.fail(DataError::LineTooLong);
+        }
+        let has_bare_cr = memchr(b'\r', content).is_some();
+        if (bare_end || has_bare_cr) && self.limits.line_endings == LineEndings::Reject {
+            return self.fail(DataError::BareLineEnding);
+        }
+        if self.out.len() + content.len() + 2 > self.limits.max_size {
+            return self.fail(DataError::TooLarge);
+        }
+        if has_bare_cr {
+            // Each bare CR ends a line of its own.
+            for (i, piece) in content.split(|&b| b == b'\r').enumerate() {
+                if i > 0 {
+                    self.out.extend_from_slice(b"\r\n");
+                }
+                self.out.extend_from_slice(piece);
+            }
+        } else {
+            self.out.extend_from_slice(content);
+        }
+        self.out.extend_from_slice(b"\r\n");
+    }
+
+    fn finish(self) -> Result<Vec<u8>, DataError> {
+        match self.error {
+            Some(e) => Err(e),
+            None => Ok(self.out),
+        }
+    }
+}
+
+/// What [`DataReader::consume`] found.
+pub(crate) enum DataProgress {
+    /// All of the input was used; the end has not been seen.
+    NeedMore,
+    /// The end marker was seen; the stored copy, or why it was refused.
+    Done(Result<Vec<u8>, DataError>),
+}
+
+/// The DATA phase. Content ends only at `<CRLF>.<CRLF>`: a `.` line that
+/// follows a bare LF, or ends in one, is content (the smuggling variants of
+/// CVE-2023-51764). A line is what ends in LF; its leading dot is removed
+/// (dot-unstuffing), also after a bare LF, because clients that send bare LFs
+/// (Python's smtplib with bytes) stuff dots after them too.
+pub(crate) struct DataReader {
+    canonical: Canonical,
+    /// The previous line ended in CRLF, or no line has been read yet.
+    prev_crlf: bool,
+    /// Inside a line already known to be too long: drop bytes up to its LF.
+    skipping: bool,
+    /// While skipping: the last byte dropped was a CR.
+    skipped_cr: bool,
+}
+
+impl DataReader {
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            canonical: Canonical::new(limits),
+            prev_crlf: true,
+            skipping: false,
+            skipped_cr: false,
+        }
+    }
+
+    /// Read from `input`; returns how many bytes were used. The caller drops
+    /// those and keeps the rest (an incomplete line, or what follows the end
+    /// marker) for the next call.
+    pub fn consume(&mut self, input: &[u8]) -> (usize, DataProgress) {
+        let mut pos = 0;
+        loop {
+            let rest = &input[pos..];
+            let Some(lf) = memchr(b'\n', rest) else {
+                if self.skipping {
+                    if let Some(&last) = rest.last() {
+                        self.skipped_cr = last == b'\r';
+                    }
+                    return (input.len(), DataProgress::NeedMore);
+                }
+                // An incomplete line longer than any allowed line (plus a
+                // dot and CRLF) is dropped now, so memory stays bounded.
+                if rest.len() > self.canonical.limits.max_line + 3 {
+                    self.canonical.fail(DataError::LineTooLong);
+                    self.skipping = true;
+                    self.skipped_cr = rest.last() == Some(&b'\r');
+                    return (input.len(), DataProgress::NeedMore);
+                }
+                return (pos, DataProgress::NeedMore);
+            };
+            let line = &rest[..lf];
+            pos += lf + 1;
+            if self.skipping {
+                self.skipping = false;
+                self.prev_crlf = line.last().map_or(self.skipped_cr, |&b| b == b'\r');
+                continue;
+            }
+            let ends_crlf = line.last() == Some(&b'\r');
+            let content = if ends_crlf { &line[..line.len() - 1] } else { line };
+            if self.prev_crlf && ends_crlf && content == b"." {
+                let limits = self.canonical.limits;
+                let canonical = std::mem::replace(&mut self.canonical, Canonical::new(limits));
+                return (pos, DataProgress::Done(canonical.finish()));
+            }
+            let content = content.strip_prefix(b".").unwrap_or(content);
+            self.canonical.push_line(content, !ends_crlf);
+            self.prev_crlf = ends_crlf;
+        }
+    }
+}
+
+/// The canonical stored copy of BDAT content (no dot-unstuffing: BDAT is
+/// not dot-stuffed). The size limit was enforced while chunks arrived.
+pub(crate) fn canonicalize_chunks(data: Vec<u8>, limits: Limits) -> Result<Vec<u8>, DataError> {
+    // Fast path: already CRLF throughout, no long lines.
+    let mut clean = true;
+    let mut line_start = 0;
+    for i in memchr::memchr2_iter(b'\r', b'\n', &data) {
+        match data[i] {
+            b'\r' if data.get(i + 1) == Some(&b'\n') => {}
+            b'\n' if i > 0 && data[i - 1] == b'\r' => {
+                if i - 1 - line_start > limits.max_line {
+                    clean = false;
+                    break;
+                }
+                line_start = i + 1;
+            }
+            _ => {
+                clean = false;
+                break;
+            }
+        }
+    }
+    if clean && data.len() - line_start <= limits.max_line {
+        if line_start == data.len() {
+            return Ok(data);
+        }
+        // Content must end with CRLF to be a message.
+        let mut data = data;
+        data.extend_from_slice(b"\r\n");
+        return Ok(data);
+    }
+    let mut canonical = Canonical::new(Limits {
+        max_size: usize::MAX,
+        ..limits
+    });
+    let mut rest = &data[..];
+    while !rest.is_empty() {
+        match memchr(b'\n', rest) {
+            Some(lf) => {
+                let line = &rest[..lf];
+                let ends_crlf = line.last() == Some(&b'\r');
+                let content = if ends_crlf { &line[..line.len() - 1] } else { line };
+                canonical.push_line(content, !ends_crlf);
+                rest = &rest[lf + 1..];
+            }
+            None => {
+                canonical.push_line(rest, false);
+                break;
+            }
+        }
+    }
+    canonical.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits {
+            max_size: 1000,
+            max_line: 20,
+            line_endings: LineEndings::Fix,
+        }
+    }
+
+    fn read_all(input: &[u8], limits: Limits) -> Option<(usize, Result<Vec<u8>, DataError>)> {
+        let mut r = DataReader::new(limits);
+        match r.consume(input) {
+            (consumed, DataProgress::Done(result)) => Some((consumed, result)),
+            (_, DataProgress::NeedMore) => None,
+        }
+    }
+
+    #[test]
+    fn ends_only_at_crlf_dot_crlf() {
+        let (n, got) = read_all(b"a\r\n..b\r\n.\r\nNEXT", limits()).unwrap();
+        assert_eq!(got.unwrap(), b"a\r\n.b\r\n");
+        assert_eq!(n, 11);
+    }
+
+    #[test]
+    fn smuggling_variants_are_content() {
+        for fake in [
+            &b"a\n.\nb\r\n"[..],
+            b"a\n.\r\nb\r\n",
+            b"a\r\n.\nb\r\n",
+            b"a\r.\rb\r\n",
+            b"a\r.\r\nb\r\n",
+        ] {
+            let mut input = fake.to_vec();
+            input.extend_from_slice(b".\r\n");
+            let (n, got) = read_all(&input, limits()).unwrap();
+            assert_eq!(n, input.len(), "{fake:?}");
+            let got = got.unwrap();
+            assert!(got.ends_with(b"b\r\n"), "{fake:?} -> {got:?}");
+            assert!(!got.windows(2).any(|w| w == b"\n\n"));
+        }
+    }
+
+    #[test]
+    fn bare_line_endings_are_fixed_or_refused() {
+        let (_, got) = read_all(b"a\nb\rc\r\n.\r\n", limits()).unwrap();
+        assert_eq!(got.unwrap(), b"a\r\nb\r\nc\r\n");
+        let reject = Limits {
+            line_endings: LineEndings::Reject,
+            ..limits()
+        };
+        let (_, got) = read_all(b"a\nb\r\n.\r\n", reject).unwrap();
+        assert_eq!(got, Err(DataError::BareLineEnding));
+    }
+
+    #[test]
+    fn long_lines_are_read_through_and_refused() {
+        let mut input = vec![b'x'; 5000];
+        input.extend_from_slice(b"\r\n.\r\n");
+        let mut r = DataReader::new(limits());
+        // Feed in small pieces to exercise the skipping path.
+        let mut buf = Vec::new();
+        let mut outcome = None;
+        for chunk in input.chunks(7) {
+            buf.extend_from_slice(chunk);
+            let (n, p) = r.consume(&buf);
+            buf.drain(..n);
+            if let DataProgress::Done(result) = p {
+                outcome = Some(result);
+            }
+        }
+        assert_eq!(outcome, Some(Err(DataError::LineTooLong)));
+    }
+
+    #[test]
+    fn size_limit_applies_to_stored_bytes() {
+        let small = Limits {
+            max_size: 10,
+            ..limits()
+        };
+        let (_, got) = read_all(b"0123456\r\n0123\r\n.\r\n", small).unwrap();
+        assert_eq!(got, Err(DataError::TooLarge));
+    }
+
+    #[test]
+    fn chunks_are_canonicalized() {
+        assert_eq!(
+            canonicalize_chunks(b"a\r\nb\r\n".to_vec(), limits()).unwrap(),
+            b"a\r\nb\r\n"
+        );
+        assert_eq!(
+            canonicalize_chunks(b"a\nb".to_vec(), limits()).unwrap(),
+            b"a\r\nb\r\n"
+        );
+        assert_eq!(
+            canonicalize_chunks(vec![b'x'; 30], limits()),
+            Err(DataError::LineTooLong)
+        );
+    }
+}

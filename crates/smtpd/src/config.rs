@@ -1,0 +1,75 @@
+use crate::IpNet;
+use posthorn_smtp::LineEndings;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// How a listener starts TLS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListenerKind {
+    /// TLS from the first byte (SMTPS, port 465).
+    ImplicitTls,
+    /// Plaintext until STARTTLS (submission 587, 2525, 25).
+    StartTls,
+}
+
+impl ListenerKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ListenerKind::ImplicitTls => "smtps (implicit TLS)",
+            ListenerKind::StartTls => "submission (STARTTLS)",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListenerSpec {
+    pub addr: SocketAddr,
+    pub kind: ListenerKind,
+}
+
+/// A client network whose connections are logged in without AUTH as an
+/// account (opt-in; for benchmarks with `smtp-source` and legacy hosts).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrustedNetwork {
+    pub network: IpNet,
+    pub account: String,
+}
+
+/// Everything the SMTP side is configured with.
+#[derive(Clone, Debug)]
+pub struct SmtpConfig {
+    pub hostname: String,
+    pub max_message_size: usize,
+    pub max_recipients: usize,
+    pub max_line_length: usize,
+    pub line_endings: LineEndings,
+    /// Longest wait for the next command.
+    pub idle_timeout: Duration,
+    /// Longest time for the whole content of one message.
+    pub data_timeout: Duration,
+    /// Longest TLS handshake.
+    pub tls_handshake_timeout: Duration,
+    /// Allow AUTH without TLS from loopback clients.
+    pub allow_plaintext_auth_on_loopback: bool,
+    pub trusted_networks: Vec<TrustedNetwork>,
+    /// How long shutdown waits for transactions in flight.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        Self {
+            hostname: "localhost".into(),
+            max_message_size: 16 * 1024 * 1024,
+            max_recipients: 50,
+            max_line_length: 2000,
+            line_endings: LineEndings::Fix,
+            idle_timeout: Duration::from_secs(30),
+            data_timeout: Duration::from_secs(600),
+            tls_handshake_timeout: Duration::from_secs(10),
+            allow_plaintext_auth_on_loopback: false,
+            trusted_networks: Vec::new(),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}

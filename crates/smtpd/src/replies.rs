@@ -1,0 +1,31 @@
+//! How submission outcomes are said in SMTP.
+
+use posthorn_submit::{AuthError, SubmitError};
+use posthorn_types::Reply;
+
+pub(crate) fn auth_failure(e: &AuthError) -> Reply {
+    match e {
+        AuthError::Invalid => Reply::new(535, "5.7.8", "Error: authentication credentials invalid"),
+        AuthError::Temporary(_) => Reply::new(
+            454,
+            "4.7.0",
+            "Error: temporary authentication failure, try again later",
+        ),
+    }
+}
+
+pub(crate) fn submit_failure(e: &SubmitError) -> Reply {
+    match e {
+        SubmitError::SenderNotAllowed(from) => Reply::new(
+            553,
+            "5.7.1",
+            format!("Error: sender address <{from}> is not allowed for this login"),
+        ),
+        SubmitError::Business(b) => b.to_reply(),
+        SubmitError::Temporary(_) => Reply::new(
+            451,
+            "4.3.0",
+            "Error: temporary failure, message not accepted, try again later",
+        ),
+    }
+}

@@ -1,0 +1,67 @@
+//! Where Posthorn keeps what it must not lose: accounts and their
+//! credentials, and the queue of accepted messages with a status per
+//! recipient.
+//!
+//! [`Store`] is the one interface the rest of the server uses; the embedded
+//! [`SqliteStore`] implements it in the data directory, and a PostgreSQL
+//! implementation for clusters will implement the same trait. Enqueueing is
+//! durable when the future resolves: the caller may then say `250`.
+
+mod model;
+mod sqlite;
+
+pub use model::*;
+pub use sqlite::SqliteStore;
+
+use async_trait::async_trait;
+use posthorn_types::MessageId;
+
+/// Why a store call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The thing named does not exist (unknown account, address, id).
+    #[error("{0}")]
+    NotFound(String),
+    /// The thing already exists (a unique name or address).
+    #[error("{0}")]
+    Duplicate(String),
+    /// The store itself failed: disk, database, connection.
+    #[error("store failure: {0}")]
+    Backend(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The storage interface. Every method is safe to call from many tasks.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // --- accounts and credentials -------------------------------------
+    async fn create_account(&self, name: &str) -> Result<Account>;
+    async fn account(&self, name: &str) -> Result<Account>;
+    async fn accounts(&self) -> Result<Vec<Account>>;
+
+    async fn add_domain(&self, domain: NewDomain) -> Result<Domain>;
+    async fn domain(&self, name: &str) -> Result<Domain>;
+    async fn domains(&self, account_id: i64) -> Result<Vec<Domain>>;
+
+    async fn add_sender(&self, account_id: i64, address: &str, password_hash: &str) -> Result<()>;
+    async fn set_sender_password(&self, address: &str, password_hash: &str) -> Result<()>;
+    async fn sender(&self, address: &str) -> Result<Sender>;
+
+    async fn add_api_user(&self, account_id: i64, name: &str, key_hash: &str) -> Result<()>;
+    async fn api_user(&self, name: &str) -> Result<ApiUser>;
+
+    async fn add_label(&self, account_id: i64, label: &str) -> Result<()>;
+    async fn has_label(&self, account_id: i64, label: &str) -> Result<bool>;
+
+    // --- the queue ----------------------------------------------------
+    /// Store a message and its recipients. Returns only once the data is on
+    /// stable storage. Concurrent calls share one commit.
+    async fn enqueue(&self, message: NewMessage) -> Result<()>;
+    async fn message(&self, id: MessageId) -> Result<MessageRecord>;
+    /// The raw stored bytes of a message.
+    async fn message_content(&self, id: MessageId) -> Result<Vec<u8>>;
+    /// Messages, oldest first, optionally only those with a recipient in
+    /// `status`.
+    async fn messages(&self, filter: &MessageFilter) -> Result<Vec<MessageRecord>>;
+}

@@ -1,0 +1,114 @@
+use std::fmt;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+/// A message identifier: 48 bits of Unix milliseconds followed by 80 bits
+/// that are unique within this process and random across processes, written
+/// as 26 Crockford base-32 characters (the ULID layout). Identifiers sort by
+/// the time they were made, which keeps the queue tables append-mostly.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MessageId(u128);
+
+static LAST: AtomicU64 = AtomicU64::new(0);
+
+impl MessageId {
+    /// A new identifier, greater than every identifier this process made before.
+    pub fn generate() -> Self {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        // A per-process sequence in the low bits keeps ids made in the same
+        // millisecond ordered; the random middle keeps nodes apart.
+        let seq = LAST.fetch_add(1, Ordering::Relaxed) & 0xFFFF_FFFF;
+        let random: u64 = rand::random::<u64>() & 0xFFFF_FFFF_FFFF; // 48 bits
+        Self(((now as u128) << 80) | ((random as u128) << 32) | seq as u128)
+    }
+
+    /// Milliseconds since the Unix epoch at which the identifier was made.
+    pub fn timestamp_ms(&self) -> u64 {
+        (self.0 >> 80) as u64
+    }
+}
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut out = [0u8; 26];
+        let mut v = self.0;
+        for slot in out.iter_mut().rev() {
+            *slot = ALPHABET[(v & 31) as usize];
+            v >>= 5;
+        }
+        f.write_str(std::str::from_utf8(&out).expect("alphabet is ASCII"))
+    }
+}
+
+impl fmt::Debug for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MessageId({self})")
+    }
+}
+
+/// The error for text that is not a message identifier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadMessageId;
+
+impl fmt::Display for BadMessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("not a message id (26 characters of Crockford base 32)")
+    }
+}
+
+impl std::error::Error for BadMessageId {}
+
+impl FromStr for MessageId {
+    type Err = BadMessageId;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.len() != 26 {
+            return Err(BadMessageId);
+        }
+        let mut v: u128 = 0;
+        for (i, c) in s.bytes().enumerate() {
+            let c = c.to_ascii_uppercase();
+            let digit = ALPHABET.iter().position(|&a| a == c).ok_or(BadMessageId)? as u128;
+            if i == 0 && digit > 7 {
+                return Err(BadMessageId); // would overflow 128 bits
+            }
+            v = (v << 5) | digit;
+        }
+        Ok(Self(v))
+    }
+}
+
+/// A short random identifier for one request, used in business-error JSON
+/// and logs so an operator can find the line a client quotes.
+pub fn new_request_id() -> String {
+    let v: u64 = rand::random();
+    format!("{:016x}", v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_and_sort_by_creation() {
+        let a = MessageId::generate();
+        let b = MessageId::generate();
+        assert!(a < b);
+        assert!(a.to_string() < b.to_string());
+        let parsed: MessageId = a.to_string().parse().unwrap();
+        assert_eq!(parsed, a);
+        assert_eq!(a.to_string().len(), 26);
+    }
+
+    #[test]
+    fn rejects_malformed_ids() {
+        assert!("".parse::<MessageId>().is_err());
+        assert!("8ZZZZZZZZZZZZZZZZZZZZZZZZZ".parse::<MessageId>().is_err());
+        assert!("0123456789ABCDEFGHJKMNPQRU".parse::<MessageId>().is_err());
+    }
+}

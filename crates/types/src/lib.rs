@@ -1,0 +1,15 @@
+//! Vocabulary shared by every Posthorn crate: message identifiers, the SMTP
+//! envelope, recipient statuses, who is submitting, and the replies the
+//! submission path speaks in. Nothing here does I/O.
+
+mod business;
+mod envelope;
+mod id;
+mod reply;
+mod status;
+
+pub use business::BusinessError;
+pub use envelope::{BodyType, Envelope, Identity, LoginKind};
+pub use id::{new_request_id, MessageId};
+pub use reply::Reply;
+pub use status::RecipientStatus;
