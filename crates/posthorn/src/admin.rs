@@ -137,18 +137,25 @@ pub async fn run(config: &Config, command: Command) -> anyhow::Result<()> {
             }
         }
         Command::Message(MessageCmd::Show { id, json }) => {
-            let id: MessageId = id
-                .parse()
-                .with_context(|| format!("{id:?} is not a message id"))?;
-            let m = store.message(id).await?;
+            let m = store.message(parse_id(&id)?).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&message_json(&m))?);
             } else {
                 print_message(&m);
             }
         }
+        Command::Message(MessageCmd::Content { id }) => {
+            use std::io::Write;
+            let bytes = store.message_content(parse_id(&id)?).await?;
+            std::io::stdout().write_all(&bytes)?;
+        }
     }
     Ok(())
+}
+
+fn parse_id(id: &str) -> anyhow::Result<MessageId> {
+    id.parse()
+        .with_context(|| format!("{id:?} is not a message id"))
 }
 
 fn check_name(what: &str, name: &str) -> anyhow::Result<()> {

@@ -144,6 +144,8 @@ pub enum MessageCmd {
         #[arg(long)]
         json: bool,
     },
+    /// The stored message bytes, as they will be delivered.
+    Content { id: String },
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {

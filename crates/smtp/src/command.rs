@@ -39,6 +39,21 @@ fn syntax(text: &str) -> Reply {
     Reply::new(501, "5.5.4", format!("Syntax: {text}"))
 }
 
+/// Client text quoted in a reply: at most 64 characters, printable ASCII
+/// only, so the reply line stays under 512 bytes and carries no control
+/// characters.
+fn quote(text: &str) -> String {
+    let mut out: String = text
+        .chars()
+        .take(64)
+        .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+        .collect();
+    if text.chars().nth(64).is_some() {
+        out.push_str("...");
+    }
+    out
+}
+
 /// Parse a command line (without its line ending).
 pub(crate) fn parse(line: &[u8]) -> Result<Command, Reply> {
     let line = std::str::from_utf8(line)
@@ -192,7 +207,7 @@ fn parse_mail(args: &str) -> Result<MailFrom, Reply> {
                 return Err(Reply::new(
                     555,
                     "5.5.4",
-                    format!("Error: unsupported MAIL parameter {key}"),
+                    format!("Error: unsupported MAIL parameter {}", quote(key)),
                 ))
             }
         }
@@ -206,7 +221,7 @@ fn parse_rcpt(args: &str) -> Result<String, Reply> {
         return Err(Reply::new(
             555,
             "5.5.4",
-            format!("Error: unsupported RCPT parameter {param}"),
+            format!("Error: unsupported RCPT parameter {}", quote(param)),
         ));
     }
     let address = strip_source_route(path);
@@ -269,5 +284,6 @@ mod tests {
         assert_eq!(parse(b"BDAT x").unwrap_err().code, 501);
         assert_eq!(parse(b"XYZZY").unwrap_err().code, 500);
         assert_eq!(parse(b"EHLO").unwrap_err().code, 501);
+        assert_eq!(parse("MAIL FRO\u{20ac}".as_bytes()).unwrap_err().code, 501);
     }
 }

@@ -41,9 +41,11 @@ enum State {
     AuthLoginPassword(String),
     /// Between `354` and the end marker.
     Data(Box<DataReader>),
-    /// Reading `remaining` bytes of a BDAT chunk; `refusal` is the answer
-    /// to a chunk sent with no transaction to put it in.
+    /// Reading `remaining` bytes of a BDAT chunk of `size` bytes;
+    /// `refusal` is the answer to a chunk sent with no transaction to put
+    /// it in.
     Bdat {
+        size: usize,
         remaining: usize,
         last: bool,
         refusal: Option<Reply>,
@@ -317,11 +319,13 @@ impl Session {
                     }
                 }
                 State::Bdat {
+                    size,
                     remaining,
                     last,
                     refusal,
                 } => {
-                    let (remaining_now, last, refusal) = (*remaining, *last, refusal.take());
+                    let (size, remaining_now, last, refusal) =
+                        (*size, *remaining, *last, refusal.take());
                     let available = self.input.len() - self.consumed;
                     let take = available.min(remaining_now);
                     let chunk = &self.input[self.consumed..self.consumed + take];
@@ -338,6 +342,7 @@ impl Session {
                     self.consumed += take;
                     if take < remaining_now {
                         self.state = State::Bdat {
+                            size,
                             remaining: remaining_now - take,
                             last,
                             refusal,
@@ -349,7 +354,7 @@ impl Session {
                         self.reply(r);
                         continue;
                     }
-                    if let Some(event) = self.finish_chunk(remaining_now, last) {
+                    if let Some(event) = self.finish_chunk(size, last) {
                         return event;
                     }
                 }
@@ -359,6 +364,11 @@ impl Session {
                 | State::AuthLoginPassword(_) => {
                     let Some(line) = self.next_line() else {
                         return self.need_input();
+                    };
+                    // An over-long line was answered; go round again so the
+                    // error limit is checked before the next line.
+                    let Some(line) = line else {
+                        continue;
                     };
                     if let Some(event) = self.handle_line(line) {
                         return event;
@@ -377,34 +387,32 @@ impl Session {
         Event::NeedInput
     }
 
-    /// The next complete line, without its line ending. An over-long line
-    /// is dropped as it arrives and answered once its end is seen.
-    fn next_line(&mut self) -> Option<Vec<u8>> {
-        loop {
-            let rest = &self.input[self.consumed..];
-            let Some(lf) = memchr(b'\n', rest) else {
-                if rest.len() > self.config.max_command_length {
-                    self.skipping_line = true;
-                    self.consumed = self.input.len();
-                }
-                return None;
-            };
-            let mut line = &rest[..lf];
-            if line.last() == Some(&b'\r') {
-                line = &line[..line.len() - 1];
+    /// The next complete line, without its line ending: `None` when no
+    /// complete line is buffered, `Some(None)` when the next line was too
+    /// long (it has been answered). An over-long line is dropped as it
+    /// arrives and answered once its end is seen.
+    fn next_line(&mut self) -> Option<Option<Vec<u8>>> {
+        let rest = &self.input[self.consumed..];
+        let Some(lf) = memchr(b'\n', rest) else {
+            if rest.len() > self.config.max_command_length {
+                self.skipping_line = true;
+                self.consumed = self.input.len();
             }
-            let too_long = self.skipping_line || lf + 1 > self.config.max_command_length;
-            let line = (!too_long).then(|| line.to_vec());
-            self.consumed += lf + 1;
-            self.skipping_line = false;
-            match line {
-                Some(line) => return Some(line),
-                None => {
-                    self.state = State::Command;
-                    self.reply(Reply::new(500, "5.5.2", "Error: line too long"));
-                }
-            }
+            return None;
+        };
+        let mut line = &rest[..lf];
+        if line.last() == Some(&b'\r') {
+            line = &line[..line.len() - 1];
         }
+        let too_long = self.skipping_line || lf + 1 > self.config.max_command_length;
+        let line = (!too_long).then(|| line.to_vec());
+        self.consumed += lf + 1;
+        self.skipping_line = false;
+        if line.is_none() {
+            self.state = State::Command;
+            self.reply(Reply::new(500, "5.5.2", "Error: line too long"));
+        }
+        Some(line)
     }
 
     fn handle_line(&mut self, line: Vec<u8>) -> Option<Event> {
@@ -733,6 +741,7 @@ impl Session {
             }
         }
         self.state = State::Bdat {
+            size,
             remaining: size,
             last,
             refusal,

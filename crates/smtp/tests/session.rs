@@ -607,7 +607,7 @@ fn bare_line_endings_are_fixed_by_default() {
     let stored = h.send_message(
         USER,
         &["r@example.net"],
-        b"Subject: lf\n\nline one\nline two\rline three\r\n..dot\n",
+        b"Subject: lf\n\nline one\nline two\rline three\r\n..dot\r\n",
     );
     assert_eq!(
         stored,
@@ -755,9 +755,11 @@ fn bdat_multiple_chunks_split_anywhere() {
     assert!(replies[0].text().contains("8 octets"));
     // The next chunk arrives in three pieces; its size line too.
     assert!(h.send("BDA").is_empty());
-    assert!(h.send("T 9\r\n x\r\n").is_empty());
+    assert!(h.send("T 8\r\n x\r\n").is_empty());
     assert!(h.session.in_data());
-    assert_eq!(heads(&h.send("\r\nbo")), ["250 2.0.0"]);
+    let replies = h.send("\r\nbo");
+    assert_eq!(heads(&replies), ["250 2.0.0"]);
+    assert!(replies[0].text().contains("8 octets"), "{replies:?}");
     // Bare LF in BDAT content is fixed too; no trailing CRLF is added to.
     let replies = h.send("BDAT 5 LAST\r\nNOOP\n");
     assert_eq!(heads(&replies), ["250 2.0.0"]);
@@ -893,7 +895,9 @@ fn quit_says_goodbye_and_closes() {
     // Nothing more is read or answered.
     assert!(h.send("NOOP\r\n").is_empty());
     assert_eq!(h.session.step(), posthorn_smtp::Event::Close);
+    let mut h = Harness::started(config());
     h.expect("QUIT x", "501 5.5.4");
+    assert!(!h.closed);
 }
 
 #[test]
@@ -1083,4 +1087,33 @@ fn timeout_and_shutdown_close_with_421() {
     h.run();
     assert_eq!(heads(&h.take()), ["421 4.3.2"]);
     assert!(h.closed);
+}
+
+#[test]
+fn over_long_lines_in_one_feed_count_towards_the_error_limit() {
+    let mut h = Harness::started(SessionConfig {
+        max_command_length: 16,
+        max_errors: 3,
+        ..config()
+    });
+    let long = format!("{}\r\n", "x".repeat(40));
+    let replies = h.send(long.repeat(10));
+    assert_eq!(
+        heads(&replies),
+        ["500 5.5.2", "500 5.5.2", "500 5.5.2", "500 5.5.2", "421 4.7.0"]
+    );
+    assert!(h.closed);
+}
+
+#[test]
+fn replies_do_not_echo_long_or_control_text() {
+    let mut h = Harness::logged_in(config());
+    let param = format!("X{}=1", "Y".repeat(3000));
+    let reply = h.expect(&format!("MAIL FROM:<sender@example.com> {param}"), "555 5.5.4");
+    assert!(reply.text().len() < 200, "{}", reply.text());
+    let reply = h.expect("MAIL FROM:<sender@example.com> A\u{0}\u{1b}[2J", "555 5.5.4");
+    assert!(!reply.text().contains(['\u{0}', '\u{1b}']), "{:?}", reply.text());
+    h.expect("MAIL FROM:<sender@example.com>", "250 2.1.0");
+    let reply = h.expect(&format!("RCPT TO:<r@example.net> {param}"), "555 5.5.4");
+    assert!(reply.text().len() < 200, "{}", reply.text());
 }

@@ -1,0 +1,251 @@
+//! Test helpers: run the real `posthorn` binary on loopback ports with a
+//! fresh data directory, set up an account to send with, and read back what
+//! the store holds through the same CLI an operator uses.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The account every test server is set up with.
+pub const ACCOUNT: &str = "shop";
+pub const DOMAIN: &str = "example.com";
+/// A sender address and its SMTP password.
+pub const SENDER: &str = "app@example.com";
+pub const SENDER_PASSWORD: &str = "sender-secret-1";
+/// A second sender address of the same account.
+pub const OTHER_SENDER: &str = "news@example.com";
+/// An API user, its key, and a label of the account.
+pub const API_USER: &str = "api1";
+pub const API_KEY: &str = "api-key-secret-1";
+pub const LABEL: &str = "42";
+
+/// A port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// A running `posthorn serve`, killed when dropped.
+pub struct TestServer {
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    pub smtps_port: u16,
+    pub submission_port: u16,
+    extra_config: String,
+}
+
+impl TestServer {
+    /// Start a server with the standard account set up. `extra_config` is
+    /// TOML appended under `[smtp]` (e.g. `line_endings = "reject"`).
+    pub fn start(bin: &Path, extra_config: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut server = Self {
+            bin: bin.to_path_buf(),
+            dir,
+            child: None,
+            smtps_port: free_port(),
+            submission_port: free_port(),
+            extra_config: extra_config.to_string(),
+        };
+        server.cli_ok(&["account", "create", ACCOUNT]);
+        server.cli_ok(&["domain", "add", DOMAIN, "--account", ACCOUNT]);
+        server.cli_ok(&["sender", "add", SENDER, "--account", ACCOUNT, "--password", SENDER_PASSWORD]);
+        server.cli_ok(&["sender", "add", OTHER_SENDER, "--account", ACCOUNT, "--password", SENDER_PASSWORD]);
+        server.cli_ok(&["apiuser", "add", API_USER, "--account", ACCOUNT, "--key", API_KEY]);
+        server.cli_ok(&["label", "add", LABEL, "--account", ACCOUNT]);
+        server.spawn();
+        server
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.dir.path().join("posthorn.toml")
+    }
+
+    fn spawn(&mut self) {
+        let config = format!(
+            "hostname = \"posthorn.test\"\n[smtp]\nimplicit_tls = [\"127.0.0.1:{}\"]\nstarttls = [\"127.0.0.1:{}\"]\nshutdown_grace_secs = 5\n{}\n",
+            self.smtps_port, self.submission_port, self.extra_config
+        );
+        std::fs::write(self.config_path(), config).expect("write config");
+        let log = std::fs::File::create(self.dir.path().join("server.log")).expect("log file");
+        let child = Command::new(&self.bin)
+            .arg("--config")
+            .arg(self.config_path())
+            .arg("--data-dir")
+            .arg(self.dir.path())
+            .arg("serve")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn posthorn serve");
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for port in [self.smtps_port, self.submission_port] {
+            loop {
+                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    break;
+                }
+                if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                    panic!("posthorn serve exited with {status}:\n{}", self.log());
+                }
+                assert!(Instant::now() < deadline, "server did not listen on {port}:\n{}", self.log());
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// Run an admin command on this server's data directory.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(&self.bin)
+            .arg("--data-dir")
+            .arg(self.dir.path())
+            .args(args)
+            .output()
+            .expect("run posthorn")
+    }
+
+    /// Run an admin command that must succeed; returns its stdout.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "posthorn {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 output")
+    }
+
+    /// `queue list --json`.
+    pub fn messages(&self) -> Vec<Value> {
+        let out = self.cli_ok(&["queue", "list", "--json"]);
+        match serde_json::from_str(&out).expect("queue list --json is JSON") {
+            Value::Array(v) => v,
+            other => panic!("expected an array, got {other}"),
+        }
+    }
+
+    /// The stored bytes of a message.
+    pub fn content(&self, id: &str) -> Vec<u8> {
+        self.message_content(id)
+    }
+
+    fn message_content(&self, id: &str) -> Vec<u8> {
+        let out = self.cli(&["message", "content", id]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
+    }
+
+    /// Kill the server with SIGKILL and wait for it.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Send SIGTERM and wait up to `limit` for the process to exit; returns
+    /// whether it exited successfully.
+    pub fn terminate(&mut self, limit: Duration) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return false;
+        };
+        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.success();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Start the server again on the same ports and data directory.
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A minimal plaintext SMTP client over raw TCP, for byte-exact tests
+/// (smuggling, long lines) that real clients would refuse to send. For TLS
+/// tests use a real client.
+pub struct RawClient {
+    stream: BufReader<TcpStream>,
+}
+
+impl RawClient {
+    pub fn connect(port: u16) -> Self {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        let mut c = Self {
+            stream: BufReader::new(stream),
+        };
+        let greeting = c.read_reply();
+        assert!(greeting.starts_with("220 "), "{greeting}");
+        c
+    }
+
+    /// Write raw bytes.
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.get_mut().write_all(bytes).expect("write");
+    }
+
+    /// Read one (possibly multi-line) reply; returns all its lines.
+    pub fn read_reply(&mut self) -> String {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            let n = self.stream.read_line(&mut line).expect("read reply");
+            assert!(n > 0, "connection closed while waiting for a reply; got so far: {all:?}");
+            all.push_str(&line);
+            if line.len() < 4 || line.as_bytes()[3] != b'-' {
+                return all;
+            }
+        }
+    }
+
+    /// Send a command line and read its reply.
+    pub fn cmd(&mut self, line: &str) -> String {
+        self.send(format!("{line}\r\n").as_bytes());
+        self.read_reply()
+    }
+
+    /// Whether the server has closed the connection (reads to EOF).
+    pub fn is_closed(&mut self) -> bool {
+        let mut buf = [0u8; 64];
+        matches!(self.stream.read(&mut buf), Ok(0))
+    }
+}
