@@ -70,10 +70,9 @@ pub(crate) fn parse(line: &[u8]) -> Result<Command, Reply> {
         }
     };
     match verb.to_ascii_uppercase().as_str() {
-        "HELO" | "EHLO" if args.is_empty() => Err(syntax(&format!(
-            "{} hostname",
-            verb.to_ascii_uppercase()
-        ))),
+        "HELO" | "EHLO" if args.is_empty() => {
+            Err(syntax(&format!("{} hostname", verb.to_ascii_uppercase())))
+        }
         "HELO" => Ok(Command::Helo(args.to_string())),
         "EHLO" => Ok(Command::Ehlo(args.to_string())),
         "STARTTLS" => no_args(Command::StartTls, "STARTTLS"),
@@ -226,7 +225,11 @@ fn parse_rcpt(args: &str) -> Result<String, Reply> {
     }
     let address = strip_source_route(path);
     if !is_valid_address(address) {
-        return Err(Reply::new(501, "5.1.3", "Error: bad recipient address syntax"));
+        return Err(Reply::new(
+            501,
+            "5.1.3",
+            "Error: bad recipient address syntax",
+        ));
     }
     Ok(address.to_string())
 }

@@ -58,11 +58,13 @@ impl Canonical {
         if content.len() > self.limits.max_line {
             return self.fail(DataError::LineTooLong);
         }
-        let has_bare_cr = memchr(b'\r', content).is_some();
+        // Every CR left in `content` is bare, and is stored as CRLF.
+        let bare_crs = memchr::memchr_iter(b'\r', content).count();
+        let has_bare_cr = bare_crs > 0;
         if (bare_end || has_bare_cr) && self.limits.line_endings == LineEndings::Reject {
             return self.fail(DataError::BareLineEnding);
         }
-        if self.out.len() + content.len() + 2 > self.limits.max_size {
+        if self.out.len() + content.len() + bare_crs + 2 > self.limits.max_size {
             return self.fail(DataError::TooLarge);
         }
         if has_bare_cr {
@@ -152,7 +154,11 @@ impl DataReader {
                 continue;
             }
             let ends_crlf = line.last() == Some(&b'\r');
-            let content = if ends_crlf { &line[..line.len() - 1] } else { line };
+            let content = if ends_crlf {
+                &line[..line.len() - 1]
+            } else {
+                line
+            };
             if self.prev_crlf && ends_crlf && content == b"." {
                 let limits = self.canonical.limits;
                 let canonical = std::mem::replace(&mut self.canonical, Canonical::new(limits));
@@ -166,7 +172,9 @@ impl DataReader {
 }
 
 /// The canonical stored copy of BDAT content (no dot-unstuffing: BDAT is
-/// not dot-stuffed). The size limit was enforced while chunks arrived.
+/// not dot-stuffed). The size limit was enforced on the raw bytes while
+/// chunks arrived; it is checked again here, because turning bare line
+/// endings into CRLF (or adding the final CRLF) makes the copy longer.
 pub(crate) fn canonicalize_chunks(data: Vec<u8>, limits: Limits) -> Result<Vec<u8>, DataError> {
     // Fast path: already CRLF throughout, no long lines.
     let mut clean = true;
@@ -192,21 +200,25 @@ pub(crate) fn canonicalize_chunks(data: Vec<u8>, limits: Limits) -> Result<Vec<u
             return Ok(data);
         }
         // Content must end with CRLF to be a message.
+        if data.len() + 2 > limits.max_size {
+            return Err(DataError::TooLarge);
+        }
         let mut data = data;
         data.extend_from_slice(b"\r\n");
         return Ok(data);
     }
-    let mut canonical = Canonical::new(Limits {
-        max_size: usize::MAX,
-        ..limits
-    });
+    let mut canonical = Canonical::new(limits);
     let mut rest = &data[..];
     while !rest.is_empty() {
         match memchr(b'\n', rest) {
             Some(lf) => {
                 let line = &rest[..lf];
                 let ends_crlf = line.last() == Some(&b'\r');
-                let content = if ends_crlf { &line[..line.len() - 1] } else { line };
+                let content = if ends_crlf {
+                    &line[..line.len() - 1]
+                } else {
+                    line
+                };
                 canonical.push_line(content, !ends_crlf);
                 rest = &rest[lf + 1..];
             }

@@ -24,7 +24,11 @@ impl std::fmt::Debug for Credentials {
 }
 
 pub(crate) fn bad_base64() -> Reply {
-    Reply::new(501, "5.5.2", "Error: invalid base64 in authentication exchange")
+    Reply::new(
+        501,
+        "5.5.2",
+        "Error: invalid base64 in authentication exchange",
+    )
 }
 
 /// Decode one base64 line of an AUTH exchange; `=` is the empty response.

@@ -192,7 +192,10 @@ impl Session {
         self.close_with(Reply::new(
             421,
             "4.3.2",
-            format!("{} Service shutting down, try again later", self.config.hostname),
+            format!(
+                "{} Service shutting down, try again later",
+                self.config.hostname
+            ),
         ));
     }
 
@@ -270,7 +273,10 @@ impl Session {
         let rcpt = self.pending_rcpt.take().expect("pending RCPT");
         match result {
             Ok(()) => {
-                let txn = self.transaction.as_mut().expect("RCPT inside a transaction");
+                let txn = self
+                    .transaction
+                    .as_mut()
+                    .expect("RCPT inside a transaction");
                 if !txn
                     .envelope
                     .rcpt_to
@@ -651,7 +657,10 @@ impl Session {
             self.reply(bad_sequence("nested MAIL command"));
             return None;
         }
-        if mail.size.is_some_and(|s| s > self.config.max_message_size as u64) {
+        if mail
+            .size
+            .is_some_and(|s| s > self.config.max_message_size as u64)
+        {
             self.reply(too_large());
             return None;
         }
@@ -735,8 +744,11 @@ impl Session {
             Some(t) => {
                 t.bdat_started = true;
                 if t.envelope.rcpt_to.is_empty() {
-                    t.bdat_error
-                        .get_or_insert(Reply::new(554, "5.5.1", "Error: no valid recipients"));
+                    t.bdat_error.get_or_insert(Reply::new(
+                        554,
+                        "5.5.1",
+                        "Error: no valid recipients",
+                    ));
                 }
             }
         }
@@ -773,9 +785,8 @@ impl Session {
     fn finish_message(&mut self, result: Result<Vec<u8>, DataError>) -> Option<Event> {
         match result {
             Ok(data) => {
-                let envelope = std::mem::take(
-                    &mut self.transaction.as_mut().expect("transaction").envelope,
-                );
+                let envelope =
+                    std::mem::take(&mut self.transaction.as_mut().expect("transaction").envelope);
                 Some(self.wait(Pending::Submit, Event::Submit { envelope, data }))
             }
             Err(e) => {

@@ -272,10 +272,7 @@ fn check_well_formed(h: &Harness) {
     let replies = parse_replies(&h.transcript);
     assert_eq!(replies.first().map(|r| r.code), Some(220));
     // Nothing after a closing reply.
-    if let Some(i) = replies
-        .iter()
-        .position(|r| r.code == 221 || r.code == 421)
-    {
+    if let Some(i) = replies.iter().position(|r| r.code == 221 || r.code == 421) {
         assert_eq!(i, replies.len() - 1, "replies after close: {replies:?}");
         assert!(h.closed);
     }
@@ -333,11 +330,13 @@ proptest! {
         input in either_input(),
         splits in splits(),
     ) {
+        let max_size = config.max_message_size;
         let mut h = Harness::new(config);
         feed_split(&mut h, &input, &splits);
         check_well_formed(&h);
         for (envelope, data) in &h.submitted {
             prop_assert!(!envelope.rcpt_to.is_empty());
+            prop_assert!(data.len() <= max_size, "{} > {}", data.len(), max_size);
             // The stored copy uses CRLF only.
             for (i, &b) in data.iter().enumerate() {
                 if b == b'\n' {

@@ -41,7 +41,10 @@ fn ehlo_before_tls_offers_starttls_and_not_auth() {
         "CHUNKING",
         "STARTTLS",
     ] {
-        assert!(lines.iter().any(|l| l == cap), "{cap} missing from {lines:?}");
+        assert!(
+            lines.iter().any(|l| l == cap),
+            "{cap} missing from {lines:?}"
+        );
     }
     assert!(!lines.iter().any(|l| l.starts_with("AUTH")), "{lines:?}");
 }
@@ -52,8 +55,17 @@ fn ehlo_on_tls_offers_auth_and_not_starttls() {
     let lines = ehlo_lines(&mut h);
     assert!(lines.iter().any(|l| l == "AUTH PLAIN LOGIN"), "{lines:?}");
     assert!(!lines.iter().any(|l| l == "STARTTLS"), "{lines:?}");
-    for cap in ["PIPELINING", "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES", "CHUNKING"] {
-        assert!(lines.iter().any(|l| l == cap), "{cap} missing from {lines:?}");
+    for cap in [
+        "PIPELINING",
+        "8BITMIME",
+        "SMTPUTF8",
+        "ENHANCEDSTATUSCODES",
+        "CHUNKING",
+    ] {
+        assert!(
+            lines.iter().any(|l| l == cap),
+            "{cap} missing from {lines:?}"
+        );
     }
 }
 
@@ -371,7 +383,10 @@ fn mail_size_over_the_maximum_is_refused() {
     h.expect("MAIL FROM:<sender@example.com> SIZE=1001", "552 5.3.4");
     assert!(h.mail_requests.is_empty());
     h.expect("MAIL FROM:<sender@example.com> SIZE=abc", "501 5.5.4");
-    h.expect("MAIL FROM:<sender@example.com> SIZE=99999999999999999999999", "501 5.5.4");
+    h.expect(
+        "MAIL FROM:<sender@example.com> SIZE=99999999999999999999999",
+        "501 5.5.4",
+    );
     h.expect("MAIL FROM:<sender@example.com> SIZE=1000", "250 2.1.0");
 }
 
@@ -418,7 +433,10 @@ fn non_ascii_addresses_need_smtputf8() {
 fn mail_with_bad_parameters_or_syntax_is_refused() {
     let mut h = Harness::logged_in(config());
     h.expect("MAIL FROM:<sender@example.com> FOO=BAR", "555 5.5.4");
-    h.expect("MAIL FROM:<sender@example.com> BODY=BINARYMIME", "501 5.5.4");
+    h.expect(
+        "MAIL FROM:<sender@example.com> BODY=BINARYMIME",
+        "501 5.5.4",
+    );
     h.expect("MAIL FROM:<sender@example.com> SMTPUTF8=yes", "555 5.5.4");
     h.expect("MAIL FROM sender@example.com", "501 5.5.4");
     h.expect("MAIL TO:<sender@example.com>", "501 5.5.4");
@@ -523,7 +541,10 @@ fn data_is_dot_unstuffed() {
         &["r@example.net"],
         b"Subject: dots\r\n\r\n..leading\r\n...\r\n..\r\nmid.dle .\r\n",
     );
-    assert_eq!(stored, b"Subject: dots\r\n\r\n.leading\r\n..\r\n.\r\nmid.dle .\r\n");
+    assert_eq!(
+        stored,
+        b"Subject: dots\r\n\r\n.leading\r\n..\r\n.\r\nmid.dle .\r\n"
+    );
 }
 
 #[test]
@@ -568,7 +589,10 @@ fn smuggled_end_markers_are_content() {
         let (env, data) = &h.submitted[0];
         assert_eq!(env.rcpt_to, ["r@example.net"]);
         let text = String::from_utf8_lossy(data);
-        assert!(text.contains("MAIL FROM:<evil@example.com>"), "{fake:?}: {text:?}");
+        assert!(
+            text.contains("MAIL FROM:<evil@example.com>"),
+            "{fake:?}: {text:?}"
+        );
         assert!(text.contains("smuggled\r\n"), "{fake:?}: {text:?}");
         // The stored copy has CRLF line endings only.
         for (i, &b) in data.iter().enumerate() {
@@ -592,7 +616,13 @@ fn smuggling_split_across_feeds_is_still_content() {
     h.expect("MAIL FROM:<sender@example.com>", "250 2.1.0");
     h.expect("RCPT TO:<r@example.net>", "250 2.1.5");
     h.expect("DATA", "354");
-    for piece in ["before\n", ".", "\n", "QUIT\r\n", "MAIL FROM:<e@example.com>\r\n"] {
+    for piece in [
+        "before\n",
+        ".",
+        "\n",
+        "QUIT\r\n",
+        "MAIL FROM:<e@example.com>\r\n",
+    ] {
         assert!(h.send(piece).is_empty(), "{piece:?}");
     }
     assert!(h.session.in_data());
@@ -648,7 +678,10 @@ fn a_long_line_is_a_business_error_and_the_session_goes_on() {
     assert_eq!(heads(&replies), ["554 5.6.0"], "{replies:?}");
     let text = replies[0].text();
     assert!(text.contains("##SES-response-json: {"), "{text}");
-    assert!(text.contains("\"Code\":\"FailedOperation.LineTooLong\""), "{text}");
+    assert!(
+        text.contains("\"Code\":\"FailedOperation.LineTooLong\""),
+        "{text}"
+    );
     assert!(h.submitted.is_empty());
     // A line of exactly the limit is fine, in the next transaction.
     let mut ok = b"Subject: edge\r\n\r\n".to_vec();
@@ -827,14 +860,8 @@ fn bdat_oversize_is_read_through_and_refused() {
     h.expect("MAIL FROM:<sender@example.com>", "250 2.1.0");
     h.expect("RCPT TO:<r@example.net>", "250 2.1.5");
     let chunk = "x".repeat(60);
-    assert_eq!(
-        heads(&h.send(format!("BDAT 60\r\n{chunk}"))),
-        ["250 2.0.0"]
-    );
-    assert_eq!(
-        heads(&h.send(format!("BDAT 60\r\n{chunk}"))),
-        ["552 5.3.4"]
-    );
+    assert_eq!(heads(&h.send(format!("BDAT 60\r\n{chunk}"))), ["250 2.0.0"]);
+    assert_eq!(heads(&h.send(format!("BDAT 60\r\n{chunk}"))), ["552 5.3.4"]);
     assert_eq!(
         heads(&h.send(format!("BDAT 60 LAST\r\n{chunk}"))),
         ["552 5.3.4"]
@@ -924,13 +951,28 @@ fn a_pipelined_batch_is_answered_in_order() {
     let replies = h.send(batch);
     assert_eq!(
         heads(&replies),
-        ["250", "235 2.7.0", "250 2.1.0", "250 2.1.5", "501 5.1.3", "250 2.1.5", "354"],
+        [
+            "250",
+            "235 2.7.0",
+            "250 2.1.0",
+            "250 2.1.5",
+            "501 5.1.3",
+            "250 2.1.5",
+            "354"
+        ],
         "{replies:?}"
     );
     let replies = h.send("Subject: p\r\n\r\nbody\r\n.\r\nMAIL FROM:<sender@example.com>\r\nRCPT TO:<c@example.net>\r\nDATA\r\nsecond\r\n.\r\nQUIT\r\n");
     assert_eq!(
         heads(&replies),
-        ["250 2.0.0", "250 2.1.0", "250 2.1.5", "354", "250 2.0.0", "221 2.0.0"],
+        [
+            "250 2.0.0",
+            "250 2.1.0",
+            "250 2.1.5",
+            "354",
+            "250 2.0.0",
+            "221 2.0.0"
+        ],
         "{replies:?}"
     );
     assert_eq!(h.submitted.len(), 2);
@@ -1003,10 +1045,32 @@ fn bytes_one_at_a_time_give_the_same_replies() {
     assert_eq!(
         heads,
         [
-            "220", "250", "334", "334", "535 5.7.8", "334", "235 2.7.0", "250 2.1.0",
-            "250 2.1.5", "501 5.1.3", "354", "250 2.0.0", "500 5.5.1", "250 2.0.0",
-            "500 5.5.2", "250 2.1.0", "250 2.1.5", "250 2.0.0", "250 2.0.0", "250 2.1.0",
-            "250 2.1.5", "354", "554 5.6.0", "250 2.0.0", "252 2.5.0", "214 2.0.0",
+            "220",
+            "250",
+            "334",
+            "334",
+            "535 5.7.8",
+            "334",
+            "235 2.7.0",
+            "250 2.1.0",
+            "250 2.1.5",
+            "501 5.1.3",
+            "354",
+            "250 2.0.0",
+            "500 5.5.1",
+            "250 2.0.0",
+            "500 5.5.2",
+            "250 2.1.0",
+            "250 2.1.5",
+            "250 2.0.0",
+            "250 2.0.0",
+            "250 2.1.0",
+            "250 2.1.5",
+            "354",
+            "554 5.6.0",
+            "250 2.0.0",
+            "252 2.5.0",
+            "214 2.0.0",
             "221 2.0.0"
         ]
     );
@@ -1100,7 +1164,13 @@ fn over_long_lines_in_one_feed_count_towards_the_error_limit() {
     let replies = h.send(long.repeat(10));
     assert_eq!(
         heads(&replies),
-        ["500 5.5.2", "500 5.5.2", "500 5.5.2", "500 5.5.2", "421 4.7.0"]
+        [
+            "500 5.5.2",
+            "500 5.5.2",
+            "500 5.5.2",
+            "500 5.5.2",
+            "421 4.7.0"
+        ]
     );
     assert!(h.closed);
 }
@@ -1109,11 +1179,70 @@ fn over_long_lines_in_one_feed_count_towards_the_error_limit() {
 fn replies_do_not_echo_long_or_control_text() {
     let mut h = Harness::logged_in(config());
     let param = format!("X{}=1", "Y".repeat(3000));
-    let reply = h.expect(&format!("MAIL FROM:<sender@example.com> {param}"), "555 5.5.4");
+    let reply = h.expect(
+        &format!("MAIL FROM:<sender@example.com> {param}"),
+        "555 5.5.4",
+    );
     assert!(reply.text().len() < 200, "{}", reply.text());
-    let reply = h.expect("MAIL FROM:<sender@example.com> A\u{0}\u{1b}[2J", "555 5.5.4");
-    assert!(!reply.text().contains(['\u{0}', '\u{1b}']), "{:?}", reply.text());
+    let reply = h.expect(
+        "MAIL FROM:<sender@example.com> A\u{0}\u{1b}[2J",
+        "555 5.5.4",
+    );
+    assert!(
+        !reply.text().contains(['\u{0}', '\u{1b}']),
+        "{:?}",
+        reply.text()
+    );
     h.expect("MAIL FROM:<sender@example.com>", "250 2.1.0");
     let reply = h.expect(&format!("RCPT TO:<r@example.net> {param}"), "555 5.5.4");
     assert!(reply.text().len() < 200, "{}", reply.text());
+}
+
+#[test]
+fn bdat_size_limit_applies_to_the_stored_copy() {
+    // Bare LFs become CRLF when stored: the limit, "in bytes as stored",
+    // must hold after that, as it does for DATA.
+    let mut h = Harness::logged_in(SessionConfig {
+        max_message_size: 100,
+        ..config()
+    });
+    h.expect("MAIL FROM:<sender@example.com>", "250 2.1.0");
+    h.expect("RCPT TO:<r@example.net>", "250 2.1.5");
+    let lfs = "\n".repeat(90);
+    assert_eq!(
+        heads(&h.send(format!("BDAT 90 LAST\r\n{lfs}"))),
+        ["552 5.3.4"]
+    );
+    assert!(h.submitted.is_empty());
+    // The same content through DATA is refused the same way.
+    h.expect("MAIL FROM:<sender@example.com>", "250 2.1.0");
+    h.expect("RCPT TO:<r@example.net>", "250 2.1.5");
+    h.expect("DATA", "354");
+    assert_eq!(heads(&h.send(format!("{lfs}\r\n.\r\n"))), ["552 5.3.4"]);
+    // Exactly the limit as stored goes through BDAT.
+    h.expect("MAIL FROM:<sender@example.com>", "250 2.1.0");
+    h.expect("RCPT TO:<r@example.net>", "250 2.1.5");
+    let fits = "\n".repeat(50);
+    assert_eq!(
+        heads(&h.send(format!("BDAT 50 LAST\r\n{fits}"))),
+        ["250 2.0.0"]
+    );
+    assert_eq!(h.submitted[0].1.len(), 100);
+}
+
+#[test]
+fn data_size_limit_counts_bare_crs_as_stored() {
+    // "a\rb\r\n" is stored as "a\r\nb\r\n": 6 bytes, not 5.
+    let mut h = Harness::logged_in(SessionConfig {
+        max_message_size: 5,
+        ..config()
+    });
+    h.expect("MAIL FROM:<sender@example.com>", "250 2.1.0");
+    h.expect("RCPT TO:<r@example.net>", "250 2.1.5");
+    h.expect("DATA", "354");
+    assert_eq!(heads(&h.send("a\rb\r\n.\r\n")), ["552 5.3.4"]);
+    h.expect("MAIL FROM:<sender@example.com>", "250 2.1.0");
+    h.expect("RCPT TO:<r@example.net>", "250 2.1.5");
+    assert_eq!(heads(&h.send("BDAT 4 LAST\r\na\rb\n")), ["552 5.3.4"]);
+    assert!(h.submitted.is_empty());
 }

@@ -8,6 +8,7 @@ use posthorn_smtp::{Event, Session, SessionConfig};
 use posthorn_types::{Identity, Reply};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use tokio::time::Instant;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -124,6 +125,8 @@ impl Conn {
         S: AsyncRead + AsyncWrite + Unpin,
     {
         let mut buf = vec![0u8; READ_BUFFER];
+        // When the content of the current message must be complete by.
+        let mut data_deadline: Option<Instant> = None;
         loop {
             match session.step() {
                 Event::NeedInput => {
@@ -132,10 +135,16 @@ impl Conn {
                         session.shutdown();
                         continue;
                     }
+                    let config = &self.shared.config;
                     let limit = if session.in_data() {
-                        self.shared.config.data_timeout
+                        let deadline =
+                            *data_deadline.get_or_insert_with(|| Instant::now() + config.data_timeout);
+                        config
+                            .idle_timeout
+                            .min(deadline.saturating_duration_since(Instant::now()))
                     } else {
-                        self.shared.config.idle_timeout
+                        data_deadline = None;
+                        config.idle_timeout
                     };
                     let idle = session.is_idle();
                     tokio::select! {

@@ -305,7 +305,9 @@ pub fn normalize(transcript: &[u8]) -> String {
     let mut rest = text.as_str();
     loop {
         let queued = rest.find("queued as ").map(|i| (i, "queued as ", 26));
-        let request = rest.find("\"RequestId\":\"").map(|i| (i, "\"RequestId\":\"", 16));
+        let request = rest
+            .find("\"RequestId\":\"")
+            .map(|i| (i, "\"RequestId\":\"", 16));
         let next = match (queued, request) {
             (Some(a), Some(b)) => Some(if a.0 < b.0 { a } else { b }),
             (a, b) => a.or(b),
