@@ -38,6 +38,7 @@ pub trait Store: Send + Sync + 'static {
     // --- accounts and credentials -------------------------------------
     async fn create_account(&self, name: &str) -> Result<Account>;
     async fn account(&self, name: &str) -> Result<Account>;
+    async fn account_by_id(&self, id: i64) -> Result<Account>;
     async fn accounts(&self) -> Result<Vec<Account>>;
 
     async fn add_domain(&self, domain: NewDomain) -> Result<Domain>;
@@ -64,4 +65,14 @@ pub trait Store: Send + Sync + 'static {
     /// Messages, oldest first, optionally only those with a recipient in
     /// `status`.
     async fn messages(&self, filter: &MessageFilter) -> Result<Vec<MessageRecord>>;
+
+    /// Counters of the commit path, for metrics and tests.
+    fn commit_stats(&self) -> CommitStats;
+}
+
+/// How many commits carried how many messages since the store was opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CommitStats {
+    pub commits: u64,
+    pub messages: u64,
 }

@@ -13,6 +13,8 @@ use sqlx::sqlite::{
 };
 use sqlx::{ConnectOptions, Connection, Row};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
 
@@ -32,6 +34,13 @@ struct WriteJob {
 pub struct SqliteStore {
     pool: SqlitePool,
     writer: mpsc::Sender<WriteJob>,
+    counters: Arc<Counters>,
+}
+
+#[derive(Default)]
+struct Counters {
+    commits: AtomicU64,
+    messages: AtomicU64,
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -80,8 +89,13 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         let (tx, rx) = mpsc::channel(4096);
-        tokio::spawn(writer_loop(writer_conn, rx));
-        Ok(Self { pool, writer: tx })
+        let counters = Arc::new(Counters::default());
+        tokio::spawn(writer_loop(writer_conn, rx, counters.clone()));
+        Ok(Self {
+            pool,
+            writer: tx,
+            counters,
+        })
     }
 }
 
@@ -100,10 +114,20 @@ async fn migrate(conn: &mut SqliteConnection) -> Result<()> {
     Ok(())
 }
 
-async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<WriteJob>) {
+async fn writer_loop(
+    mut conn: SqliteConnection,
+    mut rx: mpsc::Receiver<WriteJob>,
+    counters: Arc<Counters>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let result = write_batch(&mut conn, &batch).await;
+        if result.is_ok() {
+            counters.commits.fetch_add(1, Ordering::Relaxed);
+            counters
+                .messages
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        }
         if let Err(e) = &result {
             tracing::error!(error = %e, messages = batch.len(), "group commit failed");
         }
@@ -229,6 +253,15 @@ impl Store for SqliteStore {
         .map_err(StoreError::from)
         .map_err(duplicate("account", name))?;
         Ok(account_from_row(&row))
+    }
+
+    async fn account_by_id(&self, id: i64) -> Result<Account> {
+        sqlx::query("SELECT id, name, created_at FROM accounts WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| account_from_row(&r))
+            .ok_or_else(|| StoreError::NotFound(format!("no account with id {id}")))
     }
 
     async fn account(&self, name: &str) -> Result<Account> {
@@ -383,6 +416,13 @@ impl Store for SqliteStore {
             .map_err(|_| StoreError::Backend("the store writer has stopped".into()))?
     }
 
+    fn commit_stats(&self) -> CommitStats {
+        CommitStats {
+            commits: self.counters.commits.load(Ordering::Relaxed),
+            messages: self.counters.messages.load(Ordering::Relaxed),
+        }
+    }
+
     async fn message(&self, id: MessageId) -> Result<MessageRecord> {
         let sql = format!(
             "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN accounts a ON a.id = m.account_id WHERE m.id = ?"
@@ -482,6 +522,10 @@ mod tests {
         for t in tasks {
             ids.push(t.await.unwrap().unwrap());
         }
+        // Messages that were ready together shared commits.
+        let stats = store.commit_stats();
+        assert_eq!(stats.messages, 50);
+        assert!(stats.commits < 50, "{stats:?}");
         drop(store);
         let store = SqliteStore::open(dir.path()).await.unwrap();
         let all = store.messages(&MessageFilter::default()).await.unwrap();

@@ -131,12 +131,11 @@ impl Submitter {
     }
 
     async fn account_name(&self, account_id: i64) -> Result<String, AuthError> {
-        let accounts = self.store.accounts().await.map_err(temp)?;
-        accounts
-            .into_iter()
-            .find(|a| a.id == account_id)
+        self.store
+            .account_by_id(account_id)
+            .await
             .map(|a| a.name)
-            .ok_or_else(|| AuthError::Temporary(format!("account {account_id} vanished")))
+            .map_err(temp)
     }
 
     /// The identity for a client in a trusted network mapped to `account`.
