@@ -32,6 +32,8 @@ pub struct SessionConfig {
     pub auth_without_tls: bool,
     /// Bad commands tolerated before the session is closed with `421`.
     pub max_errors: u32,
+    /// Failed AUTH attempts before the connection is closed with `421`.
+    pub max_auth_failures: u32,
 }
 
 impl Default for SessionConfig {
@@ -47,6 +49,7 @@ impl Default for SessionConfig {
             starttls_available: true,
             auth_without_tls: false,
             max_errors: 20,
+            max_auth_failures: 3,
         }
     }
 }

@@ -94,6 +94,8 @@ pub struct Session {
     /// RCPT TO waiting for the driver's approval.
     pending_rcpt: Option<String>,
     errors: u32,
+    /// Failed AUTH attempts on this connection.
+    auth_failures: u32,
     /// Inside a command line longer than the limit: drop it up to its LF.
     skipping_line: bool,
 }
@@ -123,6 +125,7 @@ impl Session {
             pending_mail: None,
             pending_rcpt: None,
             errors: 0,
+            auth_failures: 0,
             skipping_line: false,
         };
         let greeting = format!("220 {} ESMTP Posthorn\r\n", s.config.hostname);
@@ -132,7 +135,12 @@ impl Session {
 
     /// Add bytes received from the client.
     pub fn feed(&mut self, bytes: &[u8]) {
-        if matches!(self.state, State::Closed) {
+        // Bytes that arrive between STARTTLS and the end of the handshake
+        // were sent in plaintext: never execute them.
+        if matches!(
+            self.state,
+            State::Closed | State::Waiting(Pending::StartTls)
+        ) {
             return;
         }
         if self.consumed > 0 && self.consumed == self.input.len() {
@@ -206,7 +214,11 @@ impl Session {
     }
 
     fn reply(&mut self, reply: Reply) {
-        if reply.code >= 500 && reply.code != 554 && reply.code != 535 {
+        // Only the client's own protocol errors (unknown command, bad
+        // syntax, bad sequence, commands that need AUTH or TLS first) count
+        // toward the error limit; refusals of what it asked for (a sender,
+        // a message) do not.
+        if matches!(reply.code, 500..=504 | 530 | 538 | 555) {
             self.errors += 1;
         }
         reply.write_to(&mut self.output);
@@ -239,7 +251,17 @@ impl Session {
                 self.authenticated = true;
                 self.reply(Reply::new(235, "2.7.0", "Authentication successful"));
             }
-            Err(r) => self.reply(r),
+            Err(r) => {
+                self.reply(r);
+                self.auth_failures += 1;
+                if self.auth_failures >= self.config.max_auth_failures {
+                    self.close_with(Reply::new(
+                        421,
+                        "4.7.0",
+                        "Error: too many failed authentication attempts",
+                    ));
+                }
+            }
         }
     }
 

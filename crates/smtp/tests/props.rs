@@ -249,6 +249,7 @@ fn session_config() -> impl Strategy<Value = SessionConfig> {
                     starttls_available: starttls,
                     auth_without_tls: plain_auth,
                     max_errors: errors,
+                    max_auth_failures: errors.max(1),
                 }
             },
         )

@@ -1246,3 +1246,42 @@ fn data_size_limit_counts_bare_crs_as_stored() {
     assert_eq!(heads(&h.send("BDAT 4 LAST\r\na\rb\n")), ["552 5.3.4"]);
     assert!(h.submitted.is_empty());
 }
+
+#[test]
+fn refusals_of_senders_and_messages_do_not_count_as_errors() {
+    let mut h = Harness::logged_in(SessionConfig {
+        max_errors: 2,
+        ..tls_config()
+    });
+    for _ in 0..5 {
+        h.expect("MAIL FROM:<someone@elsewhere.org>", "553 5.7.1");
+    }
+    h.expect("NOOP", "250 2.0.0");
+    assert!(!h.closed);
+}
+
+#[test]
+fn three_failed_logins_close_the_connection() {
+    let mut h = Harness::started(tls_config());
+    h.expect("EHLO client.example", "250");
+    let bad = b64("\0sender@example.com\0wrong");
+    h.expect(&format!("AUTH PLAIN {bad}"), "535 5.7.8");
+    h.expect(&format!("AUTH PLAIN {bad}"), "535 5.7.8");
+    let replies = h.send(&format!("AUTH PLAIN {bad}\r\n"));
+    assert_eq!(heads(&replies), ["535 5.7.8", "421 4.7.0"]);
+    assert!(h.closed);
+}
+
+#[test]
+fn bytes_arriving_during_the_tls_handshake_are_dropped() {
+    use posthorn_smtp::{Event, Session};
+    let mut s = Session::new(SessionConfig::default());
+    s.feed(b"EHLO x\r\nSTARTTLS\r\n");
+    assert_eq!(s.step(), Event::StartTls);
+    // A driver that read more plaintext before the handshake finished.
+    s.feed(b"MAIL FROM:<sender@example.com>\r\n");
+    s.tls_started();
+    s.clear_output();
+    assert_eq!(s.step(), Event::NeedInput);
+    assert!(s.output().is_empty(), "{:?}", String::from_utf8_lossy(s.output()));
+}
