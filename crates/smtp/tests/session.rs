@@ -1267,7 +1267,7 @@ fn three_failed_logins_close_the_connection() {
     let bad = b64("\0sender@example.com\0wrong");
     h.expect(&format!("AUTH PLAIN {bad}"), "535 5.7.8");
     h.expect(&format!("AUTH PLAIN {bad}"), "535 5.7.8");
-    let replies = h.send(&format!("AUTH PLAIN {bad}\r\n"));
+    let replies = h.send(format!("AUTH PLAIN {bad}\r\n"));
     assert_eq!(heads(&replies), ["535 5.7.8", "421 4.7.0"]);
     assert!(h.closed);
 }
@@ -1283,5 +1283,9 @@ fn bytes_arriving_during_the_tls_handshake_are_dropped() {
     s.tls_started();
     s.clear_output();
     assert_eq!(s.step(), Event::NeedInput);
-    assert!(s.output().is_empty(), "{:?}", String::from_utf8_lossy(s.output()));
+    assert!(
+        s.output().is_empty(),
+        "{:?}",
+        String::from_utf8_lossy(s.output())
+    );
 }
