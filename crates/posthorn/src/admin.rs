@@ -45,14 +45,24 @@ pub async fn run(config: &Config, command: Command) -> anyhow::Result<()> {
             println!("added domain {domain} to account {account}; publish these DNS records:");
             print!(
                 "{}",
-                dkim::dns_records(&d.name, &d.dkim_selector, &d.dkim_public_key, &config.hostname())
+                dkim::dns_records(
+                    &d.name,
+                    &d.dkim_selector,
+                    &d.dkim_public_key,
+                    &config.hostname()
+                )
             );
         }
         Command::Domain(DomainCmd::Records { domain }) => {
             let d = store.domain(&domain).await?;
             print!(
                 "{}",
-                dkim::dns_records(&d.name, &d.dkim_selector, &d.dkim_public_key, &config.hostname())
+                dkim::dns_records(
+                    &d.name,
+                    &d.dkim_selector,
+                    &d.dkim_public_key,
+                    &config.hostname()
+                )
             );
         }
         Command::Sender(SenderCmd::Add {
@@ -69,16 +79,22 @@ pub async fn run(config: &Config, command: Command) -> anyhow::Result<()> {
                 ),
             }
             let (password, generated) = password_or_generated(password)?;
-            store.add_sender(acct.id, &address, &hash_secret(&password)).await?;
+            store
+                .add_sender(acct.id, &address, &hash_secret(&password))
+                .await?;
             println!("added sender {address} to account {account}");
             if generated {
                 println!("password: {password}");
-                println!("(shown once; set a new one with: posthorn sender set-password {address})");
+                println!(
+                    "(shown once; set a new one with: posthorn sender set-password {address})"
+                );
             }
         }
         Command::Sender(SenderCmd::SetPassword { address, password }) => {
             let (password, generated) = password_or_generated(password)?;
-            store.set_sender_password(&address, &hash_secret(&password)).await?;
+            store
+                .set_sender_password(&address, &hash_secret(&password))
+                .await?;
             println!("password of {address} changed");
             if generated {
                 println!("password: {password}");
@@ -91,7 +107,9 @@ pub async fn run(config: &Config, command: Command) -> anyhow::Result<()> {
             }
             let acct = store.account(&account).await?;
             let (key, generated) = password_or_generated(key)?;
-            store.add_api_user(acct.id, &name, &hash_secret(&key)).await?;
+            store
+                .add_api_user(acct.id, &name, &hash_secret(&key))
+                .await?;
             println!("added API user {name} to account {account}");
             if generated {
                 println!("key: {key}");
@@ -159,7 +177,10 @@ fn parse_id(id: &str) -> anyhow::Result<MessageId> {
 }
 
 fn check_name(what: &str, name: &str) -> anyhow::Result<()> {
-    if name.is_empty() || name.len() > 128 || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if name.is_empty()
+        || name.len() > 128
+        || name.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
         bail!("{what} {name:?} must be 1 to 128 characters without spaces");
     }
     Ok(())
@@ -184,7 +205,9 @@ fn address_domain(address: &str) -> anyhow::Result<&str> {
                 && local.len() <= 64
                 && !domain.contains('@')
                 && is_domain(&domain.to_ascii_lowercase())
-                && !local.chars().any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>') =>
+                && !local
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>') =>
         {
             Ok(domain)
         }

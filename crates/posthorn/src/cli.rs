@@ -7,7 +7,11 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(name = "posthorn", version, about = "Self-hosted transactional email service")]
+#[command(
+    name = "posthorn",
+    version,
+    about = "Self-hosted transactional email service"
+)]
 pub struct Cli {
     /// Configuration file (TOML); see posthorn.example.toml.
     #[arg(long, global = true, value_name = "FILE")]

@@ -127,7 +127,11 @@ impl Config {
     pub fn listeners(&self) -> anyhow::Result<Vec<ListenerSpec>> {
         let mut out = Vec::new();
         for (list, kind, key) in [
-            (&self.smtp.implicit_tls, ListenerKind::ImplicitTls, "implicit_tls"),
+            (
+                &self.smtp.implicit_tls,
+                ListenerKind::ImplicitTls,
+                "implicit_tls",
+            ),
             (&self.smtp.starttls, ListenerKind::StartTls, "starttls"),
         ] {
             for addr in list {

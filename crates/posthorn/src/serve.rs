@@ -33,7 +33,9 @@ pub async fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
     let tls = Arc::new(match (&config.tls.cert, &config.tls.key) {
         (Some(cert), Some(key)) => TlsStore::load(cert, key)?,
         (None, None) => TlsStore::self_signed(&config.data_dir.join("tls"), &smtp_config.hostname)?,
-        _ => anyhow::bail!("[tls] needs both cert and key, or neither (a self-signed pair is then generated)"),
+        _ => anyhow::bail!(
+            "[tls] needs both cert and key, or neither (a self-signed pair is then generated)"
+        ),
     });
     let submitter = Arc::new(Submitter::new(store));
 

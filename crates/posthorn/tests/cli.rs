@@ -23,13 +23,24 @@ fn fails_with(dir: &Path, args: &[&str], needle: &str) {
     let out = run(dir, args);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{args:?} should fail");
-    assert_eq!(err.trim_end().lines().count(), 1, "one line for {args:?}: {err}");
-    assert!(err.contains(needle), "{args:?}: {err:?} should mention {needle:?}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "one line for {args:?}: {err}"
+    );
+    assert!(
+        err.contains(needle),
+        "{args:?}: {err:?} should mention {needle:?}"
+    );
 }
 
 fn ok(dir: &Path, args: &[&str]) -> String {
     let out = run(dir, args);
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -37,35 +48,120 @@ fn ok(dir: &Path, args: &[&str]) -> String {
 fn bad_input_is_refused_with_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    fails_with(d, &["domain", "add", "example.com", "--account", "nope"], "no account named \"nope\"");
+    fails_with(
+        d,
+        &["domain", "add", "example.com", "--account", "nope"],
+        "no account named \"nope\"",
+    );
     ok(d, &["account", "create", "shop"]);
     fails_with(d, &["account", "create", "shop"], "already exists");
     fails_with(d, &["account", "create", "two words"], "without spaces");
-    fails_with(d, &["domain", "add", "not_a_domain", "--account", "shop"], "not a domain name");
+    fails_with(
+        d,
+        &["domain", "add", "not_a_domain", "--account", "shop"],
+        "not a domain name",
+    );
     let records = ok(d, &["domain", "add", "Example.COM", "--account", "shop"]);
-    assert!(records.contains("posthorn._domainkey.example.com. IN TXT \"v=DKIM1; k=rsa; p="), "{records}");
+    assert!(
+        records.contains("posthorn._domainkey.example.com. IN TXT \"v=DKIM1; k=rsa; p="),
+        "{records}"
+    );
     assert!(records.contains("v=spf1"));
     assert!(records.contains("_dmarc.example.com."));
-    fails_with(d, &["domain", "add", "example.com", "--account", "shop"], "already exists");
-    fails_with(d, &["sender", "add", "no-at-sign", "--account", "shop"], "not an email address");
-    fails_with(d, &["sender", "add", "a@other.org", "--account", "shop"], "posthorn domain add other.org");
-    fails_with(d, &["sender", "add", "a@example.com", "--account", "shop", "--password", "short"], "at least 8");
+    fails_with(
+        d,
+        &["domain", "add", "example.com", "--account", "shop"],
+        "already exists",
+    );
+    fails_with(
+        d,
+        &["sender", "add", "no-at-sign", "--account", "shop"],
+        "not an email address",
+    );
+    fails_with(
+        d,
+        &["sender", "add", "a@other.org", "--account", "shop"],
+        "posthorn domain add other.org",
+    );
+    fails_with(
+        d,
+        &[
+            "sender",
+            "add",
+            "a@example.com",
+            "--account",
+            "shop",
+            "--password",
+            "short",
+        ],
+        "at least 8",
+    );
     let added = ok(d, &["sender", "add", "a@example.com", "--account", "shop"]);
     let password = added
         .lines()
         .find_map(|l| l.strip_prefix("password: "))
         .expect("a generated password is printed once");
     assert!(password.len() >= 20);
-    fails_with(d, &["sender", "add", "a@example.com", "--account", "shop"], "already exists");
-    fails_with(d, &["sender", "set-password", "b@example.com", "--password", "long-enough"], "no sender address");
-    ok(d, &["sender", "set-password", "a@example.com", "--password", "long-enough"]);
-    fails_with(d, &["apiuser", "add", "bad#name", "--account", "shop"], "may not contain");
-    ok(d, &["apiuser", "add", "api1", "--account", "shop", "--key", "a-long-key-1"]);
-    fails_with(d, &["apiuser", "add", "api1", "--account", "shop"], "already exists");
+    fails_with(
+        d,
+        &["sender", "add", "a@example.com", "--account", "shop"],
+        "already exists",
+    );
+    fails_with(
+        d,
+        &[
+            "sender",
+            "set-password",
+            "b@example.com",
+            "--password",
+            "long-enough",
+        ],
+        "no sender address",
+    );
+    ok(
+        d,
+        &[
+            "sender",
+            "set-password",
+            "a@example.com",
+            "--password",
+            "long-enough",
+        ],
+    );
+    fails_with(
+        d,
+        &["apiuser", "add", "bad#name", "--account", "shop"],
+        "may not contain",
+    );
+    ok(
+        d,
+        &[
+            "apiuser",
+            "add",
+            "api1",
+            "--account",
+            "shop",
+            "--key",
+            "a-long-key-1",
+        ],
+    );
+    fails_with(
+        d,
+        &["apiuser", "add", "api1", "--account", "shop"],
+        "already exists",
+    );
     ok(d, &["label", "add", "42", "--account", "shop"]);
-    fails_with(d, &["label", "add", "42", "--account", "shop"], "already exists");
+    fails_with(
+        d,
+        &["label", "add", "42", "--account", "shop"],
+        "already exists",
+    );
     fails_with(d, &["message", "show", "nonsense"], "not a message id");
-    fails_with(d, &["message", "show", "01M8492SJGNWBZTDS92W000000"], "no message");
+    fails_with(
+        d,
+        &["message", "show", "01M8492SJGNWBZTDS92W000000"],
+        "no message",
+    );
     fails_with(d, &["queue", "list", "--status", "lost"], "unknown status");
     assert_eq!(ok(d, &["queue", "list", "--json"]).trim(), "[]");
 }
@@ -76,15 +172,41 @@ fn stored_secrets_are_argon2id_hashes() {
     let d = dir.path();
     ok(d, &["account", "create", "shop"]);
     ok(d, &["domain", "add", "example.com", "--account", "shop"]);
-    ok(d, &["sender", "add", "a@example.com", "--account", "shop", "--password", "plain-text-pw"]);
-    ok(d, &["apiuser", "add", "api1", "--account", "shop", "--key", "plain-text-key"]);
+    ok(
+        d,
+        &[
+            "sender",
+            "add",
+            "a@example.com",
+            "--account",
+            "shop",
+            "--password",
+            "plain-text-pw",
+        ],
+    );
+    ok(
+        d,
+        &[
+            "apiuser",
+            "add",
+            "api1",
+            "--account",
+            "shop",
+            "--key",
+            "plain-text-key",
+        ],
+    );
     let db = std::fs::read(d.join("posthorn.db")).unwrap();
     let wal = std::fs::read(d.join("posthorn.db-wal")).unwrap_or_default();
     for file in [&db, &wal] {
         let text = String::from_utf8_lossy(file);
         assert!(!text.contains("plain-text-pw") && !text.contains("plain-text-key"));
     }
-    let all = format!("{}{}", String::from_utf8_lossy(&db), String::from_utf8_lossy(&wal));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&db),
+        String::from_utf8_lossy(&wal)
+    );
     assert!(all.matches("$argon2id$").count() >= 2);
 }
 
@@ -92,9 +214,19 @@ fn stored_secrets_are_argon2id_hashes() {
 fn config_errors_name_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("bad.toml");
-    std::fs::write(&cfg, "[smtp]\nline_endings = \"maybe\"\nimplicit_tls = []\nstarttls = [\"127.0.0.1:0\"]\n").unwrap();
+    std::fs::write(
+        &cfg,
+        "[smtp]\nline_endings = \"maybe\"\nimplicit_tls = []\nstarttls = [\"127.0.0.1:0\"]\n",
+    )
+    .unwrap();
     let out = Command::new(BIN)
-        .args(["--config", cfg.to_str().unwrap(), "--data-dir", dir.path().to_str().unwrap(), "serve"])
+        .args([
+            "--config",
+            cfg.to_str().unwrap(),
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "serve",
+        ])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -119,8 +251,15 @@ with socket.create_connection(("127.0.0.1", int(sys.argv[1]))) as s:
     with ctx.wrap_socket(s) as t:
         print(hashlib.sha256(t.getpeercert(binary_form=True)).hexdigest())
 "#;
-    let out = Command::new("python3").args(["-c", script, &port.to_string()]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("python3")
+        .args(["-c", script, &port.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
@@ -128,7 +267,17 @@ fn make_cert(dir: &Path, name: &str) -> (String, String) {
     let cert = dir.join(format!("{name}.crt"));
     let key = dir.join(format!("{name}.key"));
     let out = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+        ])
         .args(["-subj", &format!("/CN={name}")])
         .arg("-keyout")
         .arg(&key)
@@ -136,7 +285,11 @@ fn make_cert(dir: &Path, name: &str) -> (String, String) {
         .arg(&cert)
         .output()
         .expect("openssl");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     (cert.display().to_string(), key.display().to_string())
 }
 
@@ -154,16 +307,27 @@ fn configured_certificates_are_reloaded_on_sighup() {
     std::fs::copy(&key, &live_key).unwrap();
     // The testkit appends this after its [smtp] keys; a new table header
     // starts the [tls] section.
-    let extra = format!("[tls]\ncert = {:?}\nkey = {:?}\n", live_cert.display().to_string(), live_key.display().to_string());
+    let extra = format!(
+        "[tls]\ncert = {:?}\nkey = {:?}\n",
+        live_cert.display().to_string(),
+        live_key.display().to_string()
+    );
     let server = TestServer::start(BIN.as_ref(), &extra);
     let before = presented_cert(server.smtps_port);
 
     let (cert2, key2) = make_cert(certs.path(), "second");
     std::fs::copy(&cert2, &live_cert).unwrap();
     std::fs::copy(&key2, &live_key).unwrap();
-    assert_eq!(presented_cert(server.smtps_port), before, "no reload without SIGHUP");
+    assert_eq!(
+        presented_cert(server.smtps_port),
+        before,
+        "no reload without SIGHUP"
+    );
     let pid = server.pid();
-    Command::new("kill").args(["-HUP", &pid.to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .unwrap();
     let mut after = before.clone();
     for _ in 0..100 {
         after = presented_cert(server.smtps_port);

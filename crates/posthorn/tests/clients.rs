@@ -5,7 +5,9 @@
 //! Python is required. swaks and Go are skipped (with a message saying how to
 //! install them) when they are not on PATH; CI installs them in `.ci/run`.
 
-use posthorn_testkit::{TestServer, API_KEY, API_USER, LABEL, OTHER_SENDER, SENDER, SENDER_PASSWORD};
+use posthorn_testkit::{
+    TestServer, API_KEY, API_USER, LABEL, OTHER_SENDER, SENDER, SENDER_PASSWORD,
+};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -25,7 +27,12 @@ struct Expect<'a> {
 /// The only message in the store; panics unless there is exactly one.
 fn only_message(server: &TestServer) -> Value {
     let mut all = server.messages();
-    assert_eq!(all.len(), 1, "expected exactly one stored message, got {all:#?}\nserver log:\n{}", server.log());
+    assert_eq!(
+        all.len(),
+        1,
+        "expected exactly one stored message, got {all:#?}\nserver log:\n{}",
+        server.log()
+    );
     all.remove(0)
 }
 
@@ -42,7 +49,12 @@ fn check_envelope(server: &TestServer, m: &Value, want: &Expect) {
         .as_array()
         .unwrap_or_else(|| panic!("recipients is not an array; {}", ctx()))
         .iter()
-        .map(|r| r["address"].as_str().expect("recipient address").to_string())
+        .map(|r| {
+            r["address"]
+                .as_str()
+                .expect("recipient address")
+                .to_string()
+        })
         .collect();
     got.sort();
     let mut expected: Vec<String> = want.recipients.iter().map(|s| s.to_string()).collect();
@@ -81,9 +93,17 @@ fn split_message(bytes: &[u8]) -> (Vec<&[u8]>, &[u8]) {
     let pos = bytes
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no header/body separator in {:?}", String::from_utf8_lossy(bytes)));
+        .unwrap_or_else(|| {
+            panic!(
+                "no header/body separator in {:?}",
+                String::from_utf8_lossy(bytes)
+            )
+        });
     let head = &bytes[..pos + 2];
-    let lines = head.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
+    let lines = head
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
     (lines, &bytes[pos + 4..])
 }
 
@@ -105,14 +125,18 @@ fn no_bare_line_endings(stored: &[u8]) {
 /// The stored copy must be what the client sent (in canonical CRLF form):
 /// every header line the client sent is there unchanged (the server may add
 /// headers such as Message-ID or Date), and the body is byte for byte the
-/// same. With `loose_end`, trailing empty lines of the body are not compared
-/// (a client that sends bare LFs ends its data with `\n\r\n.\r\n`, which is
-/// one more line ending than its message has).
-fn check_content(server: &TestServer, m: &Value, sent: &[u8], loose_end: bool) {
+/// same. With `extra_crlf`, the client is one that ends its data with
+/// `\r\n.\r\n` whatever the message ends with (lettre, swaks, and smtplib
+/// when the message ends in a bare LF), so by RFC 5321 the content it sent is
+/// the message plus one more CRLF.
+fn check_content(server: &TestServer, m: &Value, sent: &[u8], extra_crlf: bool) {
     let id = m["id"].as_str().expect("message id");
     let stored = server.content(id);
     no_bare_line_endings(&stored);
-    let expected = crlf(sent);
+    let mut expected = crlf(sent);
+    if extra_crlf {
+        expected.extend_from_slice(b"\r\n");
+    }
     let show = || {
         format!(
             "stored:\n{}\n--- expected:\n{}",
@@ -130,19 +154,7 @@ fn check_content(server: &TestServer, m: &Value, sent: &[u8], loose_end: bool) {
             show()
         );
     }
-    if loose_end {
-        let trim = |b: &[u8]| -> Vec<u8> {
-            let mut v = b.to_vec();
-            while v.ends_with(b"\r\n") {
-                v.truncate(v.len() - 2);
-            }
-            v
-        };
-        assert_eq!(trim(stored_body), trim(sent_body), "bodies differ\n{}", show());
-        assert!(stored_body.ends_with(b"\r\n"), "stored body must end with CRLF\n{}", show());
-    } else {
-        assert!(stored_body == sent_body, "bodies differ\n{}", show());
-    }
+    assert!(stored_body == sent_body, "bodies differ\n{}", show());
 }
 
 fn output_text(out: &Output) -> String {
@@ -221,22 +233,45 @@ def done(sent):
 
 /// Run `python3 -c PRELUDE+script mode port user password from rcpts` and
 /// return the bytes the script says it sent.
-fn python(script: &str, mode: &str, port: u16, user: &str, password: &str, from: &str, rcpts: &[&str]) -> Vec<Vec<u8>> {
+fn python(
+    script: &str,
+    mode: &str,
+    port: u16,
+    user: &str,
+    password: &str,
+    from: &str,
+    rcpts: &[&str],
+) -> Vec<Vec<u8>> {
     let program = format!("{PY_PRELUDE}\n{script}");
     let out = Command::new("python3")
         .arg("-c")
         .arg(&program)
-        .args([mode, &port.to_string(), user, password, from, &rcpts.join(",")])
+        .args([
+            mode,
+            &port.to_string(),
+            user,
+            password,
+            from,
+            &rcpts.join(","),
+        ])
         .output()
         .expect("python3 is required for these tests (it must be on PATH)");
-    assert!(out.status.success(), "python smtplib failed\n{}", output_text(&out));
+    assert!(
+        out.status.success(),
+        "python smtplib failed\n{}",
+        output_text(&out)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let sent: Vec<Vec<u8>> = stdout
         .lines()
         .filter_map(|l| l.strip_prefix("SENT "))
         .map(decode_base64)
         .collect();
-    assert!(!sent.is_empty(), "the script printed no SENT line\n{}", output_text(&out));
+    assert!(
+        !sent.is_empty(),
+        "the script printed no SENT line\n{}",
+        output_text(&out)
+    );
     sent
 }
 
@@ -362,7 +397,10 @@ done(raw)
         SENDER,
         &[rcpt],
     );
-    assert!(!sent[0].contains(&b'\r'), "the script should have sent bare LFs");
+    assert!(
+        !sent[0].contains(&b'\r'),
+        "the script should have sent bare LFs"
+    );
     let m = only_message(&server);
     check_envelope(
         &server,
@@ -375,6 +413,7 @@ done(raw)
         },
     );
     // Stored with CRLF line endings (checked inside), content otherwise intact.
+    // smtplib ends data that does not end in CRLF with `\r\n.\r\n`.
     check_content(&server, &m, &sent[0], true);
 }
 
@@ -481,7 +520,10 @@ done(second.as_bytes())
     );
     let all = server.messages();
     assert_eq!(all.len(), 2, "{all:#?}");
-    for (i, rcpt) in ["one@example.net", "two@example.net"].into_iter().enumerate() {
+    for (i, rcpt) in ["one@example.net", "two@example.net"]
+        .into_iter()
+        .enumerate()
+    {
         let m = all
             .iter()
             .find(|m| m["recipients"][0]["address"] == rcpt)
@@ -529,7 +571,40 @@ enum SwaksTls {
 }
 
 /// Send one message with swaks and check the store.
-fn swaks_case(tls: SwaksTls, auth: &str, pipeline: bool, login: &str, password: &str, from: &str, expect_user: &str, label: Option<&str>) {
+/// Who sends: the login, its password, the envelope sender it uses, and
+/// what the store should record as `auth_user` and `label`.
+struct Login {
+    user: String,
+    password: &'static str,
+    from: &'static str,
+    auth_user: &'static str,
+    label: Option<&'static str>,
+}
+
+/// Logged in as the sender address itself.
+fn sender_login() -> Login {
+    Login {
+        user: SENDER.to_string(),
+        password: SENDER_PASSWORD,
+        from: SENDER,
+        auth_user: SENDER,
+        label: None,
+    }
+}
+
+/// Logged in as `api1#42`, sending from the account's other address.
+fn api_label_login() -> Login {
+    Login {
+        user: format!("{API_USER}#{LABEL}"),
+        password: API_KEY,
+        from: OTHER_SENDER,
+        auth_user: API_USER,
+        label: Some(LABEL),
+    }
+}
+
+fn swaks_case(tls: SwaksTls, auth: &str, pipeline: bool, login: Login) {
+    let from = login.from;
     if !have_swaks() {
         return;
     }
@@ -547,11 +622,33 @@ fn swaks_case(tls: SwaksTls, auth: &str, pipeline: bool, login: &str, password: 
         SwaksTls::OnConnect => (server.smtps_port, "--tls-on-connect"),
     };
     let mut cmd = Command::new("swaks");
-    cmd.args(["--server", "127.0.0.1", "--port", &port.to_string(), tls_flag])
-        .args(["--auth", auth, "--auth-user", login, "--auth-password", password])
-        .args(["--from", from, "--to", rcpt, "--ehlo", "swaks.test", "--timeout", "20"])
-        .arg("--data")
-        .arg(format!("@{}", file.display()));
+    cmd.args([
+        "--server",
+        "127.0.0.1",
+        "--port",
+        &port.to_string(),
+        tls_flag,
+    ])
+    .args([
+        "--auth",
+        auth,
+        "--auth-user",
+        &login.user,
+        "--auth-password",
+        login.password,
+    ])
+    .args([
+        "--from",
+        from,
+        "--to",
+        rcpt,
+        "--ehlo",
+        "swaks.test",
+        "--timeout",
+        "20",
+    ])
+    .arg("--data")
+    .arg(format!("@{}", file.display()));
     if pipeline {
         cmd.arg("--pipeline");
     }
@@ -563,50 +660,87 @@ fn swaks_case(tls: SwaksTls, auth: &str, pipeline: bool, login: &str, password: 
         server.log()
     );
     let transcript = String::from_utf8_lossy(&out.stdout);
-    assert!(transcript.contains("queued as"), "no 'queued as' in the transcript:\n{transcript}");
+    let lines: Vec<&str> = transcript.lines().map(str::trim).collect();
+    let has = |l: &str| {
+        lines
+            .iter()
+            .any(|x| *x == l || x.starts_with(&format!("{l} ")))
+    };
+    match tls {
+        SwaksTls::StartTls => assert!(has("-> STARTTLS"), "no STARTTLS:\n{transcript}"),
+        SwaksTls::OnConnect => assert!(
+            !has("-> STARTTLS"),
+            "STARTTLS on implicit TLS:\n{transcript}"
+        ),
+    }
+    assert!(
+        has(&format!("~> AUTH {auth}")),
+        "swaks did not use AUTH {auth}:\n{transcript}"
+    );
+    if pipeline {
+        let mail = lines
+            .iter()
+            .position(|l| l.starts_with("~> MAIL FROM:"))
+            .unwrap_or_else(|| panic!("no MAIL FROM:\n{transcript}"));
+        assert!(
+            lines[mail + 1].starts_with("~> RCPT TO:") && lines[mail + 2] == "~> DATA",
+            "MAIL, RCPT and DATA were not pipelined:\n{transcript}"
+        );
+    }
+    let queued_id = lines
+        .iter()
+        .find_map(|l| {
+            l.split_once("queued as ")
+                .map(|(_, id)| id.trim().to_string())
+        })
+        .unwrap_or_else(|| panic!("no 'queued as' in the transcript:\n{transcript}"));
     let m = only_message(&server);
+    assert_eq!(
+        m["id"],
+        queued_id.as_str(),
+        "the ID in the 250 reply is the stored message's ID"
+    );
     check_envelope(
         &server,
         &m,
         &Expect {
             mail_from: from,
             recipients: &[rcpt],
-            auth_user: expect_user,
-            label,
+            auth_user: login.auth_user,
+            label: login.label,
         },
     );
-    check_content(&server, &m, message.as_bytes(), false);
+    check_content(&server, &m, message.as_bytes(), true);
 }
 
 #[test]
 fn swaks_starttls_auth_login() {
-    swaks_case(SwaksTls::StartTls, "LOGIN", false, SENDER, SENDER_PASSWORD, SENDER, SENDER, None);
+    swaks_case(SwaksTls::StartTls, "LOGIN", false, sender_login());
 }
 
 #[test]
 fn swaks_starttls_auth_plain() {
-    swaks_case(SwaksTls::StartTls, "PLAIN", false, SENDER, SENDER_PASSWORD, SENDER, SENDER, None);
+    swaks_case(SwaksTls::StartTls, "PLAIN", false, sender_login());
 }
 
 #[test]
 fn swaks_tls_on_connect_auth_login() {
-    swaks_case(SwaksTls::OnConnect, "LOGIN", false, SENDER, SENDER_PASSWORD, SENDER, SENDER, None);
+    swaks_case(SwaksTls::OnConnect, "LOGIN", false, sender_login());
 }
 
 #[test]
 fn swaks_tls_on_connect_auth_plain_api_user_label() {
-    let login = format!("{API_USER}#{LABEL}");
-    swaks_case(SwaksTls::OnConnect, "PLAIN", false, &login, API_KEY, OTHER_SENDER, API_USER, Some(LABEL));
+    swaks_case(SwaksTls::OnConnect, "PLAIN", false, api_label_login());
 }
 
 #[test]
 fn swaks_starttls_pipeline() {
-    swaks_case(SwaksTls::StartTls, "PLAIN", true, SENDER, SENDER_PASSWORD, SENDER, SENDER, None);
+    swaks_case(SwaksTls::StartTls, "PLAIN", true, sender_login());
 }
 
 #[test]
 fn swaks_tls_on_connect_pipeline() {
-    swaks_case(SwaksTls::OnConnect, "LOGIN", true, SENDER, SENDER_PASSWORD, SENDER, SENDER, None);
+    swaks_case(SwaksTls::OnConnect, "LOGIN", true, sender_login());
 }
 
 // ---------------------------------------------------------------------------
@@ -762,10 +896,24 @@ fn go_seed_tls_dial_plain_auth_on_implicit_tls() {
     std::fs::write(&file, &message).expect("write message");
     let addr = format!("127.0.0.1:{}", server.smtps_port);
     let out = go_send(
-        &["tls", &addr, "127.0.0.1", SENDER, SENDER_PASSWORD, SENDER, rcpt, file.to_str().expect("utf-8 path")],
+        &[
+            "tls",
+            &addr,
+            "127.0.0.1",
+            SENDER,
+            SENDER_PASSWORD,
+            SENDER,
+            rcpt,
+            file.to_str().expect("utf-8 path"),
+        ],
         &[],
     );
-    assert!(out.status.success(), "go failed\n{}\nserver log:\n{}", output_text(&out), server.log());
+    assert!(
+        out.status.success(),
+        "go failed\n{}\nserver log:\n{}",
+        output_text(&out),
+        server.log()
+    );
     let m = only_message(&server);
     check_envelope(
         &server,
@@ -791,7 +939,11 @@ fn go_sendmail_starttls_verified_certificate() {
     }
     let server = start();
     let cert = server.data_dir().join("tls").join("cert.pem");
-    assert!(cert.exists(), "no generated certificate at {}", cert.display());
+    assert!(
+        cert.exists(),
+        "no generated certificate at {}",
+        cert.display()
+    );
     let dir = tempfile::tempdir().expect("temp dir");
     let rcpts = ["go-a@example.net", "go-b@example.org"];
     let message = format!(
@@ -816,7 +968,12 @@ fn go_sendmail_starttls_verified_certificate() {
         ],
         &[("SSL_CERT_FILE", &cert), ("SSL_CERT_DIR", dir.path())],
     );
-    assert!(out.status.success(), "go failed\n{}\nserver log:\n{}", output_text(&out), server.log());
+    assert!(
+        out.status.success(),
+        "go failed\n{}\nserver log:\n{}",
+        output_text(&out),
+        server.log()
+    );
     let m = only_message(&server);
     check_envelope(
         &server,
@@ -851,7 +1008,11 @@ mod lettre_client {
 
     fn message(from: &str, to: &[&str], cc: &[&str], subject: &str) -> Message {
         let mut b = Message::builder()
-            .from(format!("Lettre App <{from}>").parse::<Mailbox>().expect("from"))
+            .from(
+                format!("Lettre App <{from}>")
+                    .parse::<Mailbox>()
+                    .expect("from"),
+            )
             .subject(subject)
             .header(ContentType::TEXT_PLAIN);
         for t in to {
@@ -864,16 +1025,26 @@ mod lettre_client {
             .expect("message")
     }
 
-    fn send(tls: Tls, port: u16, user: &str, password: &str, msg: &Message) {
+    /// Send and return the message ID from the `250 ... queued as ID` reply.
+    fn send(tls: Tls, port: u16, user: &str, password: &str, msg: &Message) -> String {
         let transport = SmtpTransport::builder_dangerous("127.0.0.1")
             .port(port)
             .tls(tls)
-            .hello_name(lettre::transport::smtp::extension::ClientId::Domain("lettre.test".into()))
+            .hello_name(lettre::transport::smtp::extension::ClientId::Domain(
+                "lettre.test".into(),
+            ))
             .credentials(Credentials::new(user.to_string(), password.to_string()))
             .timeout(Some(std::time::Duration::from_secs(20)))
             .build();
         let response = transport.send(msg).expect("lettre send");
         assert!(response.is_positive(), "{response:?}");
+        let text: Vec<&str> = response.message().collect();
+        text.iter()
+            .find_map(|l| {
+                l.split_once("queued as ")
+                    .map(|(_, id)| id.trim().to_string())
+            })
+            .unwrap_or_else(|| panic!("no 'queued as' in {response:?}"))
     }
 
     #[test]
@@ -882,8 +1053,15 @@ mod lettre_client {
         let to = ["l-to@example.net"];
         let cc = ["l-cc@example.org"];
         let msg = message(SENDER, &to, &cc, "lettre over SMTPS");
-        send(Tls::Wrapper(tls_parameters()), server.smtps_port, SENDER, SENDER_PASSWORD, &msg);
+        let id = send(
+            Tls::Wrapper(tls_parameters()),
+            server.smtps_port,
+            SENDER,
+            SENDER_PASSWORD,
+            &msg,
+        );
         let m = only_message(&server);
+        assert_eq!(m["id"], id.as_str());
         check_envelope(
             &server,
             &m,
@@ -894,7 +1072,7 @@ mod lettre_client {
                 label: None,
             },
         );
-        check_content(&server, &m, &msg.formatted(), false);
+        check_content(&server, &m, &msg.formatted(), true);
     }
 
     #[test]
@@ -903,8 +1081,15 @@ mod lettre_client {
         let to = ["l-starttls@example.net"];
         let msg = message(OTHER_SENDER, &to, &[], "lettre over STARTTLS");
         let login = format!("{API_USER}#{LABEL}");
-        send(Tls::Required(tls_parameters()), server.submission_port, &login, API_KEY, &msg);
+        let id = send(
+            Tls::Required(tls_parameters()),
+            server.submission_port,
+            &login,
+            API_KEY,
+            &msg,
+        );
         let m = only_message(&server);
+        assert_eq!(m["id"], id.as_str());
         check_envelope(
             &server,
             &m,
@@ -915,6 +1100,6 @@ mod lettre_client {
                 label: Some(LABEL),
             },
         );
-        check_content(&server, &m, &msg.formatted(), false);
+        check_content(&server, &m, &msg.formatted(), true);
     }
 }

@@ -31,7 +31,9 @@ fn message(subject: &str) -> String {
 /// MAIL, RCPT, DATA and the given raw content (which must carry the end
 /// marker); returns the final reply.
 fn transaction(c: &mut RawClient, rcpts: &[&str], content: &[u8]) -> String {
-    assert!(c.cmd(&format!("MAIL FROM:<{SENDER}>")).starts_with("250 2.1.0"));
+    assert!(c
+        .cmd(&format!("MAIL FROM:<{SENDER}>"))
+        .starts_with("250 2.1.0"));
     for r in rcpts {
         let reply = c.cmd(&format!("RCPT TO:<{r}>"));
         assert!(reply.starts_with("250 2.1.5"), "{reply}");
@@ -61,10 +63,15 @@ fn auth_needs_tls_and_wrong_credentials_say_nothing_about_the_user() {
     // Plaintext: AUTH is not offered and refused with 538.
     let mut c = RawClient::connect(server.submission_port);
     let ehlo = c.cmd("EHLO client.test");
-    assert!(ehlo.contains("STARTTLS") && !ehlo.contains("AUTH"), "{ehlo}");
+    assert!(
+        ehlo.contains("STARTTLS") && !ehlo.contains("AUTH"),
+        "{ehlo}"
+    );
     let r = c.cmd(&format!("AUTH PLAIN {}", plain(SENDER, SENDER_PASSWORD)));
     assert!(r.starts_with("538 5.7.11"), "{r}");
-    assert!(c.cmd(&format!("MAIL FROM:<{SENDER}>")).starts_with("530 5.7.0"));
+    assert!(c
+        .cmd(&format!("MAIL FROM:<{SENDER}>"))
+        .starts_with("530 5.7.0"));
 
     // Over TLS: a wrong password and an unknown user get the same 535.
     let script = r#"
@@ -85,7 +92,11 @@ for user, pw in [(sys.argv[2], "wrong-password"), ("nobody@example.com", "whatev
         &[server.smtps_port.to_string(), SENDER.into(), API_KEY.into()],
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 3, "{stdout}");
     for line in &lines {
@@ -100,7 +111,9 @@ fn mail_from_must_be_the_login_or_a_sender_of_the_account() {
     let mut c = logged_in(&server);
     let r = c.cmd(&format!("MAIL FROM:<{OTHER_SENDER}>"));
     assert!(r.starts_with("553 5.7.1"), "{r}");
-    assert!(c.cmd("MAIL FROM:<someone@elsewhere.org>").starts_with("553 5.7.1"));
+    assert!(c
+        .cmd("MAIL FROM:<someone@elsewhere.org>")
+        .starts_with("553 5.7.1"));
     assert!(c.cmd("MAIL FROM:<>").starts_with("553 5.7.1"));
     assert!(c.cmd(&format!("MAIL FROM:<{SENDER}>")).starts_with("250"));
 
@@ -110,7 +123,9 @@ fn mail_from_must_be_the_login_or_a_sender_of_the_account() {
     assert!(api
         .cmd(&format!("AUTH PLAIN {}", plain(API_USER, API_KEY)))
         .starts_with("235"));
-    assert!(api.cmd(&format!("MAIL FROM:<{OTHER_SENDER}>")).starts_with("250"));
+    assert!(api
+        .cmd(&format!("MAIL FROM:<{OTHER_SENDER}>"))
+        .starts_with("250"));
     api.cmd("RSET");
     assert!(api
         .cmd("MAIL FROM:<unknown@example.com>")
@@ -150,7 +165,9 @@ fn smuggled_end_markers_are_content_and_never_a_second_message() {
 fn bare_line_feeds_are_normalised_by_default() {
     let server = TestServer::start(BIN.as_ref(), PLAIN_AUTH);
     let mut c = logged_in(&server);
-    let content = format!("From: <{SENDER}>\nTo: <a@example.net>\nSubject: lf\n\nline one\n..dotted\nend\r\n.\r\n");
+    let content = format!(
+        "From: <{SENDER}>\nTo: <a@example.net>\nSubject: lf\n\nline one\n..dotted\nend\r\n.\r\n"
+    );
     let id = queued_id(&transaction(&mut c, &["a@example.net"], content.as_bytes()));
     let stored = server.content(&id);
     assert_eq!(
@@ -169,7 +186,11 @@ fn bare_line_feeds_are_refused_under_reject() {
     let r = transaction(&mut c, &["a@example.net"], b"Subject: x\n\nbody\r\n.\r\n");
     assert!(r.starts_with("550 5.5.2"), "{r}");
     // The connection stays usable and a clean message passes.
-    let ok = transaction(&mut c, &["a@example.net"], format!("{}.\r\n", message("ok")).as_bytes());
+    let ok = transaction(
+        &mut c,
+        &["a@example.net"],
+        format!("{}.\r\n", message("ok")).as_bytes(),
+    );
     queued_id(&ok);
     assert_eq!(server.messages().len(), 1);
 }
@@ -182,9 +203,16 @@ fn a_long_line_is_refused_and_the_connection_stays_usable() {
     content.extend(std::iter::repeat_n(b'x', 2100));
     content.extend_from_slice(b"\r\n.\r\n");
     let r = transaction(&mut c, &["a@example.net"], &content);
-    assert!(r.starts_with("554 5.6.0 Error: transaction failed: ##SES-response-json: {"), "{r}");
+    assert!(
+        r.starts_with("554 5.6.0 Error: transaction failed: ##SES-response-json: {"),
+        "{r}"
+    );
     assert!(r.contains("FailedOperation.LineTooLong"), "{r}");
-    let ok = transaction(&mut c, &["a@example.net"], format!("{}.\r\n", message("after")).as_bytes());
+    let ok = transaction(
+        &mut c,
+        &["a@example.net"],
+        format!("{}.\r\n", message("after")).as_bytes(),
+    );
     queued_id(&ok);
     assert_eq!(server.messages().len(), 1);
 }
@@ -207,7 +235,11 @@ fn oversize_messages_are_read_through_and_refused() {
     content.extend_from_slice(b".\r\n");
     let r = transaction(&mut c, &["a@example.net"], &content);
     assert!(r.starts_with("552 5.3.4"), "{r}");
-    let ok = transaction(&mut c, &["a@example.net"], format!("{}.\r\n", message("small")).as_bytes());
+    let ok = transaction(
+        &mut c,
+        &["a@example.net"],
+        format!("{}.\r\n", message("small")).as_bytes(),
+    );
     queued_id(&ok);
 }
 
@@ -217,7 +249,9 @@ fn the_51st_recipient_is_deferred_to_the_next_transaction() {
     let mut c = logged_in(&server);
     assert!(c.cmd(&format!("MAIL FROM:<{SENDER}>")).starts_with("250"));
     for i in 0..50 {
-        assert!(c.cmd(&format!("RCPT TO:<r{i}@example.net>")).starts_with("250 2.1.5"));
+        assert!(c
+            .cmd(&format!("RCPT TO:<r{i}@example.net>"))
+            .starts_with("250 2.1.5"));
     }
     let r = c.cmd("RCPT TO:<r50@example.net>");
     assert!(r.starts_with("452 4.5.3"), "{r}");
@@ -241,7 +275,9 @@ fn pipelined_batches_are_answered_in_order() {
     batch.push_str(&message("pipelined"));
     batch.push_str(".\r\nMAIL FROM:<app@example.com>\r\nRCPT TO:<c@example.net>\r\nBDAT 14 LAST\r\nSubject: b\r\n\r\nQUIT\r\n");
     c.send(batch.as_bytes());
-    let expect = ["250-", "235 ", "250 ", "250 ", "250 ", "354 ", "250 ", "250 ", "250 ", "250 ", "221 "];
+    let expect = [
+        "250-", "235 ", "250 ", "250 ", "250 ", "354 ", "250 ", "250 ", "250 ", "250 ", "221 ",
+    ];
     for prefix in expect {
         let r = c.read_reply();
         assert!(r.starts_with(prefix), "expected {prefix}, got {r}");
@@ -282,10 +318,17 @@ print(t.recv(4096).decode().strip())
 "#;
     let out = python(script, &[server.submission_port.to_string()]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines: Vec<&str> = stdout.lines().collect();
     assert!(lines[0].starts_with("220 2.0.0"), "{stdout}");
-    assert!(lines[1].starts_with("250-"), "first reply after TLS must be EHLO's: {stdout}");
+    assert!(
+        lines[1].starts_with("250-"),
+        "first reply after TLS must be EHLO's: {stdout}"
+    );
     assert_eq!(lines[2], "True", "AUTH is offered after TLS");
     assert!(lines[3].starts_with("250 2.0.0"), "{stdout}");
 }
@@ -316,7 +359,11 @@ for version in ["TLSv1_1", "TLSv1_2", "TLSv1_3"]:
 "#;
     let out = python(script, &[server.smtps_port.to_string()]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("TLSv1_1 refused"), "{stdout}");
     assert!(stdout.contains("TLSv1_2 accepted TLSv1.2"), "{stdout}");
     assert!(stdout.contains("TLSv1_3 accepted TLSv1.3"), "{stdout}");
@@ -338,7 +385,8 @@ fn every_message_acknowledged_before_kill_9_survives_the_restart() {
                 c.cmd(&format!("AUTH PLAIN {}", plain(SENDER, SENDER_PASSWORD)));
                 for i in 0.. {
                     let body = format!("{}.\r\n", message(&format!("crash {t}-{i}")));
-                    let reply = transaction(&mut c, &["a@example.net", "b@example.net"], body.as_bytes());
+                    let reply =
+                        transaction(&mut c, &["a@example.net", "b@example.net"], body.as_bytes());
                     tx.send(queued_id(&reply)).unwrap();
                 }
             });
@@ -349,7 +397,10 @@ fn every_message_acknowledged_before_kill_9_survives_the_restart() {
     // Let some messages through, then pull the plug mid-stream.
     let mut acknowledged: Vec<String> = Vec::new();
     while acknowledged.len() < 40 {
-        acknowledged.push(rx.recv_timeout(Duration::from_secs(20)).expect("messages flow"));
+        acknowledged.push(
+            rx.recv_timeout(Duration::from_secs(20))
+                .expect("messages flow"),
+        );
     }
     server.kill9();
     acknowledged.extend(rx.iter());
@@ -363,18 +414,27 @@ fn every_message_acknowledged_before_kill_9_survives_the_restart() {
         .map(|m| m["id"].as_str().unwrap().to_string())
         .collect();
     for id in &acknowledged {
-        assert!(stored.contains(id), "message {id} got a 250 but is not in the store after kill -9");
+        assert!(
+            stored.contains(id),
+            "message {id} got a 250 but is not in the store after kill -9"
+        );
     }
     // The server takes mail again after the restart.
     let mut c = logged_in(&server);
-    queued_id(&transaction(&mut c, &["a@example.net"], format!("{}.\r\n", message("after")).as_bytes()));
+    queued_id(&transaction(
+        &mut c,
+        &["a@example.net"],
+        format!("{}.\r\n", message("after")).as_bytes(),
+    ));
 }
 
 #[test]
 fn sigterm_finishes_the_transaction_in_flight() {
     let mut server = TestServer::start(BIN.as_ref(), PLAIN_AUTH);
     let mut busy = logged_in(&server);
-    assert!(busy.cmd(&format!("MAIL FROM:<{SENDER}>")).starts_with("250"));
+    assert!(busy
+        .cmd(&format!("MAIL FROM:<{SENDER}>"))
+        .starts_with("250"));
     assert!(busy.cmd("RCPT TO:<a@example.net>").starts_with("250"));
     let mut idle = logged_in(&server);
 
@@ -397,7 +457,11 @@ fn sigterm_finishes_the_transaction_in_flight() {
     let r = busy.read_reply();
     assert!(r.starts_with("421 4.3.2"), "{r}");
     let (mut old, exited_cleanly) = pid_server.join().unwrap();
-    assert!(exited_cleanly, "server exits 0 after SIGTERM:\n{}", old.log());
+    assert!(
+        exited_cleanly,
+        "server exits 0 after SIGTERM:\n{}",
+        old.log()
+    );
     old.restart();
     let stored = old.messages();
     assert_eq!(stored.len(), 1);

@@ -8,9 +8,9 @@ use posthorn_smtp::{Event, Session, SessionConfig};
 use posthorn_types::{Identity, Reply};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::time::Instant;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 const READ_BUFFER: usize = 16 * 1024;
@@ -137,8 +137,8 @@ impl Conn {
                     }
                     let config = &self.shared.config;
                     let limit = if session.in_data() {
-                        let deadline =
-                            *data_deadline.get_or_insert_with(|| Instant::now() + config.data_timeout);
+                        let deadline = *data_deadline
+                            .get_or_insert_with(|| Instant::now() + config.data_timeout);
                         config
                             .idle_timeout
                             .min(deadline.saturating_duration_since(Instant::now()))
@@ -213,8 +213,12 @@ impl Conn {
                     let size = data.len();
                     let result = self.shared.submitter.submit(who, envelope, data).await;
                     match &result {
-                        Ok(id) => tracing::info!(peer = %self.peer, user = who.login_name(), %id, rcpts, size, "message accepted"),
-                        Err(e) => tracing::info!(peer = %self.peer, user = who.login_name(), error = %e, "message refused"),
+                        Ok(id) => {
+                            tracing::info!(peer = %self.peer, user = who.login_name(), %id, rcpts, size, "message accepted")
+                        }
+                        Err(e) => {
+                            tracing::info!(peer = %self.peer, user = who.login_name(), error = %e, "message refused")
+                        }
                     }
                     session.submit_result(result.map_err(|e| submit_failure(&e)));
                 }
@@ -228,7 +232,10 @@ impl Conn {
     }
 }
 
-async fn flush<S: AsyncWrite + Unpin>(stream: &mut S, session: &mut Session) -> std::io::Result<()> {
+async fn flush<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    session: &mut Session,
+) -> std::io::Result<()> {
     if !session.output().is_empty() {
         stream.write_all(session.output()).await?;
         stream.flush().await?;

@@ -44,11 +44,13 @@ impl SmtpServer {
     ) -> Result<Self, BindError> {
         let mut listeners = Vec::new();
         for spec in specs {
-            let listener = TcpListener::bind(spec.addr).await.map_err(|source| BindError {
-                addr: spec.addr,
-                kind: spec.kind,
-                source,
-            })?;
+            let listener = TcpListener::bind(spec.addr)
+                .await
+                .map_err(|source| BindError {
+                    addr: spec.addr,
+                    kind: spec.kind,
+                    source,
+                })?;
             listeners.push((listener, spec.kind));
         }
         Ok(Self {
@@ -83,7 +85,10 @@ impl SmtpServer {
         shutdown.cancelled().await;
         let grace = self.shared.config.shutdown_grace;
         if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
-            tracing::warn!(?grace, "connections still open after the shutdown grace period");
+            tracing::warn!(
+                ?grace,
+                "connections still open after the shutdown grace period"
+            );
         }
     }
 }

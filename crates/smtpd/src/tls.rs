@@ -97,7 +97,8 @@ fn generate(dir: &Path, cert: &Path, key: &Path, hostname: &str) -> Result<(), T
     std::fs::create_dir_all(dir).map_err(|e| err(dir, &e))?;
     let names = vec![hostname.to_string(), "localhost".to_string()];
     let generated = rcgen::generate_simple_self_signed(names).map_err(|e| err(cert, &e))?;
-    write_private(key, generated.signing_key.serialize_pem().as_bytes()).map_err(|e| err(key, &e))?;
+    write_private(key, generated.signing_key.serialize_pem().as_bytes())
+        .map_err(|e| err(key, &e))?;
     std::fs::write(cert, generated.cert.pem()).map_err(|e| err(cert, &e))?;
     Ok(())
 }

@@ -73,7 +73,10 @@ impl SqliteStore {
     /// Open (creating if needed) `posthorn.db` in `dir` and migrate it.
     pub async fn open(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| {
-            StoreError::Backend(format!("cannot create data directory {}: {e}", dir.display()))
+            StoreError::Backend(format!(
+                "cannot create data directory {}: {e}",
+                dir.display()
+            ))
         })?;
         let options = SqliteConnectOptions::new()
             .filename(dir.join("posthorn.db"))
@@ -105,10 +108,15 @@ async fn migrate(conn: &mut SqliteConnection) -> Result<()> {
         .await?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         let mut tx = conn.begin().await?;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(*sql)).execute(&mut *tx).await?;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("PRAGMA user_version = {}", i + 1)))
+        sqlx::raw_sql(sqlx::AssertSqlSafe(*sql))
             .execute(&mut *tx)
             .await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "PRAGMA user_version = {}",
+            i + 1
+        )))
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
     }
     Ok(())
@@ -490,10 +498,22 @@ mod tests {
             store.create_account("shop").await,
             Err(StoreError::Duplicate(_))
         ));
-        store.add_sender(acct.id, "a@example.com", "h").await.unwrap();
-        assert_eq!(store.sender("A@Example.com").await.unwrap().account_id, acct.id);
-        store.set_sender_password("a@example.com", "h2").await.unwrap();
-        assert_eq!(store.sender("a@example.com").await.unwrap().password_hash, "h2");
+        store
+            .add_sender(acct.id, "a@example.com", "h")
+            .await
+            .unwrap();
+        assert_eq!(
+            store.sender("A@Example.com").await.unwrap().account_id,
+            acct.id
+        );
+        store
+            .set_sender_password("a@example.com", "h2")
+            .await
+            .unwrap();
+        assert_eq!(
+            store.sender("a@example.com").await.unwrap().password_hash,
+            "h2"
+        );
         assert!(matches!(
             store.set_sender_password("b@example.com", "x").await,
             Err(StoreError::NotFound(_))

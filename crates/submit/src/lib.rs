@@ -85,7 +85,13 @@ impl Submitter {
                         return Err(AuthError::Invalid);
                     }
                     if let Some(label) = label {
-                        if label.is_empty() || !self.store.has_label(account_id, label).await.map_err(temp)? {
+                        if label.is_empty()
+                            || !self
+                                .store
+                                .has_label(account_id, label)
+                                .await
+                                .map_err(temp)?
+                        {
                             return Err(AuthError::Invalid);
                         }
                     }
@@ -105,7 +111,10 @@ impl Submitter {
         Err(AuthError::Invalid)
     }
 
-    async fn lookup_login(&self, name: &str) -> Result<Option<(LoginKind, i64, String)>, AuthError> {
+    async fn lookup_login(
+        &self,
+        name: &str,
+    ) -> Result<Option<(LoginKind, i64, String)>, AuthError> {
         if name.contains('@') {
             match self.store.sender(name).await {
                 Ok(s) => {

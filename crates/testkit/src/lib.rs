@@ -55,9 +55,33 @@ impl TestServer {
         };
         server.cli_ok(&["account", "create", ACCOUNT]);
         server.cli_ok(&["domain", "add", DOMAIN, "--account", ACCOUNT]);
-        server.cli_ok(&["sender", "add", SENDER, "--account", ACCOUNT, "--password", SENDER_PASSWORD]);
-        server.cli_ok(&["sender", "add", OTHER_SENDER, "--account", ACCOUNT, "--password", SENDER_PASSWORD]);
-        server.cli_ok(&["apiuser", "add", API_USER, "--account", ACCOUNT, "--key", API_KEY]);
+        server.cli_ok(&[
+            "sender",
+            "add",
+            SENDER,
+            "--account",
+            ACCOUNT,
+            "--password",
+            SENDER_PASSWORD,
+        ]);
+        server.cli_ok(&[
+            "sender",
+            "add",
+            OTHER_SENDER,
+            "--account",
+            ACCOUNT,
+            "--password",
+            SENDER_PASSWORD,
+        ]);
+        server.cli_ok(&[
+            "apiuser",
+            "add",
+            API_USER,
+            "--account",
+            ACCOUNT,
+            "--key",
+            API_KEY,
+        ]);
         server.cli_ok(&["label", "add", LABEL, "--account", ACCOUNT]);
         server.spawn();
         server
@@ -100,10 +124,18 @@ impl TestServer {
                 if TcpStream::connect(("127.0.0.1", port)).is_ok() {
                     break;
                 }
-                if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                if let Some(status) = self
+                    .child
+                    .as_mut()
+                    .and_then(|c| c.try_wait().ok().flatten())
+                {
                     panic!("posthorn serve exited with {status}:\n{}", self.log());
                 }
-                assert!(Instant::now() < deadline, "server did not listen on {port}:\n{}", self.log());
+                assert!(
+                    Instant::now() < deadline,
+                    "server did not listen on {port}:\n{}",
+                    self.log()
+                );
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
@@ -156,7 +188,11 @@ impl TestServer {
 
     fn message_content(&self, id: &str) -> Vec<u8> {
         let out = self.cli(&["message", "content", id]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         out.stdout
     }
 
@@ -174,7 +210,10 @@ impl TestServer {
         let Some(mut child) = self.child.take() else {
             return false;
         };
-        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
         let deadline = Instant::now() + limit;
         loop {
             if let Ok(Some(status)) = child.try_wait() {
@@ -234,7 +273,10 @@ impl RawClient {
         loop {
             let mut line = String::new();
             let n = self.stream.read_line(&mut line).expect("read reply");
-            assert!(n > 0, "connection closed while waiting for a reply; got so far: {all:?}");
+            assert!(
+                n > 0,
+                "connection closed while waiting for a reply; got so far: {all:?}"
+            );
             all.push_str(&line);
             if line.len() < 4 || line.as_bytes()[3] != b'-' {
                 return all;

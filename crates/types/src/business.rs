@@ -27,21 +27,11 @@ impl BusinessError {
 
     /// The single SMTP reply line for this error, under 512 bytes.
     pub fn to_reply(&self) -> Reply {
-        let mut message = self.message.clone();
-        // 512 bytes is the SMTP reply-line limit; the JSON around the
-        // message takes about 170 of them.
-        if message.len() > 300 {
-            let mut cut = 300;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            message.truncate(cut);
-        }
         let json = format!(
             "{{\"Response\":{{\"RequestId\":\"{}\",\"Error\":{{\"Code\":\"{}\",\"Message\":{}}}}}}}",
             new_request_id(),
             self.code,
-            json_string(&message)
+            json_string(&self.message, MAX_ESCAPED_MESSAGE)
         );
         Reply::new(
             self.smtp_code,
@@ -51,22 +41,33 @@ impl BusinessError {
     }
 }
 
-fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
+/// 512 bytes is the SMTP reply-line limit; the JSON around the message
+/// takes about 170 of them.
+const MAX_ESCAPED_MESSAGE: usize = 300;
+
+/// `s` as a JSON string of at most `max` bytes between the quotes, cut at a
+/// character boundary. Non-ASCII is escaped, so the reply line stays 7-bit.
+fn json_string(s: &str, max: usize) -> String {
+    let mut out = String::with_capacity(s.len().min(max) + 2);
     out.push('"');
+    let mut piece = String::new();
     for c in s.chars() {
+        piece.clear();
         match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
+            '"' => piece.push_str("\\\""),
+            '\\' => piece.push_str("\\\\"),
             c if (c as u32) < 0x20 || c as u32 >= 0x7f => {
-                // Non-ASCII is escaped too, so the reply line stays 7-bit.
                 let mut buf = [0u16; 2];
                 for unit in c.encode_utf16(&mut buf) {
-                    out.push_str(&format!("\\u{:04x}", unit));
+                    piece.push_str(&format!("\\u{:04x}", unit));
                 }
             }
-            c => out.push(c),
+            c => piece.push(c),
         }
+        if out.len() - 1 + piece.len() > max {
+            break;
+        }
+        out.push_str(&piece);
     }
     out.push('"');
     out
@@ -83,7 +84,11 @@ mod tests {
         let line = format!("{reply}\r\n");
         assert!(line.len() <= 512, "{} bytes", line.len());
         assert!(line.is_ascii());
-        let json = line.split("##SES-response-json: ").nth(1).unwrap().trim_end();
+        let json = line
+            .split("##SES-response-json: ")
+            .nth(1)
+            .unwrap()
+            .trim_end();
         let v: serde_json::Value = serde_json::from_str(json).unwrap();
         assert_eq!(
             v["Response"]["Error"]["Code"],
