@@ -3,10 +3,13 @@
 
 use crate::cli::*;
 use crate::config::Config;
-use crate::{dkim, timefmt::rfc3339};
+use crate::dkim;
 use anyhow::{bail, Context};
 use posthorn_store::{MessageFilter, MessageRecord, NewDomain, SqliteStore, Store};
-use posthorn_submit::{generate_secret, hash_secret};
+use posthorn_submit::{
+    apply_settings, generate_secret, hash_secret, validate_setting, SETTING_KEYS,
+};
+use posthorn_types::time::rfc3339;
 use posthorn_types::{MessageId, RecipientStatus};
 use serde_json::json;
 
@@ -24,6 +27,48 @@ pub async fn run(config: &Config, command: Command) -> anyhow::Result<()> {
         Command::Account(AccountCmd::List) => {
             for a in store.accounts().await? {
                 println!("{}\t{}", a.name, rfc3339(a.created_at));
+            }
+        }
+        Command::Account(AccountCmd::Set { name, key, value }) => {
+            let acct = store.account(&name).await?;
+            let value = validate_setting(&key, &value).map_err(|e| anyhow::anyhow!(e))?;
+            store
+                .set_account_setting(acct.id, &key, Some(&value))
+                .await?;
+            println!("account {name}: {key} = {value}");
+        }
+        Command::Account(AccountCmd::Unset { name, key }) => {
+            let acct = store.account(&name).await?;
+            validate_setting(&key, "0").map_err(|e| anyhow::anyhow!(e))?;
+            store.set_account_setting(acct.id, &key, None).await?;
+            println!("account {name}: {key} is back to the default");
+        }
+        Command::Account(AccountCmd::Show { name }) => {
+            let acct = store.account(&name).await?;
+            let overrides = store.account_settings(acct.id).await?;
+            let limits = apply_settings(config.submit_config().policy, &overrides);
+            println!("account:  {}", acct.name);
+            println!("created:  {}", rfc3339(acct.created_at));
+            let domains = store.domains(acct.id).await?;
+            let names: Vec<&str> = domains.iter().map(|d| d.name.as_str()).collect();
+            println!(
+                "domains:  {}",
+                if names.is_empty() {
+                    "-".to_string()
+                } else {
+                    names.join(", ")
+                }
+            );
+            println!("settings:");
+            for k in SETTING_KEYS {
+                let set = overrides.iter().any(|(key, _)| key == k.key);
+                println!(
+                    "  {:<24} {:>10}  {}{}",
+                    k.key,
+                    k.value(&limits),
+                    k.meaning,
+                    if set { " (set for this account)" } else { "" }
+                );
             }
         }
         Command::Domain(DomainCmd::Add { domain, account }) => {
@@ -232,6 +277,13 @@ fn message_json(m: &MessageRecord) -> serde_json::Value {
         "label": m.label,
         "size": m.size,
         "received_at": rfc3339(m.received_at),
+        "subject": m.subject,
+        "header_from": m.header_from,
+        "attachments": m.attachments.iter().map(|a| json!({
+            "filename": a.filename,
+            "content_type": a.content_type,
+            "size": a.size,
+        })).collect::<Vec<_>>(),
         "recipients": m.recipients.iter().map(|r| json!({
             "address": r.address,
             "status": r.status.as_str(),
@@ -278,6 +330,15 @@ fn print_message(m: &MessageRecord) {
     println!("logged in:   {}", m.auth_user);
     println!("label:       {}", m.label.as_deref().unwrap_or("-"));
     println!("size:        {} bytes", m.size);
+    println!("subject:     {}", m.subject);
+    for a in &m.attachments {
+        println!(
+            "attachment:  {} ({}, {} bytes)",
+            a.filename.as_deref().unwrap_or("(unnamed)"),
+            a.content_type,
+            a.size
+        );
+    }
     println!("recipients:");
     for r in &m.recipients {
         println!(

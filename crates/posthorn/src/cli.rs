@@ -69,6 +69,16 @@ pub enum AccountCmd {
     Create { name: String },
     /// List accounts.
     List,
+    /// Override one setting for an account (`0` where a limit allows it means no limit).
+    Set {
+        name: String,
+        key: String,
+        value: String,
+    },
+    /// Remove an override; the configured default applies again.
+    Unset { name: String, key: String },
+    /// The account's domains, senders and effective settings.
+    Show { name: String },
 }
 
 #[derive(Subcommand, Debug)]

@@ -5,6 +5,7 @@
 use anyhow::{bail, Context};
 use posthorn_smtp::LineEndings;
 use posthorn_smtpd::{IpNet, ListenerKind, ListenerSpec, SmtpConfig, TrustedNetwork};
+use posthorn_submit::{PolicyLimits, SubmitConfig};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub hostname: Option<String>,
     pub smtp: SmtpSection,
+    pub policy: PolicySection,
     pub tls: TlsSection,
     pub log: LogSection,
 }
@@ -43,6 +45,28 @@ pub struct TrustedNetworkEntry {
     pub account: String,
 }
 
+/// Defaults for every account; `posthorn account set` overrides per account.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicySection {
+    pub max_attachments: usize,
+    pub max_attachment_size: usize,
+    pub max_attachments_total: usize,
+    pub max_body_size: usize,
+}
+
+impl Default for PolicySection {
+    fn default() -> Self {
+        let d = PolicyLimits::default();
+        Self {
+            max_attachments: d.max_attachments,
+            max_attachment_size: d.max_attachment_size,
+            max_attachments_total: d.max_attachments_total,
+            max_body_size: d.max_body_size,
+        }
+    }
+}
+
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsSection {
@@ -62,6 +86,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./posthorn-data"),
             hostname: None,
             smtp: SmtpSection::default(),
+            policy: PolicySection::default(),
             tls: TlsSection::default(),
             log: LogSection::default(),
         }
@@ -147,6 +172,22 @@ impl Config {
         Ok(out)
     }
 
+    /// What the submission path runs with.
+    pub fn submit_config(&self) -> SubmitConfig {
+        let p = &self.policy;
+        SubmitConfig {
+            hostname: self.hostname(),
+            policy: PolicyLimits {
+                max_attachments: p.max_attachments,
+                max_attachment_size: p.max_attachment_size,
+                max_attachments_total: p.max_attachments_total,
+                max_body_size: p.max_body_size,
+                max_message_size: self.smtp.max_message_size,
+            },
+            ..SubmitConfig::default()
+        }
+    }
+
     pub fn smtp_config(&self) -> anyhow::Result<SmtpConfig> {
         let s = &self.smtp;
         let line_endings = match s.line_endings.as_str() {
@@ -202,6 +243,7 @@ mod tests {
         assert_eq!(parsed.smtp.idle_timeout_secs, d.smtp.idle_timeout_secs);
         assert_eq!(parsed.smtp.data_timeout_secs, d.smtp.data_timeout_secs);
         assert_eq!(parsed.log.level, d.log.level);
+        assert_eq!(parsed.submit_config().policy, d.submit_config().policy);
         parsed.listeners().unwrap();
         parsed.smtp_config().unwrap();
     }

@@ -5,7 +5,6 @@ mod cli;
 mod config;
 mod dkim;
 mod serve;
-mod timefmt;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -37,7 +37,7 @@ pub async fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
             "[tls] needs both cert and key, or neither (a self-signed pair is then generated)"
         ),
     });
-    let submitter = Arc::new(Submitter::new(store));
+    let submitter = Arc::new(Submitter::new(store, config.submit_config()));
 
     let server = SmtpServer::bind(&listeners, smtp_config, submitter, tls.clone())
         .await

@@ -169,11 +169,15 @@ fn bare_line_feeds_are_normalised_by_default() {
         "From: <{SENDER}>\nTo: <a@example.net>\nSubject: lf\n\nline one\n..dotted\nend\r\n.\r\n"
     );
     let id = queued_id(&transaction(&mut c, &["a@example.net"], content.as_bytes()));
-    let stored = server.content(&id);
-    assert_eq!(
-        String::from_utf8(stored).unwrap(),
-        format!("From: <{SENDER}>\r\nTo: <a@example.net>\r\nSubject: lf\r\n\r\nline one\r\n.dotted\r\nend\r\n")
-    );
+    let stored = String::from_utf8(server.content(&id)).unwrap();
+    // Posthorn's own header fields come first and last; the client's
+    // lines are between them with CRLF endings.
+    let (headers, body) = stored.split_once("\r\n\r\n").unwrap();
+    assert!(headers.contains(&format!(
+        "From: <{SENDER}>\r\nTo: <a@example.net>\r\nSubject: lf\r\n"
+    )));
+    assert_eq!(body, "line one\r\n.dotted\r\nend\r\n");
+    assert!(!stored.replace("\r\n", "").contains('\n'));
 }
 
 #[test]
@@ -273,7 +277,11 @@ fn pipelined_batches_are_answered_in_order() {
         plain(SENDER, SENDER_PASSWORD)
     );
     batch.push_str(&message("pipelined"));
-    batch.push_str(".\r\nMAIL FROM:<app@example.com>\r\nRCPT TO:<c@example.net>\r\nBDAT 14 LAST\r\nSubject: b\r\n\r\nQUIT\r\n");
+    let chunk = message("chunked");
+    batch.push_str(&format!(
+        ".\r\nMAIL FROM:<app@example.com>\r\nRCPT TO:<c@example.net>\r\nBDAT {} LAST\r\n{chunk}QUIT\r\n",
+        chunk.len()
+    ));
     c.send(batch.as_bytes());
     let expect = [
         "250-", "235 ", "250 ", "250 ", "250 ", "354 ", "250 ", "250 ", "250 ", "250 ", "221 ",

@@ -84,7 +84,8 @@ pub struct Session {
     /// Bytes of `input` already used.
     consumed: usize,
     output: Vec<u8>,
-    greeted: bool,
+    /// The name given in HELO/EHLO; `None` until then.
+    helo: Option<String>,
     esmtp: bool,
     tls: bool,
     authenticated: bool,
@@ -118,7 +119,7 @@ impl Session {
             input: Vec::new(),
             consumed: 0,
             output: Vec::new(),
-            greeted: false,
+            helo: None,
             esmtp: false,
             authenticated: false,
             transaction: None,
@@ -163,6 +164,11 @@ impl Session {
     /// Mark the session as logged in without AUTH (a trusted network).
     pub fn set_authenticated(&mut self) {
         self.authenticated = true;
+    }
+
+    /// The name the client gave in HELO/EHLO.
+    pub fn helo(&self) -> Option<&str> {
+        self.helo.as_deref()
     }
 
     pub fn is_authenticated(&self) -> bool {
@@ -515,15 +521,15 @@ impl Session {
 
     fn handle_command(&mut self, cmd: Command) -> Option<Event> {
         match cmd {
-            Command::Helo(_) => {
-                self.greeted = true;
+            Command::Helo(name) => {
+                self.helo = Some(name);
                 self.esmtp = false;
                 self.transaction = None;
                 let text = self.config.hostname.clone();
                 self.reply(Reply::new(250, "2.0.0", text));
             }
-            Command::Ehlo(_) => {
-                self.greeted = true;
+            Command::Ehlo(name) => {
+                self.helo = Some(name);
                 self.esmtp = true;
                 self.transaction = None;
                 self.write_ehlo();
@@ -601,7 +607,7 @@ impl Session {
         self.input.clear();
         self.consumed = 0;
         // RFC 3207: forget everything learnt before TLS.
-        self.greeted = false;
+        self.helo = None;
         self.esmtp = false;
         self.authenticated = false;
         self.transaction = None;
@@ -667,7 +673,7 @@ impl Session {
     }
 
     fn mail(&mut self, mail: MailFrom) -> Option<Event> {
-        if !self.greeted {
+        if self.helo.is_none() {
             self.reply(bad_sequence("send HELO/EHLO first"));
             return None;
         }

@@ -5,7 +5,7 @@ use crate::replies::{auth_failure, submit_failure};
 use crate::server::Shared;
 use crate::ListenerKind;
 use posthorn_smtp::{Event, Session, SessionConfig};
-use posthorn_types::{Identity, Reply};
+use posthorn_types::{Identity, LoginKind, Origin, Reply};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -20,6 +20,8 @@ struct Conn {
     shared: Arc<Shared>,
     peer: SocketAddr,
     identity: Option<Identity>,
+    /// TLS version and cipher once TLS is up.
+    tls: Option<String>,
     shutdown: CancellationToken,
 }
 
@@ -55,6 +57,7 @@ pub(crate) async fn serve(
         shared: shared.clone(),
         peer,
         identity: None,
+        tls: None,
         shutdown,
     };
     if let Some(trusted) = cfg
@@ -98,7 +101,7 @@ pub(crate) async fn serve(
 
 impl Conn {
     async fn handshake(
-        &self,
+        &mut self,
         stream: TcpStream,
     ) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
         let acceptor = self.shared.tls.acceptor();
@@ -108,7 +111,22 @@ impl Conn {
         )
         .await
         {
-            Ok(Ok(tls)) => Some(tls),
+            Ok(Ok(tls)) => {
+                let (_, state) = tls.get_ref();
+                self.tls = Some(format!(
+                    "{} {}",
+                    state
+                        .protocol_version()
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("TLS")
+                        .replace('_', "."),
+                    state
+                        .negotiated_cipher_suite()
+                        .and_then(|c| c.suite().as_str())
+                        .unwrap_or("unknown-cipher")
+                ));
+                Some(tls)
+            }
             Ok(Err(e)) => {
                 tracing::info!(peer = %self.peer, error = %e, "TLS handshake failed");
                 None
@@ -211,7 +229,22 @@ impl Conn {
                     let who = self.identity.as_ref().expect("DATA only after MAIL");
                     let rcpts = envelope.rcpt_to.len();
                     let size = data.len();
-                    let result = self.shared.submitter.submit(who, envelope, data).await;
+                    let origin = Origin {
+                        protocol: match (self.tls.is_some(), &who.login) {
+                            (true, LoginKind::TrustedNetwork) => "ESMTPS",
+                            (true, _) => "ESMTPSA",
+                            (false, LoginKind::TrustedNetwork) => "ESMTP",
+                            (false, _) => "ESMTPA",
+                        },
+                        helo: session.helo().map(str::to_string),
+                        peer: Some(self.peer.ip()),
+                        tls: self.tls.clone(),
+                    };
+                    let result = self
+                        .shared
+                        .submitter
+                        .submit(who, &origin, envelope, data)
+                        .await;
                     match &result {
                         Ok(id) => {
                             tracing::info!(peer = %self.peer, user = who.login_name(), %id, rcpts, size, "message accepted")

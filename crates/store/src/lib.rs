@@ -52,6 +52,16 @@ pub trait Store: Send + Sync + 'static {
     async fn add_api_user(&self, account_id: i64, name: &str, key_hash: &str) -> Result<()>;
     async fn api_user(&self, name: &str) -> Result<ApiUser>;
 
+    /// Set (or with `None` remove) one per-account setting.
+    async fn set_account_setting(
+        &self,
+        account_id: i64,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<()>;
+    /// All per-account settings of an account, as `(key, value)`.
+    async fn account_settings(&self, account_id: i64) -> Result<Vec<(String, String)>>;
+
     async fn add_label(&self, account_id: i64, label: &str) -> Result<()>;
     async fn has_label(&self, account_id: i64, label: &str) -> Result<bool>;
 

@@ -59,8 +59,22 @@ pub struct NewMessage {
     pub auth_user: String,
     pub label: Option<String>,
     pub received_at: i64,
+    /// Decoded Subject, as the policy read it.
+    pub subject: String,
+    /// The From address of the header.
+    pub header_from: String,
+    pub attachments: Vec<AttachmentRecord>,
     /// The canonical message as it will be delivered.
     pub content: Vec<u8>,
+}
+
+/// One attachment of a stored message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttachmentRecord {
+    pub filename: Option<String>,
+    pub content_type: String,
+    /// Decoded bytes.
+    pub size: u64,
 }
 
 /// One recipient of a stored message and where it stands.
@@ -86,6 +100,9 @@ pub struct MessageRecord {
     pub size: u64,
     /// Unix seconds.
     pub received_at: i64,
+    pub subject: String,
+    pub header_from: String,
+    pub attachments: Vec<AttachmentRecord>,
     pub recipients: Vec<RecipientRecord>,
 }
 

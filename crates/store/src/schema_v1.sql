@@ -29,6 +29,14 @@ CREATE TABLE api_users (
     created_at  INTEGER NOT NULL
 );
 
+-- Per-account overrides of configured defaults (limits, policy).
+CREATE TABLE account_settings (
+    account_id  INTEGER NOT NULL REFERENCES accounts(id),
+    key         TEXT NOT NULL,
+    value       TEXT NOT NULL,
+    PRIMARY KEY (account_id, key)
+);
+
 CREATE TABLE labels (
     account_id  INTEGER NOT NULL REFERENCES accounts(id),
     label       TEXT NOT NULL,
@@ -45,9 +53,21 @@ CREATE TABLE messages (
     label        TEXT,
     size         INTEGER NOT NULL,
     received_at  INTEGER NOT NULL,
+    subject      TEXT NOT NULL DEFAULT '',
+    header_from  TEXT NOT NULL DEFAULT '',
     content      BLOB NOT NULL
 );
 CREATE INDEX messages_account ON messages(account_id, id);
+
+-- What the policy found: one row per attachment.
+CREATE TABLE attachments (
+    message_id    TEXT NOT NULL REFERENCES messages(id),
+    idx           INTEGER NOT NULL,
+    filename      TEXT,
+    content_type  TEXT NOT NULL,
+    size          INTEGER NOT NULL,
+    PRIMARY KEY (message_id, idx)
+);
 
 CREATE TABLE recipients (
     message_id  TEXT NOT NULL REFERENCES messages(id),

@@ -154,8 +154,8 @@ async fn write_batch(conn: &mut SqliteConnection, batch: &[WriteJob]) -> Result<
         let m = &job.message;
         let id = m.id.to_string();
         sqlx::query(
-            "INSERT INTO messages (id, account_id, mail_from, auth_user, label, size, received_at, content)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO messages (id, account_id, mail_from, auth_user, label, size, received_at, subject, header_from, content)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&id)
         .bind(m.account_id)
@@ -164,9 +164,23 @@ async fn write_batch(conn: &mut SqliteConnection, batch: &[WriteJob]) -> Result<
         .bind(&m.label)
         .bind(m.content.len() as i64)
         .bind(m.received_at)
+        .bind(&m.subject)
+        .bind(&m.header_from)
         .bind(&m.content)
         .execute(&mut *tx)
         .await?;
+        for (idx, a) in m.attachments.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO attachments (message_id, idx, filename, content_type, size) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(&id)
+            .bind(idx as i64)
+            .bind(&a.filename)
+            .bind(&a.content_type)
+            .bind(a.size as i64)
+            .execute(&mut *tx)
+            .await?;
+        }
         for (idx, rcpt) in m.recipients.iter().enumerate() {
             sqlx::query(
                 "INSERT INTO recipients (message_id, idx, address, status, updated_at)
@@ -228,6 +242,23 @@ impl SqliteStore {
             .collect()
     }
 
+    async fn attachments_of(&self, id: &str) -> Result<Vec<AttachmentRecord>> {
+        let rows = sqlx::query(
+            "SELECT filename, content_type, size FROM attachments WHERE message_id = ? ORDER BY idx",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| AttachmentRecord {
+                filename: r.get("filename"),
+                content_type: r.get("content_type"),
+                size: r.get::<i64, _>("size") as u64,
+            })
+            .collect())
+    }
+
     async fn message_from_row(&self, row: &sqlx::sqlite::SqliteRow) -> Result<MessageRecord> {
         let id: String = row.get("id");
         Ok(MessageRecord {
@@ -241,12 +272,15 @@ impl SqliteStore {
             label: row.get("label"),
             size: row.get::<i64, _>("size") as u64,
             received_at: row.get("received_at"),
+            subject: row.get("subject"),
+            header_from: row.get("header_from"),
+            attachments: self.attachments_of(&id).await?,
             recipients: self.recipients_of(&id).await?,
         })
     }
 }
 
-const MESSAGE_COLUMNS: &str = "m.id, m.account_id, a.name AS account, m.mail_from, m.auth_user, m.label, m.size, m.received_at";
+const MESSAGE_COLUMNS: &str = "m.id, m.account_id, a.name AS account, m.mail_from, m.auth_user, m.label, m.size, m.received_at, m.subject, m.header_from";
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -393,6 +427,48 @@ impl Store for SqliteStore {
             .ok_or_else(|| StoreError::NotFound(format!("no API user {name:?}")))
     }
 
+    async fn set_account_setting(
+        &self,
+        account_id: i64,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<()> {
+        match value {
+            Some(v) => {
+                sqlx::query(
+                    "INSERT INTO account_settings (account_id, key, value) VALUES (?, ?, ?)
+                     ON CONFLICT (account_id, key) DO UPDATE SET value = excluded.value",
+                )
+                .bind(account_id)
+                .bind(key)
+                .bind(v)
+                .execute(&self.pool)
+                .await?;
+            }
+            None => {
+                sqlx::query("DELETE FROM account_settings WHERE account_id = ? AND key = ?")
+                    .bind(account_id)
+                    .bind(key)
+                    .execute(&self.pool)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn account_settings(&self, account_id: i64) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT key, value FROM account_settings WHERE account_id = ? ORDER BY key",
+        )
+        .bind(account_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get("key"), r.get("value")))
+            .collect())
+    }
+
     async fn add_label(&self, account_id: i64, label: &str) -> Result<()> {
         sqlx::query("INSERT INTO labels (account_id, label, created_at) VALUES (?, ?, ?)")
             .bind(account_id)
@@ -485,6 +561,13 @@ mod tests {
             auth_user: "a@example.com".into(),
             label: Some("7".into()),
             received_at: now(),
+            subject: "x".into(),
+            header_from: "a@example.com".into(),
+            attachments: vec![AttachmentRecord {
+                filename: Some("a.pdf".into()),
+                content_type: "application/pdf".into(),
+                size: 3,
+            }],
             content: b"Subject: x\r\n\r\nhi\r\n".to_vec(),
         }
     }
@@ -518,6 +601,23 @@ mod tests {
             store.set_sender_password("b@example.com", "x").await,
             Err(StoreError::NotFound(_))
         ));
+        store
+            .set_account_setting(acct.id, "max_attachments", Some("3"))
+            .await
+            .unwrap();
+        store
+            .set_account_setting(acct.id, "max_attachments", Some("4"))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.account_settings(acct.id).await.unwrap(),
+            [("max_attachments".to_string(), "4".to_string())]
+        );
+        store
+            .set_account_setting(acct.id, "max_attachments", None)
+            .await
+            .unwrap();
+        assert!(store.account_settings(acct.id).await.unwrap().is_empty());
         store.add_label(acct.id, "7").await.unwrap();
         assert!(store.has_label(acct.id, "7").await.unwrap());
         assert!(!store.has_label(acct.id, "8").await.unwrap());
@@ -555,6 +655,8 @@ mod tests {
         assert_eq!(one.recipients[0].status, RecipientStatus::Queued);
         assert_eq!(one.label.as_deref(), Some("7"));
         assert_eq!(one.account, "shop");
+        assert_eq!(one.subject, "x");
+        assert_eq!(one.attachments[0].filename.as_deref(), Some("a.pdf"));
         let queued = store
             .messages(&MessageFilter {
                 status: Some(RecipientStatus::Delivered),

@@ -5,13 +5,20 @@
 //! stable storage.
 
 mod password;
+mod received;
+mod settings;
 
 pub use password::{generate_secret, hash_secret, verify_secret};
+pub use posthorn_policy::PolicyLimits;
+pub use settings::{apply_settings, validate_setting, SettingKey, SETTING_KEYS};
 
-use posthorn_store::{NewMessage, Store, StoreError};
-use posthorn_types::{BusinessError, Envelope, Identity, LoginKind, MessageId};
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use posthorn_policy::{rewrite_headers, HeaderEdits};
+use posthorn_store::{AttachmentRecord, NewMessage, Store, StoreError};
+use posthorn_types::time::{rfc5322, unix_now};
+use posthorn_types::{BusinessError, Envelope, Identity, LoginKind, MessageId, Origin};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Why a login failed.
 #[derive(Debug, thiserror::Error)]
@@ -44,21 +51,59 @@ impl From<StoreError> for SubmitError {
     }
 }
 
+/// What the submission path is configured with.
+#[derive(Clone, Debug)]
+pub struct SubmitConfig {
+    /// This server's name, in Received headers and generated Message-IDs.
+    pub hostname: String,
+    /// Policy limits for accounts that set none of their own.
+    pub policy: PolicyLimits,
+    /// How long an account's settings are cached before being read again.
+    pub settings_ttl: Duration,
+}
+
+impl Default for SubmitConfig {
+    fn default() -> Self {
+        Self {
+            hostname: "localhost".into(),
+            policy: PolicyLimits::default(),
+            settings_ttl: Duration::from_secs(5),
+        }
+    }
+}
+
 /// See the crate documentation.
 pub struct Submitter {
     store: Arc<dyn Store>,
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    config: SubmitConfig,
+    /// Effective limits per account, with the time they were read.
+    limits_cache: Mutex<HashMap<i64, (Instant, PolicyLimits)>>,
 }
 
 impl Submitter {
-    pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store }
+    pub fn new(store: Arc<dyn Store>, config: SubmitConfig) -> Self {
+        Self {
+            store,
+            config,
+            limits_cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The policy limits in force for an account: the configured defaults
+    /// with the account's own settings on top.
+    pub async fn limits(&self, account_id: i64) -> Result<PolicyLimits, SubmitError> {
+        if let Some((at, limits)) = self.limits_cache.lock().expect("cache").get(&account_id) {
+            if at.elapsed() < self.config.settings_ttl {
+                return Ok(*limits);
+            }
+        }
+        let overrides = self.store.account_settings(account_id).await?;
+        let limits = apply_settings(self.config.policy, &overrides);
+        self.limits_cache
+            .lock()
+            .expect("cache")
+            .insert(account_id, (Instant::now(), limits));
+        Ok(limits)
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -185,10 +230,13 @@ impl Submitter {
         Ok(())
     }
 
-    /// Commit a message. Returns its id once it is on stable storage.
+    /// Check a message against its account's policy, write Posthorn's
+    /// headers, and commit it. Returns its id once it is on stable storage;
+    /// nothing is stored when it is refused.
     pub async fn submit(
         &self,
         who: &Identity,
+        origin: &Origin,
         envelope: Envelope,
         content: Vec<u8>,
     ) -> Result<MessageId, SubmitError> {
@@ -198,7 +246,22 @@ impl Submitter {
                 "the message has no recipient",
             )));
         }
+        let limits = self.limits(who.account_id).await?;
+        let facts = posthorn_policy::check(&content, &envelope.mail_from, &limits)
+            .map_err(SubmitError::Business)?;
         let id = MessageId::generate();
+        let now = unix_now();
+        let date = rfc5322(now);
+        let received = received::field(origin, who, &self.config.hostname, id, &date);
+        let message_id = format!("<{id}@{}>", self.config.hostname);
+        let content = rewrite_headers(
+            &content,
+            &HeaderEdits {
+                received: Some(&received),
+                add_if_missing: &[("Message-ID", &message_id), ("Date", &date)],
+                remove: &["Bcc"],
+            },
+        );
         self.store
             .enqueue(NewMessage {
                 id,
@@ -207,7 +270,18 @@ impl Submitter {
                 recipients: envelope.rcpt_to,
                 auth_user: who.login_name().to_string(),
                 label: who.label.clone(),
-                received_at: unix_now(),
+                received_at: now,
+                subject: facts.subject,
+                header_from: facts.from,
+                attachments: facts
+                    .attachments
+                    .into_iter()
+                    .map(|a| AttachmentRecord {
+                        filename: a.filename,
+                        content_type: a.content_type,
+                        size: a.size as u64,
+                    })
+                    .collect(),
                 content,
             })
             .await?;

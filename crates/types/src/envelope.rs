@@ -56,3 +56,15 @@ impl Identity {
         }
     }
 }
+
+/// Where a submission came from, for the Received header and logs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Origin {
+    /// `ESMTPSA`, `ESMTPS`, `ESMTPA`, `ESMTP`, `SMTP` or `HTTP`.
+    pub protocol: &'static str,
+    /// The name the client gave in HELO/EHLO.
+    pub helo: Option<String>,
+    pub peer: Option<std::net::IpAddr>,
+    /// TLS version and cipher suite, e.g. `TLSv1.3 TLS13_AES_256_GCM_SHA384`.
+    pub tls: Option<String>,
+}

@@ -7,9 +7,10 @@ mod envelope;
 mod id;
 mod reply;
 mod status;
+pub mod time;
 
 pub use business::BusinessError;
-pub use envelope::{BodyType, Envelope, Identity, LoginKind};
+pub use envelope::{BodyType, Envelope, Identity, LoginKind, Origin};
 pub use id::{new_request_id, MessageId};
 pub use reply::Reply;
 pub use status::RecipientStatus;

@@ -1,0 +1,540 @@
+//! The checks, in the order a client most needs to hear about them.
+
+use crate::charsets::is_registered;
+use crate::codes::*;
+use mail_parser::{Address, MessageParser, MessagePart, MimeHeaders, PartType};
+use posthorn_types::BusinessError;
+
+/// The limits one account's messages are held to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PolicyLimits {
+    pub max_attachments: usize,
+    /// Decoded bytes of one attachment.
+    pub max_attachment_size: usize,
+    /// Decoded bytes of all attachments together.
+    pub max_attachments_total: usize,
+    /// Bytes of the message without its attachment parts.
+    pub max_body_size: usize,
+    /// Bytes of the whole message as sent.
+    pub max_message_size: usize,
+}
+
+impl Default for PolicyLimits {
+    fn default() -> Self {
+        Self {
+            max_attachments: 10,
+            max_attachment_size: 5 * 1024 * 1024,
+            max_attachments_total: 8 * 1024 * 1024,
+            max_body_size: 1024 * 1024,
+            max_message_size: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// One attachment as the policy saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttachmentFact {
+    /// Decoded from RFC 2047 or RFC 2231 form.
+    pub filename: Option<String>,
+    pub content_type: String,
+    /// Decoded bytes.
+    pub size: usize,
+}
+
+/// What the check learnt about an accepted message.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Facts {
+    /// Decoded subject.
+    pub subject: String,
+    /// The From address.
+    pub from: String,
+    /// The From display name, decoded.
+    pub from_name: Option<String>,
+    pub to: Vec<String>,
+    pub cc: Vec<String>,
+    pub bcc: Vec<String>,
+    /// The client's Message-ID, without angle brackets.
+    pub message_id: Option<String>,
+    pub has_date: bool,
+    pub attachments: Vec<AttachmentFact>,
+}
+
+fn refuse(code: &'static str, message: impl Into<String>) -> BusinessError {
+    BusinessError::policy(code, message)
+}
+
+fn addresses(a: Option<&Address<'_>>) -> Vec<String> {
+    a.map(|a| {
+        a.iter()
+            .filter_map(|addr| addr.address().map(str::to_string))
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// Check `raw` (the canonical message) sent with envelope sender
+/// `envelope_from` against `limits`.
+pub fn check(
+    raw: &[u8],
+    envelope_from: &str,
+    limits: &PolicyLimits,
+) -> Result<Facts, BusinessError> {
+    if raw.len() > limits.max_message_size {
+        return Err(refuse(
+            MESSAGE_TOO_LARGE,
+            format!(
+                "the message is {} bytes; the limit is {}",
+                raw.len(),
+                limits.max_message_size
+            ),
+        ));
+    }
+    let message = MessageParser::default().parse(raw).ok_or_else(|| {
+        refuse(
+            MISSING_EMAIL_CONTENT,
+            "the message has no headers or content",
+        )
+    })?;
+
+    // Headers.
+    let from = message.from();
+    let from_addrs = addresses(from);
+    let Some(from_addr) = from_addrs.first() else {
+        return Err(refuse(
+            MISSING_FROM,
+            "the message has no From header with an address",
+        ));
+    };
+    if from_addrs.len() > 1 || !from_addr.eq_ignore_ascii_case(envelope_from) {
+        return Err(refuse(
+            SENDER_MISMATCH,
+            format!("the From address <{from_addr}> must be the envelope sender <{envelope_from}>"),
+        ));
+    }
+    let subject = message.subject().map(str::trim).unwrap_or_default();
+    if subject.is_empty() {
+        return Err(refuse(MISSING_SUBJECT, "the message has no Subject header"));
+    }
+    let to = addresses(message.to());
+    let cc = addresses(message.cc());
+    if to.is_empty() && cc.is_empty() {
+        return Err(refuse(
+            MISSING_RECIPIENT,
+            "the message has no To or Cc address",
+        ));
+    }
+    if let Some(version) = message.header_raw("MIME-Version") {
+        if strip_comments(version).trim() != "1.0" {
+            return Err(refuse(
+                INVALID_MIME_VERSION,
+                format!("MIME-Version is {:?}; only 1.0 is allowed", version.trim()),
+            ));
+        }
+    }
+    let root = message.root_part();
+    if let Some(ct) = root.content_type() {
+        let ok = match (
+            ct.ctype().to_ascii_lowercase().as_str(),
+            ct.subtype().map(str::to_ascii_lowercase),
+        ) {
+            ("text", Some(sub)) => sub == "plain" || sub == "html",
+            ("multipart", Some(sub)) => matches!(sub.as_str(), "mixed" | "related" | "alternative"),
+            _ => false,
+        };
+        if !ok {
+            return Err(refuse(
+                INVALID_CONTENT_TYPE,
+                format!(
+                    "the top-level Content-Type {}/{} is not allowed; use text/plain, text/html or multipart/mixed, related or alternative",
+                    ct.ctype(),
+                    ct.subtype().unwrap_or("")
+                ),
+            ));
+        }
+    }
+
+    // Parts.
+    let parents = parent_map(&message.parts);
+    let mut attachments = Vec::new();
+    let mut attachment_raw_bytes = 0usize;
+    let mut has_content = false;
+    for (i, part) in message.parts.iter().enumerate() {
+        if part.is_multipart() {
+            continue;
+        }
+        check_part_headers(i, part)?;
+        let is_attachment = i != 0 && is_attachment(part, parents[i].map(|p| &message.parts[p]));
+        if is_attachment {
+            if part.encoding == mail_parser::Encoding::Base64 || part.is_encoding_problem {
+                check_base64(raw, part, i)?;
+            }
+            attachment_raw_bytes += (part.raw_end_offset() - part.raw_header_offset()) as usize;
+            attachments.push(AttachmentFact {
+                filename: part.attachment_name().map(str::to_string),
+                content_type: content_type_of(part),
+                size: decoded_len(part),
+            });
+        }
+        if is_attachment || !part_is_blank(part) {
+            has_content = true;
+        }
+    }
+    if !has_content {
+        return Err(refuse(
+            MISSING_EMAIL_CONTENT,
+            "the message has no body text, HTML or attachment",
+        ));
+    }
+    if attachments.len() > limits.max_attachments {
+        return Err(refuse(
+            TOO_MANY_ATTACHMENTS,
+            format!(
+                "{} attachments; the limit is {}",
+                attachments.len(),
+                limits.max_attachments
+            ),
+        ));
+    }
+    if let Some(big) = attachments
+        .iter()
+        .find(|a| a.size > limits.max_attachment_size)
+    {
+        return Err(refuse(
+            ATTACHMENT_TOO_LARGE,
+            format!(
+                "attachment {} is {} bytes decoded; the limit is {}",
+                big.filename.as_deref().unwrap_or("(unnamed)"),
+                big.size,
+                limits.max_attachment_size
+            ),
+        ));
+    }
+    let total: usize = attachments.iter().map(|a| a.size).sum();
+    if total > limits.max_attachments_total {
+        return Err(refuse(
+            ATTACHMENTS_TOO_LARGE,
+            format!(
+                "attachments total {total} bytes decoded; the limit is {}",
+                limits.max_attachments_total
+            ),
+        ));
+    }
+    let body = raw.len().saturating_sub(attachment_raw_bytes);
+    if body > limits.max_body_size {
+        return Err(refuse(
+            BODY_TOO_LARGE,
+            format!(
+                "the message without attachments is {body} bytes; the limit is {}",
+                limits.max_body_size
+            ),
+        ));
+    }
+
+    Ok(Facts {
+        subject: subject.to_string(),
+        from: from_addr.clone(),
+        from_name: from
+            .and_then(|f| f.first())
+            .and_then(|a| a.name())
+            .map(str::to_string),
+        to,
+        cc,
+        bcc: addresses(message.bcc()),
+        message_id: message.message_id().map(str::to_string),
+        has_date: message.date().is_some() || message.header_raw("Date").is_some(),
+        attachments,
+    })
+}
+
+/// For each part, the multipart part that contains it.
+fn parent_map(parts: &[MessagePart<'_>]) -> Vec<Option<usize>> {
+    let mut parents = vec![None; parts.len()];
+    for (i, part) in parts.iter().enumerate() {
+        if let PartType::Multipart(children) = &part.body {
+            for &child in children {
+                if let Some(slot) = parents.get_mut(child as usize) {
+                    *slot = Some(i);
+                }
+            }
+        }
+    }
+    parents
+}
+
+/// A part with `Content-Disposition: attachment` or a filename, except an
+/// inline part with a Content-ID inside multipart/related (an image the HTML
+/// shows).
+fn is_attachment(part: &MessagePart<'_>, parent: Option<&MessagePart<'_>>) -> bool {
+    let disposition = part.content_disposition();
+    if disposition.is_some_and(|d| d.is_attachment()) {
+        return true;
+    }
+    let inline_related = part.content_id().is_some()
+        && parent.is_some_and(|p| p.is_content_type("multipart", "related"));
+    !inline_related && part.attachment_name().is_some()
+}
+
+fn content_type_of(part: &MessagePart<'_>) -> String {
+    match part.content_type() {
+        Some(ct) => match ct.subtype() {
+            Some(sub) => format!("{}/{}", ct.ctype(), sub).to_ascii_lowercase(),
+            None => ct.ctype().to_ascii_lowercase(),
+        },
+        None => "text/plain".into(),
+    }
+}
+
+fn decoded_len(part: &MessagePart<'_>) -> usize {
+    match &part.body {
+        PartType::Message(m) => m.raw_message.len(),
+        _ => part.contents().len(),
+    }
+}
+
+fn part_is_blank(part: &MessagePart<'_>) -> bool {
+    match &part.body {
+        PartType::Text(t) | PartType::Html(t) => t.trim().is_empty(),
+        PartType::Binary(b) | PartType::InlineBinary(b) => b.is_empty(),
+        PartType::Message(_) => false,
+        PartType::Multipart(_) => true,
+    }
+}
+
+fn check_part_headers(index: usize, part: &MessagePart<'_>) -> Result<(), BusinessError> {
+    if let Some(cte) = part.content_transfer_encoding() {
+        let cte = cte.trim();
+        let known = ["7bit", "8bit", "binary", "base64", "quoted-printable"];
+        if !known.iter().any(|k| k.eq_ignore_ascii_case(cte)) {
+            return Err(refuse(
+                INVALID_TRANSFER_ENCODING,
+                format!("part {index} has Content-Transfer-Encoding {cte:?}; use base64 or quoted-printable"),
+            ));
+        }
+    }
+    if let Some(ct) = part.content_type() {
+        if ct.ctype().eq_ignore_ascii_case("text") {
+            if let Some(charset) = ct.attribute("charset") {
+                if !is_registered(charset) {
+                    return Err(refuse(
+                        INVALID_CHARSET,
+                        format!("part {index} names charset {charset:?}, which is not registered; use UTF-8"),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Strict base64: only the alphabet and white space, padding only at the
+/// end, and a length that can be decoded.
+fn check_base64(raw: &[u8], part: &MessagePart<'_>, index: usize) -> Result<(), BusinessError> {
+    let start = part.raw_body_offset() as usize;
+    let end = (part.raw_end_offset() as usize).min(raw.len());
+    let body = raw.get(start..end).unwrap_or_default();
+    let name = part.attachment_name().unwrap_or("(unnamed)");
+    let bad = |why: &str| {
+        refuse(
+            INVALID_ATTACHMENT_CONTENT,
+            format!("attachment {name} (part {index}) is not valid base64: {why}"),
+        )
+    };
+    let mut symbols = 0usize;
+    let mut padding = 0usize;
+    for &b in body {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'+' | b'/' => {
+                if padding > 0 {
+                    return Err(bad("data after padding"));
+                }
+                symbols += 1;
+            }
+            b'=' => {
+                padding += 1;
+                if padding > 2 {
+                    return Err(bad("too much padding"));
+                }
+            }
+            b' ' | b'\t' | b'\r' | b'\n' => {}
+            _ => return Err(bad("a character outside the base64 alphabet")),
+        }
+    }
+    if (symbols + padding) % 4 == 1 || (padding > 0 && !(symbols + padding).is_multiple_of(4)) {
+        return Err(bad("truncated"));
+    }
+    Ok(())
+}
+
+fn strip_comments(s: &str) -> String {
+    let mut depth = 0;
+    s.chars()
+        .filter(|&c| match c {
+            '(' => {
+                depth += 1;
+                false
+            }
+            ')' => {
+                depth -= 1;
+                false
+            }
+            _ => depth == 0,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(raw: &str) -> &'static str {
+        match check(raw.as_bytes(), "app@example.com", &PolicyLimits::default()) {
+            Ok(_) => "ok",
+            Err(e) => e.code,
+        }
+    }
+
+    const OK: &str =
+        "From: \"App\" <app@example.com>\r\nTo: a@example.net\r\nSubject: Hi\r\n\r\nHello\r\n";
+
+    #[test]
+    fn a_plain_message_passes_with_its_facts() {
+        let facts = check(OK.as_bytes(), "APP@example.com", &PolicyLimits::default()).unwrap();
+        assert_eq!(facts.subject, "Hi");
+        assert_eq!(facts.from, "app@example.com");
+        assert_eq!(facts.from_name.as_deref(), Some("App"));
+        assert_eq!(facts.to, ["a@example.net"]);
+        assert!(facts.attachments.is_empty());
+        assert!(!facts.has_date);
+    }
+
+    #[test]
+    fn each_header_rule_has_its_code() {
+        assert_eq!(code(&OK.replace("Subject: Hi\r\n", "")), MISSING_SUBJECT);
+        assert_eq!(
+            code(&OK.replace("Subject: Hi", "Subject:   ")),
+            MISSING_SUBJECT
+        );
+        assert_eq!(
+            code(&OK.replace("From: \"App\" <app@example.com>\r\n", "")),
+            MISSING_FROM
+        );
+        assert_eq!(
+            code(&OK.replace("To: a@example.net\r\n", "")),
+            MISSING_RECIPIENT
+        );
+        assert_eq!(code(&OK.replace("To:", "Cc:")), "ok");
+        assert_eq!(
+            code(&OK.replace("app@example.com", "other@example.com")),
+            SENDER_MISMATCH
+        );
+        assert_eq!(code(&OK.replace("Hello\r\n", "")), MISSING_EMAIL_CONTENT);
+        assert_eq!(code(&format!("MIME-Version: 1.0 (x)\r\n{OK}")), "ok");
+        assert_eq!(
+            code(&format!("MIME-Version: 2.0\r\n{OK}")),
+            INVALID_MIME_VERSION
+        );
+        assert_eq!(
+            code(&format!("Content-Type: application/pdf\r\n{OK}")),
+            INVALID_CONTENT_TYPE
+        );
+        assert_eq!(
+            code(&format!(
+                "Content-Type: text/plain; charset=klingon\r\n{OK}"
+            )),
+            INVALID_CHARSET
+        );
+        assert_eq!(
+            code(&format!("Content-Type: text/plain; charset=GB2312\r\n{OK}")),
+            "ok"
+        );
+        assert_eq!(
+            code(&format!("Content-Transfer-Encoding: x-uuencode\r\n{OK}")),
+            INVALID_TRANSFER_ENCODING
+        );
+    }
+
+    fn with_parts(ctype: &str, parts: &[&str]) -> String {
+        let mut m = format!(
+            "From: app@example.com\r\nTo: a@example.net\r\nSubject: parts\r\nMIME-Version: 1.0\r\nContent-Type: {ctype}; boundary=\"BB\"\r\n\r\n"
+        );
+        for p in parts {
+            m.push_str("--BB\r\n");
+            m.push_str(p);
+            m.push_str("\r\n");
+        }
+        m.push_str("--BB--\r\n");
+        m
+    }
+
+    const TEXT: &str = "Content-Type: text/plain; charset=utf-8\r\n\r\nhello";
+
+    #[test]
+    fn inline_related_images_are_not_attachments() {
+        let img = "Content-Type: image/png; name=\"logo.png\"\r\nContent-ID: <logo>\r\nContent-Transfer-Encoding: base64\r\n\r\niVBORw0KGgo=";
+        let html = "Content-Type: text/html\r\n\r\n<img src=\"cid:logo\">";
+        let raw = with_parts("multipart/related", &[html, img]);
+        let facts = check(raw.as_bytes(), "app@example.com", &PolicyLimits::default()).unwrap();
+        assert_eq!(facts.attachments.len(), 0);
+        // The same image in multipart/mixed is an attachment.
+        let raw = with_parts("multipart/mixed", &[TEXT, img]);
+        let facts = check(raw.as_bytes(), "app@example.com", &PolicyLimits::default()).unwrap();
+        assert_eq!(facts.attachments.len(), 1);
+        assert_eq!(facts.attachments[0].filename.as_deref(), Some("logo.png"));
+        assert_eq!(facts.attachments[0].size, 8);
+    }
+
+    #[test]
+    fn attachments_are_counted_sized_and_must_decode() {
+        let att = |name: &str, b64: &str| {
+            format!("Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"{name}\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{b64}")
+        };
+        let good = att("a.bin", "AAECAwQ=");
+        let raw = with_parts("multipart/mixed", &[TEXT, &good]);
+        assert_eq!(code(&raw), "ok");
+        for broken in ["AAEC!wQ=", "AAECAwQ=AAAA", "AAECA"] {
+            let raw = with_parts("multipart/mixed", &[TEXT, &att("b.bin", broken)]);
+            assert_eq!(code(&raw), INVALID_ATTACHMENT_CONTENT, "{broken}");
+        }
+        let many: Vec<String> = (0..11)
+            .map(|i| att(&format!("{i}.bin"), "AAECAwQ="))
+            .collect();
+        let mut parts: Vec<&str> = vec![TEXT];
+        parts.extend(many.iter().map(String::as_str));
+        assert_eq!(
+            code(&with_parts("multipart/mixed", &parts)),
+            TOO_MANY_ATTACHMENTS
+        );
+        let small = PolicyLimits {
+            max_attachment_size: 4,
+            ..PolicyLimits::default()
+        };
+        let raw = with_parts("multipart/mixed", &[TEXT, &good]);
+        assert_eq!(
+            check(raw.as_bytes(), "app@example.com", &small)
+                .unwrap_err()
+                .code,
+            ATTACHMENT_TOO_LARGE
+        );
+        let small = PolicyLimits {
+            max_attachments_total: 9,
+            ..PolicyLimits::default()
+        };
+        let raw = with_parts("multipart/mixed", &[TEXT, &good, &good]);
+        assert_eq!(
+            check(raw.as_bytes(), "app@example.com", &small)
+                .unwrap_err()
+                .code,
+            ATTACHMENTS_TOO_LARGE
+        );
+        let small = PolicyLimits {
+            max_body_size: 100,
+            ..PolicyLimits::default()
+        };
+        assert_eq!(
+            check(raw.as_bytes(), "app@example.com", &small)
+                .unwrap_err()
+                .code,
+            BODY_TOO_LARGE
+        );
+    }
+}

@@ -1,0 +1,131 @@
+//! Every business error code Posthorn answers with, what triggers it and how
+//! to fix it. `docs/errors.md` is kept in step with this list by a test.
+
+/// One stable error code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ErrorCode {
+    pub code: &'static str,
+    /// The SMTP reply it is answered with.
+    pub smtp: &'static str,
+    pub trigger: &'static str,
+    pub fix: &'static str,
+}
+
+pub const MISSING_FROM: &str = "FailedOperation.MissingFrom";
+pub const MISSING_SUBJECT: &str = "FailedOperation.MissingSubject";
+pub const MISSING_RECIPIENT: &str = "FailedOperation.MissingRecipient";
+pub const MISSING_EMAIL_CONTENT: &str = "FailedOperation.MissingEmailContent";
+pub const SENDER_MISMATCH: &str = "FailedOperation.SenderMismatch";
+pub const INVALID_CONTENT_TYPE: &str = "FailedOperation.InvalidContentType";
+pub const INVALID_CHARSET: &str = "FailedOperation.InvalidCharset";
+pub const INVALID_MIME_VERSION: &str = "FailedOperation.InvalidMimeVersion";
+pub const INVALID_TRANSFER_ENCODING: &str = "FailedOperation.InvalidTransferEncoding";
+pub const INVALID_ATTACHMENT_CONTENT: &str = "FailedOperation.InvalidAttachmentContent";
+pub const TOO_MANY_ATTACHMENTS: &str = "FailedOperation.TooManyAttachments";
+pub const ATTACHMENT_TOO_LARGE: &str = "FailedOperation.AttachmentTooLarge";
+pub const ATTACHMENTS_TOO_LARGE: &str = "FailedOperation.AttachmentsTooLarge";
+pub const BODY_TOO_LARGE: &str = "FailedOperation.BodyTooLarge";
+pub const MESSAGE_TOO_LARGE: &str = "FailedOperation.MessageTooLarge";
+pub const LINE_TOO_LONG: &str = "FailedOperation.LineTooLong";
+
+const POLICY: &str = "554 5.6.0";
+
+/// All codes, in the order `docs/errors.md` lists them.
+pub const ERROR_CODES: &[ErrorCode] = &[
+    ErrorCode {
+        code: MISSING_FROM,
+        smtp: POLICY,
+        trigger: "the message has no From header, or it names no address",
+        fix: "add `From: Name <sender@your-domain>`",
+    },
+    ErrorCode {
+        code: MISSING_SUBJECT,
+        smtp: POLICY,
+        trigger: "the message has no Subject header, or it is empty",
+        fix: "add a non-empty `Subject:`",
+    },
+    ErrorCode {
+        code: MISSING_RECIPIENT,
+        smtp: POLICY,
+        trigger: "neither To nor Cc names an address",
+        fix: "add `To:` (or `Cc:`) with at least one address; Bcc alone is not enough",
+    },
+    ErrorCode {
+        code: MISSING_EMAIL_CONTENT,
+        smtp: POLICY,
+        trigger: "the message has no body text, no HTML and no attachment",
+        fix: "send some content",
+    },
+    ErrorCode {
+        code: SENDER_MISMATCH,
+        smtp: POLICY,
+        trigger: "the From address is not the envelope sender (MAIL FROM), or From names several addresses",
+        fix: "make `From:` the same address as MAIL FROM; the display name is free",
+    },
+    ErrorCode {
+        code: INVALID_CONTENT_TYPE,
+        smtp: POLICY,
+        trigger: "the top-level Content-Type is not text/plain, text/html, multipart/mixed, multipart/related or multipart/alternative",
+        fix: "wrap other content in multipart/mixed as an attachment",
+    },
+    ErrorCode {
+        code: INVALID_CHARSET,
+        smtp: POLICY,
+        trigger: "a text part names a charset that is not registered with IANA",
+        fix: "use UTF-8 (or another registered charset)",
+    },
+    ErrorCode {
+        code: INVALID_MIME_VERSION,
+        smtp: POLICY,
+        trigger: "MIME-Version is present and is not 1.0",
+        fix: "send `MIME-Version: 1.0` or leave it out",
+    },
+    ErrorCode {
+        code: INVALID_TRANSFER_ENCODING,
+        smtp: POLICY,
+        trigger: "a part's Content-Transfer-Encoding is not 7bit, 8bit, binary, base64 or quoted-printable",
+        fix: "encode the part as base64 or quoted-printable",
+    },
+    ErrorCode {
+        code: INVALID_ATTACHMENT_CONTENT,
+        smtp: POLICY,
+        trigger: "an attachment's base64 content does not decode (characters outside the alphabet, broken padding, truncation)",
+        fix: "encode the attachment with a standard base64 encoder",
+    },
+    ErrorCode {
+        code: TOO_MANY_ATTACHMENTS,
+        smtp: POLICY,
+        trigger: "more attachments than the account's limit (default 10)",
+        fix: "send fewer attachments, or several messages",
+    },
+    ErrorCode {
+        code: ATTACHMENT_TOO_LARGE,
+        smtp: POLICY,
+        trigger: "one attachment is larger, decoded, than the account's limit (default 5 MiB)",
+        fix: "send a link instead of the file, or compress it",
+    },
+    ErrorCode {
+        code: ATTACHMENTS_TOO_LARGE,
+        smtp: POLICY,
+        trigger: "all attachments together are larger, decoded, than the account's limit (default 8 MiB)",
+        fix: "split the attachments over several messages",
+    },
+    ErrorCode {
+        code: BODY_TOO_LARGE,
+        smtp: POLICY,
+        trigger: "the message without its attachments is larger than the account's limit (default 1 MiB)",
+        fix: "shorten the text or HTML; move large inline content to attachments or links",
+    },
+    ErrorCode {
+        code: MESSAGE_TOO_LARGE,
+        smtp: "554 5.6.0 (552 5.3.4 over SMTP, where SIZE catches it first)",
+        trigger: "the whole message is larger than the size limit (default 16 MiB)",
+        fix: "send less",
+    },
+    ErrorCode {
+        code: LINE_TOO_LONG,
+        smtp: POLICY,
+        trigger: "a line of the message is longer than the line limit (default 2,000 bytes)",
+        fix: "wrap long lines, or use quoted-printable or base64 for the part",
+    },
+];
