@@ -55,7 +55,7 @@ for _ in $(seq 100); do
 done
 
 start=$(date +%s.%N)
-"$SMTP_SOURCE" -s "$sessions" -m "$messages" -l "$size" -f load@bench.test -t sink@example.net "$@" "127.0.0.1:$port"
+"$SMTP_SOURCE" -s "$sessions" -m "$messages" -l "$size" -S "load test" -f load@bench.test -t sink@example.net "$@" "127.0.0.1:$port"
 end=$(date +%s.%N)
 
 stored=$($BIN --data-dir "$work" queue list | wc -l)

@@ -91,10 +91,38 @@ const REGISTERED: &[&str] = &[
     "iso-2022-cn-ext",
     "euc-tw",
     "x-user-defined",
+    "unknown-8bit", // RFC 1428
 ];
 
-/// Whether `name` is a registered charset (case-insensitive).
+/// Whether `name` is a registered charset (case-insensitive): in the list
+/// above, spelled with `_` for `-` (`ISO_8859-1`), or a label the WHATWG
+/// encoding standard knows (which covers the IANA aliases mail clients use).
 pub(crate) fn is_registered(name: &str) -> bool {
     let name = name.trim().trim_matches('"');
-    REGISTERED.iter().any(|c| c.eq_ignore_ascii_case(name))
+    let dashed = name.replace('_', "-");
+    REGISTERED
+        .iter()
+        .any(|c| c.eq_ignore_ascii_case(name) || c.eq_ignore_ascii_case(&dashed))
+        || encoding_rs::Encoding::for_label(name.as_bytes()).is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn aliases_are_registered_and_inventions_are_not() {
+        for ok in [
+            "UTF-8",
+            "ISO_8859-1",
+            "iso-8859-1",
+            "unknown-8bit",
+            "GB2312",
+            "csISOLatin1",
+            "x-gbk",
+        ] {
+            assert!(super::is_registered(ok), "{ok}");
+        }
+        for bad in ["utf-9", "klingon", ""] {
+            assert!(!super::is_registered(bad), "{bad}");
+        }
+    }
 }

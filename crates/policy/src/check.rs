@@ -170,9 +170,9 @@ pub fn check(
             }
             attachment_raw_bytes += (part.raw_end_offset() - part.raw_header_offset()) as usize;
             attachments.push(AttachmentFact {
-                filename: part.attachment_name().map(str::to_string),
+                filename: attachment_name(raw, part),
                 content_type: content_type_of(part),
-                size: decoded_len(part),
+                size: decoded_len(raw, part),
             });
         }
         if is_attachment || !part_is_blank(part) {
@@ -284,11 +284,120 @@ fn content_type_of(part: &MessagePart<'_>) -> String {
     }
 }
 
-fn decoded_len(part: &MessagePart<'_>) -> usize {
+/// Bytes of the part after transfer decoding (base64, quoted-printable),
+/// before any charset conversion: the size of the file the recipient saves.
+fn decoded_len(raw: &[u8], part: &MessagePart<'_>) -> usize {
     match &part.body {
         PartType::Message(m) => m.raw_message.len(),
-        _ => part.contents().len(),
+        PartType::Binary(b) | PartType::InlineBinary(b) => b.len(),
+        PartType::Multipart(_) => 0,
+        // Text was converted to UTF-8 by the parser: size it from the wire.
+        PartType::Text(_) | PartType::Html(_) => {
+            let body = raw_body(raw, part);
+            match part.encoding {
+                mail_parser::Encoding::Base64 => {
+                    body.iter()
+                        .filter(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/'))
+                        .count()
+                        * 3
+                        / 4
+                }
+                mail_parser::Encoding::QuotedPrintable => {
+                    mail_parser::decoders::quoted_printable::quoted_printable_decode(body)
+                        .map_or(body.len(), |d| d.len())
+                }
+                mail_parser::Encoding::None => body.len(),
+            }
+        }
     }
+}
+
+fn raw_body<'r>(raw: &'r [u8], part: &MessagePart<'_>) -> &'r [u8] {
+    let start = part.raw_body_offset() as usize;
+    let end = (part.raw_end_offset() as usize).min(raw.len());
+    raw.get(start..end).unwrap_or_default()
+}
+
+/// The decoded file name. A name split into RFC 2231 pieces that cut
+/// through RFC 2047 encoded words (JavaMail does this for long names) is put
+/// back together before decoding.
+fn attachment_name(raw: &[u8], part: &MessagePart<'_>) -> Option<String> {
+    let name = part.attachment_name()?;
+    if !name.contains("=?") {
+        return Some(name.to_string());
+    }
+    let joined = ["Content-Disposition", "Content-Type"]
+        .iter()
+        .find_map(|field| {
+            let header = part
+                .headers
+                .iter()
+                .find(|h| h.name().eq_ignore_ascii_case(field))?;
+            let value = raw.get(header.offset_start as usize..header.offset_end as usize)?;
+            let param = if *field == "Content-Type" {
+                "name"
+            } else {
+                "filename"
+            };
+            join_continuations(&String::from_utf8_lossy(value), param)
+        });
+    let Some(joined) = joined else {
+        return Some(name.to_string());
+    };
+    // Let the parser decode the encoded words, as it would a Subject.
+    let wrapped = format!("Subject: {joined}\r\n\r\n");
+    MessageParser::new()
+        .parse(wrapped.as_bytes())
+        .and_then(|m| m.subject().map(str::to_string))
+        .or(Some(name.to_string()))
+}
+
+/// The values of `param*0`, `param*1`, ... in `header`, joined in order.
+fn join_continuations(header: &str, param: &str) -> Option<String> {
+    let mut pieces: Vec<(u32, String)> = Vec::new();
+    let lower = header.to_ascii_lowercase();
+    let key = format!("{param}*");
+    let mut from = 0;
+    while let Some(found) = lower[from..].find(&key) {
+        let start = from + found + key.len();
+        from = start;
+        // Only a parameter name boundary: preceded by ';' or white space.
+        let before = lower[..start - key.len()].trim_end();
+        if !before.ends_with(';') {
+            continue;
+        }
+        let digits: String = header[start..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        let Ok(n) = digits.parse::<u32>() else {
+            continue;
+        };
+        let rest = &header[start + digits.len()..];
+        let Some(rest) = rest.strip_prefix('=') else {
+            continue;
+        };
+        let value = if let Some(quoted) = rest.strip_prefix('"') {
+            quoted.split('"').next().unwrap_or_default().to_string()
+        } else {
+            rest.split(|c: char| c == ';' || c.is_whitespace())
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        };
+        // Folding inside a quoted piece is not part of the value.
+        let value: String = value
+            .split("\r\n")
+            .map(|l| l.trim_start_matches([' ', '\t']))
+            .collect::<Vec<_>>()
+            .join(" ");
+        pieces.push((n, value));
+    }
+    if pieces.is_empty() {
+        return None;
+    }
+    pieces.sort_by_key(|(n, _)| *n);
+    Some(pieces.into_iter().map(|(_, v)| v).collect::<String>())
 }
 
 fn part_is_blank(part: &MessagePart<'_>) -> bool {
