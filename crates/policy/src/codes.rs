@@ -27,6 +27,9 @@ pub const ATTACHMENTS_TOO_LARGE: &str = "FailedOperation.AttachmentsTooLarge";
 pub const BODY_TOO_LARGE: &str = "FailedOperation.BodyTooLarge";
 pub const MESSAGE_TOO_LARGE: &str = "FailedOperation.MessageTooLarge";
 pub const LINE_TOO_LONG: &str = "FailedOperation.LineTooLong";
+pub const SMTP_RATE_LIMIT: &str = "RequestLimitExceeded.SmtpRateLimit";
+pub const RECIPIENT_RATE_LIMIT: &str = "RequestLimitExceeded.RecipientRateLimit";
+pub const API_CALL_LIMIT: &str = "RequestLimitExceeded.ApiCallLimit";
 
 const POLICY: &str = "554 5.6.0";
 
@@ -127,5 +130,23 @@ pub const ERROR_CODES: &[ErrorCode] = &[
         smtp: POLICY,
         trigger: "a line of the message is longer than the line limit (default 2,000 bytes)",
         fix: "wrap long lines, or use quoted-printable or base64 for the part",
+    },
+    ErrorCode {
+        code: SMTP_RATE_LIMIT,
+        smtp: "451 4.7.1",
+        trigger: "the account sent more messages per second than its limit (default 20); the message was not stored",
+        fix: "retry after the time the message names; spread sending, or raise `messages_per_second`",
+    },
+    ErrorCode {
+        code: RECIPIENT_RATE_LIMIT,
+        smtp: "450 4.7.1 (on that RCPT only)",
+        trigger: "this sender has sent this recipient as many messages this hour as allowed (default 10)",
+        fix: "send the other recipients now and this one later; or raise `pair_per_hour`",
+    },
+    ErrorCode {
+        code: API_CALL_LIMIT,
+        smtp: "451 4.7.1 (at MAIL FROM)",
+        trigger: "the API user made more SMTP transactions and HTTP calls this minute than its limit (default 20,000); SendCloud answers this `536 Frequency limited`",
+        fix: "retry after the time the message names; code that waited for SendCloud's 536 should treat 451 4.7.1 the same way",
     },
 ];

@@ -6,7 +6,7 @@
 
 mod charsets;
 mod check;
-mod codes;
+pub mod codes;
 mod headers;
 
 pub use check::{check, AttachmentFact, Facts, PolicyLimits};

@@ -46,7 +46,7 @@ pub async fn run(config: &Config, command: Command) -> anyhow::Result<()> {
         Command::Account(AccountCmd::Show { name }) => {
             let acct = store.account(&name).await?;
             let overrides = store.account_settings(acct.id).await?;
-            let limits = apply_settings(config.submit_config().policy, &overrides);
+            let limits = apply_settings(config.submit_config().limits, &overrides);
             println!("account:  {}", acct.name);
             println!("created:  {}", rfc3339(acct.created_at));
             let domains = store.domains(acct.id).await?;

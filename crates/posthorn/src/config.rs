@@ -5,7 +5,7 @@
 use anyhow::{bail, Context};
 use posthorn_smtp::LineEndings;
 use posthorn_smtpd::{IpNet, ListenerKind, ListenerSpec, SmtpConfig, TrustedNetwork};
-use posthorn_submit::{PolicyLimits, SubmitConfig};
+use posthorn_submit::{AccountLimits, PolicyLimits, RateLimits, SubmitConfig};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,6 +18,8 @@ pub struct Config {
     pub hostname: Option<String>,
     pub smtp: SmtpSection,
     pub policy: PolicySection,
+    pub limits: LimitsSection,
+    pub ratelimit: RateLimitSection,
     pub tls: TlsSection,
     pub log: LogSection,
 }
@@ -67,6 +69,61 @@ impl Default for PolicySection {
     }
 }
 
+/// Rate limits: account defaults (overridable with `posthorn account set`)
+/// and per-address protection.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSection {
+    pub messages_per_second: u64,
+    pub pair_per_hour: u64,
+    pub connections_per_user: u64,
+    pub api_calls_per_minute: u64,
+    pub connections_per_ip: u64,
+    pub new_connections_per_ip_per_minute: u64,
+    pub auth_failures_per_ip: u64,
+    pub auth_failure_window_secs: u64,
+    pub auth_lockout_secs: u64,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        let r = RateLimits::default();
+        let s = SmtpConfig::default();
+        Self {
+            messages_per_second: r.messages_per_second,
+            pair_per_hour: r.pair_per_hour,
+            connections_per_user: r.connections_per_user,
+            api_calls_per_minute: r.api_calls_per_minute,
+            connections_per_ip: s.max_connections_per_ip,
+            new_connections_per_ip_per_minute: s.new_connections_per_ip_per_minute,
+            auth_failures_per_ip: s.auth_failures_per_ip,
+            auth_failure_window_secs: s.auth_failure_window.as_secs(),
+            auth_lockout_secs: s.auth_lockout.as_secs(),
+        }
+    }
+}
+
+/// Where rate-limit counters live.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitSection {
+    /// `local` (this process) or `redis` (cluster-wide).
+    pub backend: String,
+    pub redis_url: String,
+    /// Prefix of every key Posthorn writes to Redis.
+    pub redis_prefix: String,
+}
+
+impl Default for RateLimitSection {
+    fn default() -> Self {
+        Self {
+            backend: "local".into(),
+            redis_url: "redis://127.0.0.1:6379".into(),
+            redis_prefix: "posthorn:".into(),
+        }
+    }
+}
+
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsSection {
@@ -87,6 +144,8 @@ impl Default for Config {
             hostname: None,
             smtp: SmtpSection::default(),
             policy: PolicySection::default(),
+            limits: LimitsSection::default(),
+            ratelimit: RateLimitSection::default(),
             tls: TlsSection::default(),
             log: LogSection::default(),
         }
@@ -175,14 +234,23 @@ impl Config {
     /// What the submission path runs with.
     pub fn submit_config(&self) -> SubmitConfig {
         let p = &self.policy;
+        let l = &self.limits;
         SubmitConfig {
             hostname: self.hostname(),
-            policy: PolicyLimits {
-                max_attachments: p.max_attachments,
-                max_attachment_size: p.max_attachment_size,
-                max_attachments_total: p.max_attachments_total,
-                max_body_size: p.max_body_size,
-                max_message_size: self.smtp.max_message_size,
+            limits: AccountLimits {
+                policy: PolicyLimits {
+                    max_attachments: p.max_attachments,
+                    max_attachment_size: p.max_attachment_size,
+                    max_attachments_total: p.max_attachments_total,
+                    max_body_size: p.max_body_size,
+                    max_message_size: self.smtp.max_message_size,
+                },
+                rate: RateLimits {
+                    messages_per_second: l.messages_per_second,
+                    pair_per_hour: l.pair_per_hour,
+                    connections_per_user: l.connections_per_user,
+                    api_calls_per_minute: l.api_calls_per_minute,
+                },
             },
             ..SubmitConfig::default()
         }
@@ -219,6 +287,11 @@ impl Config {
             allow_plaintext_auth_on_loopback: s.allow_plaintext_auth_on_loopback,
             trusted_networks,
             shutdown_grace: Duration::from_secs(s.shutdown_grace_secs),
+            max_connections_per_ip: self.limits.connections_per_ip,
+            new_connections_per_ip_per_minute: self.limits.new_connections_per_ip_per_minute,
+            auth_failures_per_ip: self.limits.auth_failures_per_ip,
+            auth_failure_window: Duration::from_secs(self.limits.auth_failure_window_secs),
+            auth_lockout: Duration::from_secs(self.limits.auth_lockout_secs),
             ..SmtpConfig::default()
         })
     }
@@ -243,7 +316,27 @@ mod tests {
         assert_eq!(parsed.smtp.idle_timeout_secs, d.smtp.idle_timeout_secs);
         assert_eq!(parsed.smtp.data_timeout_secs, d.smtp.data_timeout_secs);
         assert_eq!(parsed.log.level, d.log.level);
-        assert_eq!(parsed.submit_config().policy, d.submit_config().policy);
+        assert_eq!(parsed.submit_config().limits, d.submit_config().limits);
+        assert_eq!(
+            parsed.limits.connections_per_ip,
+            d.limits.connections_per_ip
+        );
+        assert_eq!(
+            parsed.limits.new_connections_per_ip_per_minute,
+            d.limits.new_connections_per_ip_per_minute
+        );
+        assert_eq!(
+            parsed.limits.auth_failures_per_ip,
+            d.limits.auth_failures_per_ip
+        );
+        assert_eq!(
+            parsed.limits.auth_failure_window_secs,
+            d.limits.auth_failure_window_secs
+        );
+        assert_eq!(parsed.limits.auth_lockout_secs, d.limits.auth_lockout_secs);
+        assert_eq!(parsed.ratelimit.backend, d.ratelimit.backend);
+        assert_eq!(parsed.ratelimit.redis_url, d.ratelimit.redis_url);
+        assert_eq!(parsed.ratelimit.redis_prefix, d.ratelimit.redis_prefix);
         parsed.listeners().unwrap();
         parsed.smtp_config().unwrap();
     }

@@ -4,6 +4,7 @@
 use crate::cli::ServeArgs;
 use crate::config::Config;
 use anyhow::Context;
+use posthorn_ratelimit::{FallbackLimiter, Limiter, LocalLimiter, RedisLimiter};
 use posthorn_smtpd::{ListenerKind, SmtpServer, TlsStore};
 use posthorn_store::{SqliteStore, Store};
 use posthorn_submit::Submitter;
@@ -37,7 +38,13 @@ pub async fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
             "[tls] needs both cert and key, or neither (a self-signed pair is then generated)"
         ),
     });
-    let submitter = Arc::new(Submitter::new(store, config.submit_config()));
+    let limiter = limiter(&config).await?;
+    tracing::info!(backend = %limiter.backend(), "rate limits");
+    let submitter = Arc::new(Submitter::with_limiter(
+        store,
+        limiter,
+        config.submit_config(),
+    ));
 
     let server = SmtpServer::bind(&listeners, smtp_config, submitter, tls.clone())
         .await
@@ -65,6 +72,22 @@ pub async fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
     server.run(shutdown).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The rate limiter the config asks for. With Redis down at start, the
+/// server still starts, on local limits, and switches when Redis answers.
+async fn limiter(config: &Config) -> anyhow::Result<Arc<dyn Limiter>> {
+    let r = &config.ratelimit;
+    match r.backend.as_str() {
+        "local" => Ok(Arc::new(LocalLimiter::new())),
+        "redis" => {
+            let redis = RedisLimiter::connect(&r.redis_url, &r.redis_prefix)
+                .await
+                .with_context(|| format!("[ratelimit] redis_url = {:?}", r.redis_url))?;
+            Ok(Arc::new(FallbackLimiter::new(redis)))
+        }
+        other => anyhow::bail!("[ratelimit] backend = {other:?}: use \"local\" or \"redis\""),
+    }
 }
 
 fn spawn_signal_handlers(shutdown: CancellationToken, tls: Arc<TlsStore>) -> anyhow::Result<()> {

@@ -134,6 +134,15 @@ impl Session {
         s
     }
 
+    /// A session that only refuses the connection with `reply` (a `421`
+    /// instead of the greeting) and closes.
+    pub fn refused(config: SessionConfig, reply: Reply) -> Self {
+        let mut s = Self::new(config);
+        s.output.clear();
+        s.close_with(reply);
+        s
+    }
+
     /// Add bytes received from the client.
     pub fn feed(&mut self, bytes: &[u8]) {
         // Bytes that arrive between STARTTLS and the end of the handshake
@@ -228,6 +237,10 @@ impl Session {
             self.errors += 1;
         }
         reply.write_to(&mut self.output);
+        // 421 means the server closes the connection (RFC 5321 4.2.2).
+        if reply.code == 421 {
+            self.state = State::Closed;
+        }
     }
 
     fn wait(&mut self, pending: Pending, event: Event) -> Event {

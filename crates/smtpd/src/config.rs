@@ -54,6 +54,15 @@ pub struct SmtpConfig {
     pub trusted_networks: Vec<TrustedNetwork>,
     /// How long shutdown waits for transactions in flight.
     pub shutdown_grace: Duration,
+    /// Connections from one address that have not logged in (0: no limit).
+    pub max_connections_per_ip: u64,
+    /// New connections per address per minute (0: no limit).
+    pub new_connections_per_ip_per_minute: u64,
+    /// Failed logins from one address within `auth_failure_window` before
+    /// AUTH from it is refused for `auth_lockout` (0: never).
+    pub auth_failures_per_ip: u64,
+    pub auth_failure_window: Duration,
+    pub auth_lockout: Duration,
 }
 
 impl Default for SmtpConfig {
@@ -70,6 +79,11 @@ impl Default for SmtpConfig {
             allow_plaintext_auth_on_loopback: false,
             trusted_networks: Vec::new(),
             shutdown_grace: Duration::from_secs(30),
+            max_connections_per_ip: 50,
+            new_connections_per_ip_per_minute: 600,
+            auth_failures_per_ip: 5,
+            auth_failure_window: Duration::from_secs(300),
+            auth_lockout: Duration::from_secs(900),
         }
     }
 }

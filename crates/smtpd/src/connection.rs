@@ -4,7 +4,9 @@
 use crate::replies::{auth_failure, submit_failure};
 use crate::server::Shared;
 use crate::ListenerKind;
-use posthorn_smtp::{Event, Session, SessionConfig};
+use posthorn_ratelimit::{count_refusal, ConnectionGuard, Decision, Mode, Quota};
+use posthorn_smtp::{Credentials, Event, Session, SessionConfig};
+use posthorn_submit::AuthError;
 use posthorn_types::{Identity, LoginKind, Origin, Reply};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,8 +22,17 @@ struct Conn {
     shared: Arc<Shared>,
     peer: SocketAddr,
     identity: Option<Identity>,
+    /// The identity of a trusted network, given again after STARTTLS.
+    trusted: Option<Identity>,
+    /// The sender of the open transaction.
+    mail_from: Option<String>,
     /// TLS version and cipher once TLS is up.
     tls: Option<String>,
+    /// The slot this connection takes among its address's connections that
+    /// have not logged in; released at login.
+    ip_slot: Option<ConnectionGuard>,
+    /// The slot among its user's connections, once logged in.
+    user_slot: Option<ConnectionGuard>,
     shutdown: CancellationToken,
 }
 
@@ -52,29 +63,47 @@ pub(crate) async fn serve(
         auth_without_tls: cfg.allow_plaintext_auth_on_loopback && loopback,
         ..SessionConfig::default()
     };
-    let mut session = Session::new(session_config);
-    let mut conn = Conn {
-        shared: shared.clone(),
-        peer,
-        identity: None,
-        tls: None,
-        shutdown,
-    };
-    if let Some(trusted) = cfg
+    let trusted = match cfg
         .trusted_networks
         .iter()
         .find(|t| t.network.contains(peer.ip()))
     {
-        match shared.submitter.trusted_identity(&trusted.account).await {
-            Ok(identity) => {
-                conn.identity = Some(identity);
+        Some(t) => match shared.submitter.trusted_identity(&t.account).await {
+            Ok(identity) => Some(identity),
+            Err(e) => {
+                tracing::error!(%peer, account = %t.account, error = %e, "trusted network maps to an unusable account");
+                None
+            }
+        },
+        None => None,
+    };
+    // Trusted networks are logged in from the start: no address caps.
+    let admission = match trusted {
+        Some(_) => Ok(None),
+        None => admit(&shared, peer).await.map(Some),
+    };
+    let mut conn = Conn {
+        shared: shared.clone(),
+        peer,
+        identity: trusted.clone(),
+        trusted,
+        mail_from: None,
+        tls: None,
+        ip_slot: None,
+        user_slot: None,
+        shutdown,
+    };
+    let mut session = match admission {
+        Ok(slot) => {
+            conn.ip_slot = slot;
+            let mut session = Session::new(session_config);
+            if conn.identity.is_some() {
                 session.set_authenticated();
             }
-            Err(e) => {
-                tracing::error!(%peer, account = %trusted.account, error = %e, "trusted network maps to an unusable account");
-            }
+            session
         }
-    }
+        Err(reply) => Session::refused(session_config, reply),
+    };
 
     let result = match kind {
         ListenerKind::ImplicitTls => match conn.handshake(stream).await {
@@ -85,7 +114,12 @@ pub(crate) async fn serve(
             Ok(End::StartTls(plain)) => match conn.handshake(plain).await {
                 Some(tls) => {
                     session.tls_started();
-                    conn.identity = None;
+                    // TLS starts the session again: a login before it is void.
+                    conn.identity = conn.trusted.clone();
+                    conn.user_slot = None;
+                    if conn.identity.is_some() {
+                        session.set_authenticated();
+                    }
                     conn.drive(tls, &mut session).await.map(|_| ())
                 }
                 None => Ok(()),
@@ -99,7 +133,120 @@ pub(crate) async fn serve(
     }
 }
 
+/// May a new connection from `peer` start? Returns its slot among the
+/// address's connections that have not logged in, or the `421` to send.
+async fn admit(shared: &Shared, peer: SocketAddr) -> Result<ConnectionGuard, Reply> {
+    let cfg = &shared.config;
+    let too_many = || {
+        Reply::new(
+            421,
+            "4.7.0",
+            format!(
+                "{} Error: too many connections from your address, try again later",
+                cfg.hostname
+            ),
+        )
+    };
+    let ip = peer.ip().to_string();
+    let rate = Quota::per_minute(cfg.new_connections_per_ip_per_minute);
+    let decision = shared
+        .submitter
+        .limiter()
+        .check(&format!("conn:{ip}"), rate, 1, Mode::Consume)
+        .await
+        .unwrap_or(Decision::Allowed);
+    if !decision.is_allowed() {
+        count_refusal("new_connections_per_ip");
+        return Err(too_many());
+    }
+    shared
+        .ip_conns
+        .try_acquire(&ip, cfg.max_connections_per_ip)
+        .ok_or_else(|| {
+            count_refusal("connections_per_ip");
+            too_many()
+        })
+}
+
 impl Conn {
+    /// Check a login, minding the address's lockout and the user's
+    /// connection cap.
+    async fn authenticate(&mut self, creds: &Credentials) -> Result<(), Reply> {
+        let shared = self.shared.clone();
+        let cfg = &shared.config;
+        let limiter = shared.submitter.limiter();
+        let lock_key = format!("authlock:{}", self.peer.ip());
+        if cfg.auth_failures_per_ip > 0 && limiter.is_locked(&lock_key).await.unwrap_or(false) {
+            count_refusal("auth_failures_per_ip");
+            return Err(Reply::new(
+                454,
+                "4.7.0",
+                "Error: too many failed logins from your address, try again later",
+            ));
+        }
+        if !creds.authzid.is_empty() && creds.authzid != creds.username {
+            // Acting for another user is not supported.
+            return Err(auth_failure(&AuthError::Invalid));
+        }
+        let identity = match shared
+            .submitter
+            .authenticate(&creds.username, &creds.password)
+            .await
+        {
+            Ok(identity) => identity,
+            Err(e) => {
+                tracing::info!(peer = %self.peer, user = %creds.username, error = %e, "authentication failed");
+                if matches!(e, AuthError::Invalid) && cfg.auth_failures_per_ip > 0 {
+                    self.count_auth_failure(&lock_key).await;
+                }
+                return Err(auth_failure(&e));
+            }
+        };
+        let per_user = match shared.submitter.limits(identity.account_id).await {
+            Ok(l) => l.rate.connections_per_user,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read account limits");
+                0
+            }
+        };
+        let Some(slot) = shared
+            .user_conns
+            .try_acquire(identity.login_name(), per_user)
+        else {
+            count_refusal("connections_per_user");
+            return Err(Reply::new(
+                421,
+                "4.7.0",
+                format!(
+                    "{} Error: too many connections for this user, at most {per_user}",
+                    cfg.hostname
+                ),
+            ));
+        };
+        tracing::debug!(peer = %self.peer, user = %creds.username, "authenticated");
+        self.user_slot = Some(slot);
+        self.ip_slot = None;
+        self.identity = Some(identity);
+        Ok(())
+    }
+
+    /// Count a failed login from this address; past the limit, lock AUTH
+    /// from it out.
+    async fn count_auth_failure(&self, lock_key: &str) {
+        let cfg = &self.shared.config;
+        let limiter = self.shared.submitter.limiter();
+        let quota = Quota {
+            limit: cfg.auth_failures_per_ip,
+            period_us: cfg.auth_failure_window.as_micros() as u64,
+        };
+        let key = format!("authfail:{}", self.peer.ip());
+        let _ = limiter.check(&key, quota, 1, Mode::Force).await;
+        if let Ok(Decision::Denied { .. }) = limiter.check(&key, quota, 1, Mode::Peek).await {
+            tracing::warn!(peer = %self.peer, lockout = ?cfg.auth_lockout, "too many failed logins; AUTH from this address is locked");
+            let _ = limiter.lock(lock_key, cfg.auth_lockout).await;
+        }
+    }
+
     async fn handshake(
         &mut self,
         stream: TcpStream,
@@ -180,27 +327,7 @@ impl Conn {
                     return Ok(End::StartTls(stream));
                 }
                 Event::Authenticate(creds) => {
-                    let result = if !creds.authzid.is_empty() && creds.authzid != creds.username {
-                        // Acting for another user is not supported.
-                        Err(auth_failure(&posthorn_submit::AuthError::Invalid))
-                    } else {
-                        match self
-                            .shared
-                            .submitter
-                            .authenticate(&creds.username, &creds.password)
-                            .await
-                        {
-                            Ok(identity) => {
-                                tracing::debug!(peer = %self.peer, user = %creds.username, "authenticated");
-                                self.identity = Some(identity);
-                                Ok(())
-                            }
-                            Err(e) => {
-                                tracing::info!(peer = %self.peer, user = %creds.username, error = %e, "authentication failed");
-                                Err(auth_failure(&e))
-                            }
-                        }
-                    };
+                    let result = self.authenticate(&creds).await;
                     session.auth_result(result);
                 }
                 Event::Mail(from) => {
@@ -213,14 +340,18 @@ impl Conn {
                             .map_err(|e| submit_failure(&e)),
                         None => Err(Reply::new(530, "5.7.0", "Error: authentication required")),
                     };
+                    if result.is_ok() {
+                        self.mail_from = Some(from);
+                    }
                     session.mail_result(result);
                 }
                 Event::Rcpt(to) => {
                     let who = self.identity.as_ref().expect("RCPT only after MAIL");
+                    let from = self.mail_from.as_deref().unwrap_or_default();
                     let result = self
                         .shared
                         .submitter
-                        .check_recipient(who, &to)
+                        .check_recipient(who, from, &to)
                         .await
                         .map_err(|e| submit_failure(&e));
                     session.rcpt_result(result);

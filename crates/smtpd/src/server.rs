@@ -2,6 +2,7 @@
 
 use crate::connection;
 use crate::{ListenerKind, ListenerSpec, SmtpConfig, TlsStore};
+use posthorn_ratelimit::ConnectionCounter;
 use posthorn_submit::Submitter;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,6 +16,10 @@ pub(crate) struct Shared {
     pub submitter: Arc<Submitter>,
     pub config: SmtpConfig,
     pub tls: Arc<TlsStore>,
+    /// Connections per address that have not logged in yet.
+    pub ip_conns: ConnectionCounter,
+    /// Logged-in connections per user on this node.
+    pub user_conns: ConnectionCounter,
 }
 
 /// A listener address that could not be bound.
@@ -58,6 +63,8 @@ impl SmtpServer {
                 submitter,
                 config,
                 tls,
+                ip_conns: ConnectionCounter::new(),
+                user_conns: ConnectionCounter::new(),
             }),
             listeners,
         })

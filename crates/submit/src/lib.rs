@@ -5,12 +5,17 @@
 //! stable storage.
 
 mod password;
+mod rate;
 mod received;
 mod settings;
 
 pub use password::{generate_secret, hash_secret, verify_secret};
 pub use posthorn_policy::PolicyLimits;
-pub use settings::{apply_settings, validate_setting, SettingKey, SETTING_KEYS};
+pub use settings::{
+    apply_settings, validate_setting, AccountLimits, RateLimits, SettingKey, SETTING_KEYS,
+};
+
+use posthorn_ratelimit::{Limiter, LocalLimiter};
 
 use posthorn_policy::{rewrite_headers, HeaderEdits};
 use posthorn_store::{AttachmentRecord, NewMessage, Store, StoreError};
@@ -56,8 +61,8 @@ impl From<StoreError> for SubmitError {
 pub struct SubmitConfig {
     /// This server's name, in Received headers and generated Message-IDs.
     pub hostname: String,
-    /// Policy limits for accounts that set none of their own.
-    pub policy: PolicyLimits,
+    /// Limits for accounts that set none of their own.
+    pub limits: AccountLimits,
     /// How long an account's settings are cached before being read again.
     pub settings_ttl: Duration,
 }
@@ -66,7 +71,7 @@ impl Default for SubmitConfig {
     fn default() -> Self {
         Self {
             hostname: "localhost".into(),
-            policy: PolicyLimits::default(),
+            limits: AccountLimits::default(),
             settings_ttl: Duration::from_secs(5),
         }
     }
@@ -75,30 +80,46 @@ impl Default for SubmitConfig {
 /// See the crate documentation.
 pub struct Submitter {
     store: Arc<dyn Store>,
+    limiter: Arc<dyn Limiter>,
     config: SubmitConfig,
     /// Effective limits per account, with the time they were read.
-    limits_cache: Mutex<HashMap<i64, (Instant, PolicyLimits)>>,
+    limits_cache: Mutex<HashMap<i64, (Instant, AccountLimits)>>,
 }
 
 impl Submitter {
+    /// A submitter with limits kept in this process.
     pub fn new(store: Arc<dyn Store>, config: SubmitConfig) -> Self {
+        Self::with_limiter(store, Arc::new(LocalLimiter::new()), config)
+    }
+
+    pub fn with_limiter(
+        store: Arc<dyn Store>,
+        limiter: Arc<dyn Limiter>,
+        config: SubmitConfig,
+    ) -> Self {
         Self {
             store,
+            limiter,
             config,
             limits_cache: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The policy limits in force for an account: the configured defaults
-    /// with the account's own settings on top.
-    pub async fn limits(&self, account_id: i64) -> Result<PolicyLimits, SubmitError> {
+    /// The rate limiter every front end asks.
+    pub fn limiter(&self) -> &Arc<dyn Limiter> {
+        &self.limiter
+    }
+
+    /// The limits in force for an account: the configured defaults with the
+    /// account's own settings on top.
+    pub async fn limits(&self, account_id: i64) -> Result<AccountLimits, SubmitError> {
         if let Some((at, limits)) = self.limits_cache.lock().expect("cache").get(&account_id) {
             if at.elapsed() < self.config.settings_ttl {
                 return Ok(*limits);
             }
         }
         let overrides = self.store.account_settings(account_id).await?;
-        let limits = apply_settings(self.config.policy, &overrides);
+        let limits = apply_settings(self.config.limits, &overrides);
         self.limits_cache
             .lock()
             .expect("cache")
@@ -208,6 +229,16 @@ impl Submitter {
     /// address of its account. The null sender is never allowed for
     /// submission.
     pub async fn check_sender(&self, who: &Identity, from: &str) -> Result<(), SubmitError> {
+        self.sender_allowed(who, from).await?;
+        if let LoginKind::ApiUser { name } = &who.login {
+            // Each transaction is one call of the API user.
+            let limits = self.limits(who.account_id).await?;
+            rate::api_call(&*self.limiter, name, limits.rate.api_calls_per_minute).await?;
+        }
+        Ok(())
+    }
+
+    async fn sender_allowed(&self, who: &Identity, from: &str) -> Result<(), SubmitError> {
         let refused = || SubmitError::SenderNotAllowed(from.to_string());
         if from.is_empty() {
             return Err(refused());
@@ -225,9 +256,23 @@ impl Submitter {
         }
     }
 
-    /// May mail go to `to`? (Suppression and per-pair limits hook in here.)
-    pub async fn check_recipient(&self, _who: &Identity, _to: &str) -> Result<(), SubmitError> {
-        Ok(())
+    /// May mail from `from` go to `to` now? Refused while the pair has had
+    /// its hourly share (suppression hooks in here too).
+    pub async fn check_recipient(
+        &self,
+        who: &Identity,
+        from: &str,
+        to: &str,
+    ) -> Result<(), SubmitError> {
+        let limits = self.limits(who.account_id).await?;
+        rate::pair_allowed(
+            &*self.limiter,
+            who.account_id,
+            from,
+            to,
+            limits.rate.pair_per_hour,
+        )
+        .await
     }
 
     /// Check a message against its account's policy, write Posthorn's
@@ -247,8 +292,15 @@ impl Submitter {
             )));
         }
         let limits = self.limits(who.account_id).await?;
-        let facts = posthorn_policy::check(&content, &envelope.mail_from, &limits)
+        let facts = posthorn_policy::check(&content, &envelope.mail_from, &limits.policy)
             .map_err(SubmitError::Business)?;
+        // Only a message that passed the policy takes a share of the rate.
+        rate::take_message(
+            &*self.limiter,
+            who.account_id,
+            limits.rate.messages_per_second,
+        )
+        .await?;
         let id = MessageId::generate();
         let now = unix_now();
         let date = rfc5322(now);
@@ -262,12 +314,15 @@ impl Submitter {
                 remove: &["Bcc"],
             },
         );
-        self.store
+        let recipients = envelope.rcpt_to;
+        let mail_from = envelope.mail_from;
+        let committed = self
+            .store
             .enqueue(NewMessage {
                 id,
                 account_id: who.account_id,
-                mail_from: envelope.mail_from,
-                recipients: envelope.rcpt_to,
+                mail_from: mail_from.clone(),
+                recipients: recipients.clone(),
                 auth_user: who.login_name().to_string(),
                 label: who.label.clone(),
                 received_at: now,
@@ -284,7 +339,24 @@ impl Submitter {
                     .collect(),
                 content,
             })
-            .await?;
+            .await;
+        if let Err(e) = committed {
+            rate::give_back_message(
+                &*self.limiter,
+                who.account_id,
+                limits.rate.messages_per_second,
+            )
+            .await;
+            return Err(e.into());
+        }
+        rate::count_pairs(
+            &*self.limiter,
+            who.account_id,
+            &mail_from,
+            &recipients,
+            limits.rate.pair_per_hour,
+        )
+        .await;
         Ok(id)
     }
 }

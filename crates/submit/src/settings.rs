@@ -4,17 +4,48 @@
 
 use posthorn_policy::PolicyLimits;
 
+/// Rate limits of one account (`0` means no limit).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimits {
+    /// Accepted messages per second.
+    pub messages_per_second: u64,
+    /// Accepted messages per hour from one sender address to one recipient.
+    pub pair_per_hour: u64,
+    /// Authenticated SMTP connections per login on one node.
+    pub connections_per_user: u64,
+    /// SMTP transactions and HTTP calls per minute per API user.
+    pub api_calls_per_minute: u64,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self {
+            messages_per_second: 20,
+            pair_per_hour: 10,
+            connections_per_user: 10,
+            api_calls_per_minute: 20_000,
+        }
+    }
+}
+
+/// Everything an account is held to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AccountLimits {
+    pub policy: PolicyLimits,
+    pub rate: RateLimits,
+}
+
 /// One settable key.
 pub struct SettingKey {
     pub key: &'static str,
     pub meaning: &'static str,
-    get: fn(&PolicyLimits) -> usize,
-    set: fn(&mut PolicyLimits, usize),
+    get: fn(&AccountLimits) -> u64,
+    set: fn(&mut AccountLimits, u64),
 }
 
 impl SettingKey {
     /// The key's value in `limits`.
-    pub fn value(&self, limits: &PolicyLimits) -> usize {
+    pub fn value(&self, limits: &AccountLimits) -> u64 {
         (self.get)(limits)
     }
 }
@@ -22,47 +53,71 @@ impl SettingKey {
 /// Every key, in the order `account show` prints them.
 pub const SETTING_KEYS: &[SettingKey] = &[
     SettingKey {
+        key: "messages_per_second",
+        meaning: "accepted messages per second (0: no limit)",
+        get: |l| l.rate.messages_per_second,
+        set: |l, v| l.rate.messages_per_second = v,
+    },
+    SettingKey {
+        key: "pair_per_hour",
+        meaning: "messages per hour from one sender to one recipient (0: no limit)",
+        get: |l| l.rate.pair_per_hour,
+        set: |l, v| l.rate.pair_per_hour = v,
+    },
+    SettingKey {
+        key: "connections_per_user",
+        meaning: "authenticated SMTP connections per login per node (0: no limit)",
+        get: |l| l.rate.connections_per_user,
+        set: |l, v| l.rate.connections_per_user = v,
+    },
+    SettingKey {
+        key: "api_calls_per_minute",
+        meaning: "SMTP transactions + HTTP calls per minute per API user (0: no limit)",
+        get: |l| l.rate.api_calls_per_minute,
+        set: |l, v| l.rate.api_calls_per_minute = v,
+    },
+    SettingKey {
         key: "max_attachments",
         meaning: "attachments per message",
-        get: |l| l.max_attachments,
-        set: |l, v| l.max_attachments = v,
+        get: |l| l.policy.max_attachments as u64,
+        set: |l, v| l.policy.max_attachments = v as usize,
     },
     SettingKey {
         key: "max_attachment_size",
         meaning: "decoded bytes of one attachment",
-        get: |l| l.max_attachment_size,
-        set: |l, v| l.max_attachment_size = v,
+        get: |l| l.policy.max_attachment_size as u64,
+        set: |l, v| l.policy.max_attachment_size = v as usize,
     },
     SettingKey {
         key: "max_attachments_total",
         meaning: "decoded bytes of all attachments of a message",
-        get: |l| l.max_attachments_total,
-        set: |l, v| l.max_attachments_total = v,
+        get: |l| l.policy.max_attachments_total as u64,
+        set: |l, v| l.policy.max_attachments_total = v as usize,
     },
     SettingKey {
         key: "max_body_size",
         meaning: "bytes of a message without its attachments",
-        get: |l| l.max_body_size,
-        set: |l, v| l.max_body_size = v,
+        get: |l| l.policy.max_body_size as u64,
+        set: |l, v| l.policy.max_body_size = v as usize,
     },
     SettingKey {
         key: "max_message_size",
         meaning: "bytes of a whole message (never above the server's SIZE)",
-        get: |l| l.max_message_size,
-        set: |l, v| l.max_message_size = v,
+        get: |l| l.policy.max_message_size as u64,
+        set: |l, v| l.policy.max_message_size = v as usize,
     },
 ];
 
 /// Check a key and value as typed by an operator; returns the value to store.
 pub fn validate_setting(key: &str, value: &str) -> Result<String, String> {
-    let Some(_) = SETTING_KEYS.iter().find(|k| k.key == key) else {
+    if !SETTING_KEYS.iter().any(|k| k.key == key) {
         let known: Vec<&str> = SETTING_KEYS.iter().map(|k| k.key).collect();
         return Err(format!(
             "unknown setting {key:?}; known: {}",
             known.join(", ")
         ));
-    };
-    let n: usize = value
+    }
+    let n: u64 = value
         .trim()
         .parse()
         .map_err(|_| format!("{key} takes a whole number of at least 0, not {value:?}"))?;
@@ -71,7 +126,7 @@ pub fn validate_setting(key: &str, value: &str) -> Result<String, String> {
 
 /// `defaults` with the stored overrides applied; unknown or malformed
 /// stored values are ignored (and were refused when set).
-pub fn apply_settings(defaults: PolicyLimits, overrides: &[(String, String)]) -> PolicyLimits {
+pub fn apply_settings(defaults: AccountLimits, overrides: &[(String, String)]) -> AccountLimits {
     let mut limits = defaults;
     for (key, value) in overrides {
         if let (Some(k), Ok(v)) = (SETTING_KEYS.iter().find(|k| k.key == key), value.parse()) {
@@ -88,18 +143,20 @@ mod tests {
     #[test]
     fn overrides_apply_over_defaults() {
         let limits = apply_settings(
-            PolicyLimits::default(),
+            AccountLimits::default(),
             &[
                 ("max_attachments".into(), "3".into()),
+                ("messages_per_second".into(), "0".into()),
                 ("bogus".into(), "1".into()),
             ],
         );
-        assert_eq!(limits.max_attachments, 3);
-        assert_eq!(limits.max_body_size, PolicyLimits::default().max_body_size);
+        assert_eq!(limits.policy.max_attachments, 3);
+        assert_eq!(limits.rate.messages_per_second, 0);
+        assert_eq!(limits.rate.pair_per_hour, 10);
         assert!(validate_setting("max_attachments", "x").is_err());
         assert!(validate_setting("nope", "1")
             .unwrap_err()
-            .contains("max_attachments"));
+            .contains("pair_per_hour"));
         assert_eq!(validate_setting("max_body_size", " 10 ").unwrap(), "10");
     }
 }

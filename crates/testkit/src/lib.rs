@@ -83,6 +83,10 @@ impl TestServer {
             API_KEY,
         ]);
         server.cli_ok(&["label", "add", LABEL, "--account", ACCOUNT]);
+        // Tests send fast and often to the same recipients: the account's
+        // message rates are lifted; rate-limit tests set them back.
+        server.cli_ok(&["account", "set", ACCOUNT, "messages_per_second", "0"]);
+        server.cli_ok(&["account", "set", ACCOUNT, "pair_per_hour", "0"]);
         server.spawn();
         server
     }

@@ -1,31 +1,34 @@
 use std::fmt;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
-/// A message identifier: 48 bits of Unix milliseconds followed by 80 bits
-/// that are unique within this process and random across processes, written
-/// as 26 Crockford base-32 characters (the ULID layout). Identifiers sort by
-/// the time they were made, which keeps the queue tables append-mostly.
+/// A message identifier: 48 bits of Unix milliseconds followed by 80 random
+/// bits, written as 26 Crockford base-32 characters (the ULID layout), made
+/// monotonic within a process. Identifiers sort by the time they were made,
+/// which keeps the queue tables append-mostly.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MessageId(u128);
 
-static LAST: AtomicU64 = AtomicU64::new(0);
+/// The last identifier this process made.
+static LAST: Mutex<u128> = Mutex::new(0);
 
 impl MessageId {
-    /// A new identifier, greater than every identifier this process made before.
+    /// A new identifier, greater than every identifier this process made
+    /// before (even within one millisecond, or if the clock steps back).
     pub fn generate() -> Self {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
-        // A per-process sequence in the low bits keeps ids made in the same
-        // millisecond ordered; the random middle keeps nodes apart.
-        let seq = LAST.fetch_add(1, Ordering::Relaxed) & 0xFFFF_FFFF;
-        let random: u64 = rand::random::<u64>() & 0xFFFF_FFFF_FFFF; // 48 bits
-        Self(((now as u128) << 80) | ((random as u128) << 32) | seq as u128)
+        let random: u128 = rand::random::<u128>() & ((1u128 << 80) - 1);
+        let candidate = ((now as u128) << 80) | random;
+        let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+        let id = candidate.max(last.wrapping_add(1));
+        *last = id;
+        Self(id)
     }
 
     /// Milliseconds since the Unix epoch at which the identifier was made.
@@ -96,9 +99,9 @@ mod tests {
 
     #[test]
     fn ids_round_trip_and_sort_by_creation() {
-        let a = MessageId::generate();
-        let b = MessageId::generate();
-        assert!(a < b);
+        let ids: Vec<MessageId> = (0..10_000).map(|_| MessageId::generate()).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]));
+        let (a, b) = (ids[0], ids[1]);
         assert!(a.to_string() < b.to_string());
         let parsed: MessageId = a.to_string().parse().unwrap();
         assert_eq!(parsed, a);

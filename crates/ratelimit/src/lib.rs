@@ -1,0 +1,56 @@
+//! Rate limits and abuse protection.
+//!
+//! [`Limiter`] is the one interface: GCRA checks by key ([`gcra`] holds the
+//! arithmetic, a pure function of the time) and lockouts. [`LocalLimiter`]
+//! keeps the state in this process; [`RedisLimiter`] keeps it in Redis so a
+//! cluster shares it (one round trip per check, atomic in a Lua script);
+//! [`FallbackLimiter`] uses Redis and falls back to local limits while Redis
+//! is unreachable. [`ConnectionCounter`] caps concurrent connections per key
+//! on this node.
+
+mod conns;
+mod fallback;
+pub mod gcra;
+mod local;
+mod redis_limiter;
+
+pub use conns::{ConnectionCounter, ConnectionGuard};
+pub use fallback::FallbackLimiter;
+pub use gcra::{Decision, Mode, Quota};
+pub use local::LocalLimiter;
+pub use redis_limiter::RedisLimiter;
+
+use async_trait::async_trait;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LimiterError {
+    #[error("rate-limit backend unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// See the crate documentation. Keys are plain strings; callers build them
+/// from the thing limited (`mps:<account id>`, `pair:<account>:<from>:<to>`).
+#[async_trait]
+pub trait Limiter: Send + Sync + 'static {
+    /// One GCRA check of `n` events against `quota` under `key`.
+    async fn check(
+        &self,
+        key: &str,
+        quota: Quota,
+        n: u64,
+        mode: Mode,
+    ) -> Result<Decision, LimiterError>;
+    /// Lock `key` for `ttl` (e.g. an address after too many failed logins).
+    async fn lock(&self, key: &str, ttl: Duration) -> Result<(), LimiterError>;
+    /// Whether `key` is locked now.
+    async fn is_locked(&self, key: &str) -> Result<bool, LimiterError>;
+    /// `local`, `redis`, or `redis (degraded: local)`.
+    fn backend(&self) -> String;
+}
+
+/// Count one refusal by limit name (Prometheus counter
+/// `posthorn_limit_refusals_total{limit=...}`).
+pub fn count_refusal(limit: &'static str) {
+    metrics::counter!("posthorn_limit_refusals_total", "limit" => limit).increment(1);
+}
