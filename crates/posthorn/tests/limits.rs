@@ -1,0 +1,324 @@
+//! Rate limits over real SMTP, on the local backend and, where REDIS_URL is
+//! set, on Redis (including two servers sharing one Redis).
+
+use base64::Engine;
+use posthorn_testkit::*;
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_posthorn");
+
+/// `[ratelimit]` for the backend under test, with a fresh key prefix.
+fn backend(redis: bool) -> Option<String> {
+    if !redis {
+        return Some(String::new());
+    }
+    match std::env::var("REDIS_URL") {
+        Ok(url) => Some(format!(
+            "[ratelimit]\nbackend = \"redis\"\nredis_url = \"{url}\"\nredis_prefix = \"posthorn-test-{}-{}:\"\n",
+            std::process::id(),
+            rand_suffix()
+        )),
+        Err(_) => {
+            eprintln!("skipped: REDIS_URL is not set (e.g. REDIS_URL=redis://127.0.0.1:6379)");
+            None
+        }
+    }
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+fn start(redis: bool, extra: &str) -> Option<TestServer> {
+    let b = backend(redis)?;
+    Some(TestServer::start(
+        BIN.as_ref(),
+        &format!("allow_plaintext_auth_on_loopback = true\n{b}\n{extra}"),
+    ))
+}
+
+fn plain(user: &str, pass: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{pass}"))
+}
+
+fn login(port: u16, user: &str, pass: &str) -> (RawClient, String) {
+    let mut c = RawClient::connect(port);
+    c.cmd("EHLO limits.test");
+    let r = c.cmd(&format!("AUTH PLAIN {}", plain(user, pass)));
+    (c, r)
+}
+
+fn logged_in(server: &TestServer) -> RawClient {
+    let (c, r) = login(server.submission_port, SENDER, SENDER_PASSWORD);
+    assert!(r.starts_with("235"), "{r}");
+    c
+}
+
+fn message(to: &str) -> String {
+    format!("From: {SENDER}\r\nTo: {to}\r\nSubject: limits\r\n\r\nhi\r\n.\r\n")
+}
+
+/// One transaction; returns the replies to RCPT (one per recipient) and the
+/// final reply (None when no recipient was accepted).
+fn send(c: &mut RawClient, rcpts: &[&str]) -> (Vec<String>, Option<String>) {
+    let r = c.cmd(&format!("MAIL FROM:<{SENDER}>"));
+    if !r.starts_with("250") {
+        return (vec![], Some(r));
+    }
+    let replies: Vec<String> = rcpts
+        .iter()
+        .map(|r| c.cmd(&format!("RCPT TO:<{r}>")))
+        .collect();
+    if !replies.iter().any(|r| r.starts_with("250")) {
+        c.cmd("RSET");
+        return (replies, None);
+    }
+    assert!(c.cmd("DATA").starts_with("354"));
+    c.send(message(rcpts[0]).as_bytes());
+    (replies, Some(c.read_reply()))
+}
+
+fn code_of(reply: &str) -> String {
+    let json = reply
+        .split("##SES-response-json: ")
+        .nth(1)
+        .expect("business error")
+        .trim_end();
+    let v: Value = serde_json::from_str(json).unwrap();
+    v["Response"]["Error"]["Code"].as_str().unwrap().to_string()
+}
+
+fn burst_against_20_per_second(redis: bool) {
+    let Some(server) = start(redis, "") else {
+        return;
+    };
+    server.cli_ok(&["account", "unset", ACCOUNT, "messages_per_second"]);
+    let mut c = logged_in(&server);
+    let started = Instant::now();
+    let (mut accepted, mut refused) = (0, 0);
+    for i in 0..100 {
+        let (_, last) = send(&mut c, &[&format!("r{i}@example.net")]);
+        let last = last.unwrap();
+        if last.starts_with("250 2.0.0 Ok: queued") {
+            accepted += 1;
+        } else {
+            assert!(last.starts_with("451 4.7.1 "), "{last}");
+            assert_eq!(code_of(&last), "RequestLimitExceeded.SmtpRateLimit");
+            refused += 1;
+        }
+    }
+    let window = started.elapsed().as_secs_f64();
+    // GCRA: a burst of 20, then one every 50 ms of the window.
+    let expected = 20.0 + window / 0.05;
+    assert!(
+        (accepted as f64 - expected).abs() <= 1.5,
+        "{accepted} accepted in {window:.3} s, expected {expected:.1}"
+    );
+    assert_eq!(accepted + refused, 100);
+    assert_eq!(
+        server.messages().len(),
+        accepted,
+        "refused messages are not stored"
+    );
+}
+
+fn pair_limit_refuses_only_that_recipient(redis: bool) {
+    let Some(server) = start(redis, "") else {
+        return;
+    };
+    server.cli_ok(&["account", "set", ACCOUNT, "pair_per_hour", "2"]);
+    let mut c = logged_in(&server);
+    for _ in 0..2 {
+        let (_, last) = send(&mut c, &["x@example.net"]);
+        assert!(last.unwrap().starts_with("250 2.0.0"));
+    }
+    let (rcpt, last) = send(&mut c, &["x@example.net", "y@example.net"]);
+    assert!(rcpt[0].starts_with("450 4.7.1 "), "{rcpt:?}");
+    assert_eq!(code_of(&rcpt[0]), "RequestLimitExceeded.RecipientRateLimit");
+    assert!(rcpt[1].starts_with("250 2.1.5"));
+    assert!(last.unwrap().starts_with("250 2.0.0"));
+}
+
+fn api_calls_per_minute(redis: bool) {
+    let Some(server) = start(redis, "") else {
+        return;
+    };
+    server.cli_ok(&["account", "set", ACCOUNT, "api_calls_per_minute", "2"]);
+    let (mut c, r) = login(server.submission_port, API_USER, API_KEY);
+    assert!(r.starts_with("235"));
+    for _ in 0..2 {
+        assert!(send(&mut c, &["a@example.net"])
+            .1
+            .unwrap()
+            .starts_with("250 2.0.0"));
+    }
+    let (_, refusal) = send(&mut c, &["a@example.net"]);
+    let refusal = refusal.unwrap();
+    assert!(refusal.starts_with("451 4.7.1 "), "{refusal}");
+    assert_eq!(code_of(&refusal), "RequestLimitExceeded.ApiCallLimit");
+}
+
+fn connections_per_user(redis: bool) {
+    let Some(server) = start(redis, "") else {
+        return;
+    };
+    server.cli_ok(&["account", "set", ACCOUNT, "connections_per_user", "2"]);
+    let first = logged_in(&server);
+    let _second = logged_in(&server);
+    let (mut third, r) = login(server.submission_port, SENDER, SENDER_PASSWORD);
+    assert!(r.starts_with("421 4.7.0"), "{r}");
+    assert!(third.is_closed());
+    // Another login of the same account is a different user.
+    let (_, r) = login(server.submission_port, API_USER, API_KEY);
+    assert!(r.starts_with("235"), "{r}");
+    // A slot frees when a connection ends.
+    drop(first);
+    std::thread::sleep(Duration::from_millis(200));
+    let (_, r) = login(server.submission_port, SENDER, SENDER_PASSWORD);
+    assert!(r.starts_with("235"), "{r}");
+}
+
+fn connections_per_ip_before_auth(redis: bool) {
+    let Some(server) = start(redis, "[limits]\nconnections_per_ip = 3\n") else {
+        return;
+    };
+    let mut waiting: Vec<RawClient> = (0..3)
+        .map(|_| RawClient::connect(server.submission_port))
+        .collect();
+    let mut fourth = std::net::TcpStream::connect(("127.0.0.1", server.submission_port)).unwrap();
+    let mut greeting = String::new();
+    use std::io::Read;
+    fourth.read_to_string(&mut greeting).unwrap();
+    assert!(greeting.starts_with("421 4.7.0"), "{greeting}");
+    // Logging in gives the address's slot back.
+    waiting[0].cmd("EHLO x");
+    assert!(waiting[0]
+        .cmd(&format!("AUTH PLAIN {}", plain(SENDER, SENDER_PASSWORD)))
+        .starts_with("235"));
+    std::thread::sleep(Duration::from_millis(100));
+    let _fifth = RawClient::connect(server.submission_port);
+}
+
+fn new_connections_per_minute(redis: bool) {
+    let Some(server) = start(redis, "[limits]\nnew_connections_per_ip_per_minute = 5\n") else {
+        return;
+    };
+    // The test server's readiness probe already made two connections.
+    let mut greeted = 2;
+    let refusal = loop {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", server.submission_port)).unwrap();
+        let mut first = [0u8; 256];
+        use std::io::Read;
+        let n = s.read(&mut first).unwrap();
+        let line = String::from_utf8_lossy(&first[..n]).to_string();
+        if line.starts_with("220 ") {
+            greeted += 1;
+            assert!(
+                greeted <= 5,
+                "more than 5 connections in a minute were greeted"
+            );
+            continue;
+        }
+        break line;
+    };
+    assert_eq!(greeted, 5);
+    assert!(refusal.starts_with("421 4.7.0"), "{refusal}");
+}
+
+fn auth_failures_lock_the_address_out(redis: bool) {
+    let Some(server) = start(redis, "") else {
+        return;
+    };
+    for i in 0..5 {
+        let (_, r) = login(server.submission_port, SENDER, &format!("wrong-{i}"));
+        assert!(r.starts_with("535 5.7.8"), "{r}");
+    }
+    // Even the right password is not checked now, and the answer does not
+    // say whether it was right.
+    let (_, r) = login(server.submission_port, SENDER, SENDER_PASSWORD);
+    assert!(r.starts_with("454 4.7.0"), "{r}");
+    let (_, r) = login(server.submission_port, SENDER, "wrong-again");
+    assert!(r.starts_with("454 4.7.0"), "{r}");
+}
+
+fn refused_messages_do_not_eat_quota(redis: bool) {
+    let Some(server) = start(redis, "") else {
+        return;
+    };
+    server.cli_ok(&["account", "set", ACCOUNT, "messages_per_second", "1"]);
+    let mut c = logged_in(&server);
+    // A message the policy refuses (no Subject) does not count.
+    assert!(c.cmd(&format!("MAIL FROM:<{SENDER}>")).starts_with("250"));
+    assert!(c.cmd("RCPT TO:<a@example.net>").starts_with("250"));
+    assert!(c.cmd("DATA").starts_with("354"));
+    c.send(format!("From: {SENDER}\r\nTo: a@example.net\r\n\r\nhi\r\n.\r\n").as_bytes());
+    assert!(c.read_reply().starts_with("554 5.6.0"));
+    assert!(send(&mut c, &["a@example.net"])
+        .1
+        .unwrap()
+        .starts_with("250 2.0.0"));
+    assert!(send(&mut c, &["a@example.net"])
+        .1
+        .unwrap()
+        .starts_with("451 4.7.1"));
+}
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod local {
+            $(#[test] fn $name() { super::$name(false) })*
+        }
+        mod redis {
+            $(#[test] fn $name() { super::$name(true) })*
+        }
+    };
+}
+
+on_both_backends!(
+    burst_against_20_per_second,
+    pair_limit_refuses_only_that_recipient,
+    api_calls_per_minute,
+    connections_per_user,
+    connections_per_ip_before_auth,
+    new_connections_per_minute,
+    auth_failures_lock_the_address_out,
+    refused_messages_do_not_eat_quota,
+);
+
+/// Two servers sharing one Redis hold their combined rate to the account's
+/// limit (their stores are separate; both number the account 1).
+#[test]
+fn two_servers_sharing_redis_share_the_account_rate() {
+    let Some(shared) = backend(true) else { return };
+    let extra = format!("allow_plaintext_auth_on_loopback = true\n{shared}");
+    let a = TestServer::start(BIN.as_ref(), &extra);
+    let b = TestServer::start(BIN.as_ref(), &extra);
+    for s in [&a, &b] {
+        s.cli_ok(&["account", "unset", ACCOUNT, "messages_per_second"]);
+    }
+    let mut clients = [logged_in(&a), logged_in(&b)];
+    let started = Instant::now();
+    let mut accepted = [0usize; 2];
+    for i in 0..120 {
+        let which = i % 2;
+        let (_, last) = send(&mut clients[which], &[&format!("r{i}@example.net")]);
+        let last = last.unwrap();
+        if last.starts_with("250 2.0.0") {
+            accepted[which] += 1;
+        } else {
+            assert!(last.starts_with("451 4.7.1"), "{last}");
+        }
+    }
+    let window = started.elapsed().as_secs_f64();
+    let total = accepted[0] + accepted[1];
+    let expected = 20.0 + window / 0.05;
+    assert!(
+        (total as f64 - expected).abs() <= 1.5,
+        "{accepted:?} accepted in {window:.3} s together, expected {expected:.1}"
+    );
+    assert!(accepted[0] > 0 && accepted[1] > 0, "{accepted:?}");
+}
