@@ -59,6 +59,17 @@ pub async fn run(config: &Config, command: Command) -> anyhow::Result<()> {
                     names.join(", ")
                 }
             );
+            let now = posthorn_types::time::unix_now();
+            let mut usage = Vec::new();
+            for (label, secs) in [
+                ("last minute", 60),
+                ("last hour", 3600),
+                ("last day", 86400),
+            ] {
+                let n = store.count_messages_since(acct.id, now - secs).await?;
+                usage.push(format!("{n} in the {label}"));
+            }
+            println!("accepted: {}", usage.join(", "));
             println!("settings:");
             for k in SETTING_KEYS {
                 let set = overrides.iter().any(|(key, _)| key == k.key);

@@ -4,7 +4,7 @@
 use crate::cli::ServeArgs;
 use crate::config::Config;
 use anyhow::Context;
-use posthorn_ratelimit::{FallbackLimiter, Limiter, LocalLimiter, RedisLimiter};
+use posthorn_ratelimit::{FallbackLimiter, Limiter, LocalLimiter};
 use posthorn_smtpd::{ListenerKind, SmtpServer, TlsStore};
 use posthorn_store::{SqliteStore, Store};
 use posthorn_submit::Submitter;
@@ -80,12 +80,9 @@ async fn limiter(config: &Config) -> anyhow::Result<Arc<dyn Limiter>> {
     let r = &config.ratelimit;
     match r.backend.as_str() {
         "local" => Ok(Arc::new(LocalLimiter::new())),
-        "redis" => {
-            let redis = RedisLimiter::connect(&r.redis_url, &r.redis_prefix)
-                .await
-                .with_context(|| format!("[ratelimit] redis_url = {:?}", r.redis_url))?;
-            Ok(Arc::new(FallbackLimiter::new(redis)))
-        }
+        "redis" => Ok(Arc::new(
+            FallbackLimiter::connecting(r.redis_url.clone(), r.redis_prefix.clone()).await,
+        )),
         other => anyhow::bail!("[ratelimit] backend = {other:?}: use \"local\" or \"redis\""),
     }
 }

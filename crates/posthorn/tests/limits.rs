@@ -322,3 +322,30 @@ fn two_servers_sharing_redis_share_the_account_rate() {
     );
     assert!(accepted[0] > 0 && accepted[1] > 0, "{accepted:?}");
 }
+
+/// A node whose Redis is down still starts and serves, on local limits.
+#[test]
+fn redis_down_at_start_degrades_to_local_limits() {
+    let dead = free_port();
+    let server = TestServer::start(
+        BIN.as_ref(),
+        &format!("allow_plaintext_auth_on_loopback = true\n[ratelimit]\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:{dead}\"\n"),
+    );
+    server.cli_ok(&["account", "set", ACCOUNT, "messages_per_second", "2"]);
+    let mut c = logged_in(&server);
+    for _ in 0..2 {
+        assert!(send(&mut c, &["a@example.net"])
+            .1
+            .unwrap()
+            .starts_with("250 2.0.0"));
+    }
+    assert!(send(&mut c, &["a@example.net"])
+        .1
+        .unwrap()
+        .starts_with("451 4.7.1"));
+    assert!(
+        server.log().contains("Redis unreachable"),
+        "{}",
+        server.log()
+    );
+}

@@ -4,22 +4,57 @@ use crate::gcra::{Decision, Mode, Quota};
 use crate::{Limiter, LimiterError, LocalLimiter, RedisLimiter};
 use async_trait::async_trait;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// See the module documentation. Degradation is logged once per change and
 /// shown as the gauge `posthorn_ratelimit_degraded` (1 while on local).
 pub struct FallbackLimiter {
-    redis: RedisLimiter,
+    /// Set once a connection to Redis was made; until then, local limits.
+    redis: Arc<OnceLock<RedisLimiter>>,
     local: LocalLimiter,
     degraded: AtomicBool,
 }
 
 impl FallbackLimiter {
     pub fn new(redis: RedisLimiter) -> Self {
+        let cell = OnceLock::new();
+        let _ = cell.set(redis);
         Self {
-            redis,
+            redis: Arc::new(cell),
             local: LocalLimiter::new(),
             degraded: AtomicBool::new(false),
+        }
+    }
+
+    /// Start on local limits and connect to Redis in the background,
+    /// retrying every few seconds until it answers: a node whose Redis is
+    /// down at start still starts.
+    pub async fn connecting(url: String, prefix: String) -> Self {
+        match RedisLimiter::connect(&url, &prefix).await {
+            Ok(redis) => Self::new(redis),
+            Err(e) => {
+                tracing::warn!(error = %e, %url, "Redis unreachable at start: rate limits are per node until it answers");
+                metrics::gauge!("posthorn_ratelimit_degraded").set(1.0);
+                let cell: Arc<OnceLock<RedisLimiter>> = Arc::new(OnceLock::new());
+                let slot = cell.clone();
+                tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                        if let Ok(redis) = RedisLimiter::connect(&url, &prefix).await {
+                            tracing::info!("Redis reachable: rate limits are cluster-wide");
+                            metrics::gauge!("posthorn_ratelimit_degraded").set(0.0);
+                            let _ = slot.set(redis);
+                            return;
+                        }
+                    }
+                });
+                Self {
+                    redis: cell,
+                    local: LocalLimiter::new(),
+                    degraded: AtomicBool::new(true),
+                }
+            }
         }
     }
 
@@ -35,6 +70,12 @@ impl FallbackLimiter {
             }
         }
     }
+
+    fn redis(&self) -> Result<&RedisLimiter, LimiterError> {
+        self.redis
+            .get()
+            .ok_or_else(|| LimiterError::Unavailable("not connected to Redis yet".into()))
+    }
 }
 
 #[async_trait]
@@ -46,7 +87,10 @@ impl Limiter for FallbackLimiter {
         n: u64,
         mode: Mode,
     ) -> Result<Decision, LimiterError> {
-        let r = self.redis.check(key, quota, n, mode).await;
+        let r = match self.redis() {
+            Ok(redis) => redis.check(key, quota, n, mode).await,
+            Err(e) => Err(e),
+        };
         self.note(&r);
         match r {
             Ok(d) => Ok(d),
@@ -55,7 +99,10 @@ impl Limiter for FallbackLimiter {
     }
 
     async fn lock(&self, key: &str, ttl: Duration) -> Result<(), LimiterError> {
-        let r = self.redis.lock(key, ttl).await;
+        let r = match self.redis() {
+            Ok(redis) => redis.lock(key, ttl).await,
+            Err(e) => Err(e),
+        };
         self.note(&r);
         // Keep a local copy too, so a lock holds while Redis is away.
         self.local.lock(key, ttl).await?;
@@ -63,7 +110,10 @@ impl Limiter for FallbackLimiter {
     }
 
     async fn is_locked(&self, key: &str) -> Result<bool, LimiterError> {
-        let r = self.redis.is_locked(key).await;
+        let r = match self.redis() {
+            Ok(redis) => redis.is_locked(key).await,
+            Err(e) => Err(e),
+        };
         self.note(&r);
         let local = self.local.is_locked(key).await?;
         Ok(local || r.unwrap_or(false))

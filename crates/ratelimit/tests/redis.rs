@@ -563,6 +563,15 @@ async fn fallback_answers_locally_while_redis_is_gone_and_recovers() {
         assert_eq!(d.is_allowed(), i < 3, "event {i}: {d:?}");
         slowest = slowest.max(t.elapsed());
     }
+    // A longer outage: the manager's own backoff (1 s, then 100 s, ...)
+    // would still be asleep when Redis returns; ours must not be.
+    let outage = Instant::now();
+    while outage.elapsed() < Duration::from_millis(1500) {
+        let t = Instant::now();
+        assert!(!f.check("k", q, 1, Mode::Peek).await.unwrap().is_allowed());
+        slowest = slowest.max(t.elapsed());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     println!("slowest check with Redis gone: {slowest:?}");
     assert!(slowest < Duration::from_millis(600), "{slowest:?}");
     assert!(f.backend().contains("degraded"), "{}", f.backend());
@@ -644,41 +653,4 @@ async fn a_hung_redis_degrades_within_the_deadline() {
     let d = f.check("k", q, 1, Mode::Peek).await.unwrap();
     println!("after the hang, peek on k: {d:?}");
     assert!(!f.check("k", q, 2, Mode::Peek).await.unwrap().is_allowed());
-}
-
-#[tokio::test]
-async fn zz_scratch_default_manager_recovery() {
-    let port = free_port();
-    let server = Server::start(port).unwrap();
-    let client = redis::Client::open(server.url()).unwrap();
-    let mut m = redis::aio::ConnectionManager::new(client).await.unwrap();
-    let _: () = redis::cmd("PING").query_async(&mut m).await.unwrap();
-    server.stop();
-    let r: redis::RedisResult<()> = redis::cmd("PING").query_async(&mut m).await;
-    println!("first after stop: {r:?}");
-    for _ in 0..10 {
-        let r = tokio::time::timeout(
-            Duration::from_millis(250),
-            redis::cmd("PING").query_async::<()>(&mut m),
-        )
-        .await;
-        println!("during outage: {r:?}");
-    }
-    let _server = Server::start(port).unwrap();
-    let start = Instant::now();
-    loop {
-        let r = tokio::time::timeout(
-            Duration::from_millis(250),
-            redis::cmd("PING").query_async::<()>(&mut m),
-        )
-        .await;
-        if matches!(r, Ok(Ok(()))) {
-            break;
-        }
-        if start.elapsed() > Duration::from_secs(90) {
-            println!("not back after 90 s: {r:?}");
-            return;
-        }
-    }
-    println!("default manager back after {:?}", start.elapsed());
 }

@@ -76,6 +76,10 @@ pub trait Store: Send + Sync + 'static {
     /// `status`.
     async fn messages(&self, filter: &MessageFilter) -> Result<Vec<MessageRecord>>;
 
+    /// How many messages an account has had accepted since `since` (Unix
+    /// seconds).
+    async fn count_messages_since(&self, account_id: i64, since: i64) -> Result<u64>;
+
     /// Counters of the commit path, for metrics and tests.
     fn commit_stats(&self) -> CommitStats;
 }

@@ -500,6 +500,17 @@ impl Store for SqliteStore {
             .map_err(|_| StoreError::Backend("the store writer has stopped".into()))?
     }
 
+    async fn count_messages_since(&self, account_id: i64, since: i64) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM messages WHERE account_id = ? AND received_at >= ?",
+        )
+        .bind(account_id)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n as u64)
+    }
+
     fn commit_stats(&self) -> CommitStats {
         CommitStats {
             commits: self.counters.commits.load(Ordering::Relaxed),
@@ -650,6 +661,20 @@ mod tests {
         let store = SqliteStore::open(dir.path()).await.unwrap();
         let all = store.messages(&MessageFilter::default()).await.unwrap();
         assert_eq!(all.len(), 50);
+        assert_eq!(
+            store
+                .count_messages_since(acct.id, now() - 60)
+                .await
+                .unwrap(),
+            50
+        );
+        assert_eq!(
+            store
+                .count_messages_since(acct.id, now() + 60)
+                .await
+                .unwrap(),
+            0
+        );
         let one = store.message(ids[3]).await.unwrap();
         assert_eq!(one.recipients.len(), 2);
         assert_eq!(one.recipients[0].status, RecipientStatus::Queued);
