@@ -265,6 +265,9 @@ fn refused_messages_do_not_eat_quota(redis: bool) {
         .1
         .unwrap()
         .starts_with("451 4.7.1"));
+    let shown = server.cli_ok(&["account", "show", ACCOUNT]);
+    assert!(shown.contains("accepted: 1 in the last minute"), "{shown}");
+    assert!(shown.contains("(set for this account)"), "{shown}");
 }
 
 macro_rules! on_both_backends {
