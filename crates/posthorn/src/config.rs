@@ -83,6 +83,7 @@ pub struct LimitsSection {
     pub auth_failures_per_ip: u64,
     pub auth_failure_window_secs: u64,
     pub auth_lockout_secs: u64,
+    pub connections_per_user_cluster: u64,
 }
 
 impl Default for LimitsSection {
@@ -99,6 +100,7 @@ impl Default for LimitsSection {
             auth_failures_per_ip: s.auth_failures_per_ip,
             auth_failure_window_secs: s.auth_failure_window.as_secs(),
             auth_lockout_secs: s.auth_lockout.as_secs(),
+            connections_per_user_cluster: s.max_connections_per_user_cluster,
         }
     }
 }
@@ -292,6 +294,7 @@ impl Config {
             auth_failures_per_ip: self.limits.auth_failures_per_ip,
             auth_failure_window: Duration::from_secs(self.limits.auth_failure_window_secs),
             auth_lockout: Duration::from_secs(self.limits.auth_lockout_secs),
+            max_connections_per_user_cluster: self.limits.connections_per_user_cluster,
             ..SmtpConfig::default()
         })
     }
@@ -334,6 +337,10 @@ mod tests {
             d.limits.auth_failure_window_secs
         );
         assert_eq!(parsed.limits.auth_lockout_secs, d.limits.auth_lockout_secs);
+        assert_eq!(
+            parsed.limits.connections_per_user_cluster,
+            d.limits.connections_per_user_cluster
+        );
         assert_eq!(parsed.ratelimit.backend, d.ratelimit.backend);
         assert_eq!(parsed.ratelimit.redis_url, d.ratelimit.redis_url);
         assert_eq!(parsed.ratelimit.redis_prefix, d.ratelimit.redis_prefix);

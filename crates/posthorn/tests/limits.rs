@@ -352,3 +352,21 @@ fn redis_down_at_start_degrades_to_local_limits() {
         server.log()
     );
 }
+
+/// With Redis, a user's connections are also capped across the cluster.
+#[test]
+fn connections_per_user_are_capped_across_the_cluster() {
+    let Some(shared) = backend(true) else { return };
+    let extra = format!("allow_plaintext_auth_on_loopback = true\n{shared}\n[limits]\nconnections_per_user_cluster = 3\n");
+    let a = TestServer::start(BIN.as_ref(), &extra);
+    let b = TestServer::start(BIN.as_ref(), &extra);
+    let _a1 = logged_in(&a);
+    let a2 = logged_in(&a);
+    let _b1 = logged_in(&b);
+    let (_, r) = login(b.submission_port, SENDER, SENDER_PASSWORD);
+    assert!(r.starts_with("421 4.7.0"), "{r}");
+    drop(a2);
+    std::thread::sleep(Duration::from_millis(300));
+    let (_, r) = login(b.submission_port, SENDER, SENDER_PASSWORD);
+    assert!(r.starts_with("235"), "a released lease is free again: {r}");
+}

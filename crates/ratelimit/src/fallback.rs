@@ -119,6 +119,42 @@ impl Limiter for FallbackLimiter {
         Ok(local || r.unwrap_or(false))
     }
 
+    /// While Redis is away every lease is granted: the node's own caps
+    /// still hold.
+    async fn acquire_lease(
+        &self,
+        key: &str,
+        holder: &str,
+        limit: u64,
+        ttl: Duration,
+    ) -> Result<bool, LimiterError> {
+        let r = match self.redis() {
+            Ok(redis) => redis.acquire_lease(key, holder, limit, ttl).await,
+            Err(e) => Err(e),
+        };
+        self.note(&r);
+        Ok(r.unwrap_or(true))
+    }
+
+    async fn renew_lease(
+        &self,
+        key: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<(), LimiterError> {
+        match self.redis() {
+            Ok(redis) => redis.renew_lease(key, holder, ttl).await,
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn release_lease(&self, key: &str, holder: &str) -> Result<(), LimiterError> {
+        match self.redis() {
+            Ok(redis) => redis.release_lease(key, holder).await,
+            Err(e) => Err(e),
+        }
+    }
+
     fn backend(&self) -> String {
         if self.degraded.load(Ordering::Relaxed) {
             "redis (degraded: local)".into()

@@ -45,6 +45,36 @@ pub trait Limiter: Send + Sync + 'static {
     async fn lock(&self, key: &str, ttl: Duration) -> Result<(), LimiterError>;
     /// Whether `key` is locked now.
     async fn is_locked(&self, key: &str) -> Result<bool, LimiterError>;
+    /// Take one of `limit` slots under `key` shared by every node, for
+    /// `holder` until `ttl` passes without a renewal: a crashed node's
+    /// slots free themselves. `Ok(false)` when every slot is taken. A
+    /// backend without shared state grants every request (the node's own
+    /// [`ConnectionCounter`] still applies).
+    async fn acquire_lease(
+        &self,
+        key: &str,
+        holder: &str,
+        limit: u64,
+        ttl: Duration,
+    ) -> Result<bool, LimiterError> {
+        let _ = (key, holder, limit, ttl);
+        Ok(true)
+    }
+    /// Keep `holder`'s slot for another `ttl`.
+    async fn renew_lease(
+        &self,
+        key: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<(), LimiterError> {
+        let _ = (key, holder, ttl);
+        Ok(())
+    }
+    /// Give `holder`'s slot back.
+    async fn release_lease(&self, key: &str, holder: &str) -> Result<(), LimiterError> {
+        let _ = (key, holder);
+        Ok(())
+    }
     /// `local`, `redis`, or `redis (degraded: local)`.
     fn backend(&self) -> String;
 }

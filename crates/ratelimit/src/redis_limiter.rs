@@ -37,6 +37,25 @@ const CONNECT_RETRY_PAUSE: Duration = Duration::from_millis(100);
 /// The largest integer a Lua number (a double) holds exactly.
 const LUA_MAX: u64 = 1 << 53;
 
+/// Leases: KEYS[1] is a sorted set of holders scored by expiry (ms of the
+/// Redis clock). ARGV[1]: holder, ARGV[2]: ttl (ms), ARGV[3]: limit (0 for a
+/// renewal, which only extends a lease still held). Returns 1 when held.
+const LEASE_LUA: &str = r#"
+if redis.replicate_commands then redis.replicate_commands() end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[2])
+local limit = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%.0f', now))
+local held = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if held or (limit > 0 and redis.call('ZCARD', KEYS[1]) < limit) then
+  redis.call('ZADD', KEYS[1], string.format('%.0f', now + ttl), ARGV[1])
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  return 1
+end
+return 0
+"#;
+
 /// KEYS[1]: the key. ARGV[1]: cost (µs, `interval * n`), ARGV[2]: period
 /// (µs), ARGV[3]: mode (`consume`, `peek`, `force`, `refund`).
 /// Returns `{allowed (0/1), retry_after_us}`.
@@ -91,6 +110,7 @@ pub struct RedisLimiter {
     conn: ConnectionManager,
     prefix: String,
     check_script: redis::Script,
+    lease_script: redis::Script,
     call_timeout: Duration,
 }
 
@@ -135,6 +155,7 @@ impl RedisLimiter {
             conn,
             prefix: prefix.to_string(),
             check_script: redis::Script::new(CHECK_LUA),
+            lease_script: redis::Script::new(LEASE_LUA),
             call_timeout: CALL_TIMEOUT,
         })
     }
@@ -150,6 +171,25 @@ impl RedisLimiter {
         k.push_str(&self.prefix);
         k.push_str(key);
         k
+    }
+
+    /// Take or extend a lease (limit 0: extend only).
+    async fn lease(
+        &self,
+        key: &str,
+        holder: &str,
+        limit: u64,
+        ttl: Duration,
+    ) -> Result<bool, LimiterError> {
+        let mut conn = self.conn.clone();
+        let mut invocation = self.lease_script.prepare_invoke();
+        invocation
+            .key(self.key(key))
+            .arg(holder)
+            .arg(ttl.as_millis().max(1) as u64)
+            .arg(limit);
+        let held: i64 = self.call(invocation.invoke_async(&mut conn)).await?;
+        Ok(held == 1)
     }
 
     /// Run one Redis call under the deadline; every failure is `Unavailable`.
@@ -228,6 +268,36 @@ impl Limiter for RedisLimiter {
         let mut conn = self.conn.clone();
         let cmd = redis::cmd("EXISTS").arg(self.key(key)).to_owned();
         self.call(cmd.query_async::<bool>(&mut conn)).await
+    }
+
+    async fn acquire_lease(
+        &self,
+        key: &str,
+        holder: &str,
+        limit: u64,
+        ttl: Duration,
+    ) -> Result<bool, LimiterError> {
+        if limit == 0 {
+            return Ok(true);
+        }
+        self.lease(key, holder, limit, ttl).await
+    }
+
+    async fn renew_lease(
+        &self,
+        key: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<(), LimiterError> {
+        self.lease(key, holder, 0, ttl).await.map(|_| ())
+    }
+
+    async fn release_lease(&self, key: &str, holder: &str) -> Result<(), LimiterError> {
+        let mut conn = self.conn.clone();
+        let cmd = redis::cmd("ZREM").arg(self.key(key)).arg(holder).to_owned();
+        self.call(cmd.query_async::<i64>(&mut conn))
+            .await
+            .map(|_| ())
     }
 
     fn backend(&self) -> String {

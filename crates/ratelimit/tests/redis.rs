@@ -654,3 +654,37 @@ async fn a_hung_redis_degrades_within_the_deadline() {
     println!("after the hang, peek on k: {d:?}");
     assert!(!f.check("k", q, 2, Mode::Peek).await.unwrap().is_allowed());
 }
+
+#[tokio::test]
+async fn leases_cap_holders_cluster_wide_and_expire() {
+    let Ok(url) = std::env::var("REDIS_URL") else {
+        eprintln!("skipped: REDIS_URL is not set (e.g. REDIS_URL=redis://127.0.0.1:6379)");
+        return;
+    };
+    let prefix = format!("posthorn-test-lease-{}:", std::process::id());
+    let node_a = posthorn_ratelimit::RedisLimiter::connect(&url, &prefix)
+        .await
+        .unwrap();
+    let node_b = posthorn_ratelimit::RedisLimiter::connect(&url, &prefix)
+        .await
+        .unwrap();
+    use posthorn_ratelimit::Limiter;
+    let ttl = std::time::Duration::from_millis(300);
+    assert!(node_a.acquire_lease("u", "a1", 2, ttl).await.unwrap());
+    assert!(node_b.acquire_lease("u", "b1", 2, ttl).await.unwrap());
+    assert!(!node_b.acquire_lease("u", "b2", 2, ttl).await.unwrap());
+    // A holder asking again keeps its slot.
+    assert!(node_a.acquire_lease("u", "a1", 2, ttl).await.unwrap());
+    node_b.release_lease("u", "b1").await.unwrap();
+    assert!(node_b.acquire_lease("u", "b2", 2, ttl).await.unwrap());
+    // Node a "crashes": it stops renewing; b keeps renewing.
+    for _ in 0..4 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        node_b.renew_lease("u", "b2", ttl).await.unwrap();
+    }
+    assert!(
+        node_b.acquire_lease("u", "b3", 2, ttl).await.unwrap(),
+        "a's expired slot is free"
+    );
+    assert!(!node_b.acquire_lease("u", "b4", 2, ttl).await.unwrap());
+}

@@ -63,6 +63,9 @@ pub struct SmtpConfig {
     pub auth_failures_per_ip: u64,
     pub auth_failure_window: Duration,
     pub auth_lockout: Duration,
+    /// Logged-in connections per user across the cluster (Redis leases;
+    /// 0: no cluster-wide cap, only the per-node one).
+    pub max_connections_per_user_cluster: u64,
 }
 
 impl Default for SmtpConfig {
@@ -84,6 +87,7 @@ impl Default for SmtpConfig {
             auth_failures_per_ip: 5,
             auth_failure_window: Duration::from_secs(300),
             auth_lockout: Duration::from_secs(900),
+            max_connections_per_user_cluster: 0,
         }
     }
 }

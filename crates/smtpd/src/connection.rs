@@ -4,12 +4,13 @@
 use crate::replies::{auth_failure, submit_failure};
 use crate::server::Shared;
 use crate::ListenerKind;
-use posthorn_ratelimit::{count_refusal, ConnectionGuard, Decision, Mode, Quota};
+use posthorn_ratelimit::{count_refusal, ConnectionGuard, Decision, Limiter, Mode, Quota};
 use posthorn_smtp::{Credentials, Event, Session, SessionConfig};
 use posthorn_submit::AuthError;
 use posthorn_types::{Identity, LoginKind, Origin, Reply};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -33,6 +34,8 @@ struct Conn {
     ip_slot: Option<ConnectionGuard>,
     /// The slot among its user's connections, once logged in.
     user_slot: Option<ConnectionGuard>,
+    /// Its lease among the user's connections in the whole cluster.
+    user_lease: Option<Lease>,
     shutdown: CancellationToken,
 }
 
@@ -91,6 +94,7 @@ pub(crate) async fn serve(
         tls: None,
         ip_slot: None,
         user_slot: None,
+        user_lease: None,
         shutdown,
     };
     let mut session = match admission {
@@ -117,6 +121,7 @@ pub(crate) async fn serve(
                     // TLS starts the session again: a login before it is void.
                     conn.identity = conn.trusted.clone();
                     conn.user_slot = None;
+                    conn.user_lease = None;
                     if conn.identity.is_some() {
                         session.set_authenticated();
                     }
@@ -130,6 +135,64 @@ pub(crate) async fn serve(
     };
     if let Err(e) = result {
         tracing::debug!(%peer, error = %e, "connection ended with an I/O error");
+    }
+}
+
+/// How long a cluster-wide connection lease lives without renewal: a
+/// crashed node's slots are free again after this.
+const LEASE_TTL: Duration = Duration::from_secs(30);
+
+/// A held cluster-wide slot, renewed in the background until dropped.
+struct Lease {
+    renewal: tokio::task::JoinHandle<()>,
+    limiter: Arc<dyn Limiter>,
+    key: String,
+    holder: String,
+}
+
+impl Lease {
+    async fn acquire(
+        limiter: Arc<dyn Limiter>,
+        key: String,
+        holder: String,
+        limit: u64,
+    ) -> Option<Self> {
+        if !limiter
+            .acquire_lease(&key, &holder, limit, LEASE_TTL)
+            .await
+            .unwrap_or(true)
+        {
+            return None;
+        }
+        let renewal = tokio::spawn({
+            let (limiter, key, holder) = (limiter.clone(), key.clone(), holder.clone());
+            async move {
+                loop {
+                    tokio::time::sleep(LEASE_TTL / 3).await;
+                    let _ = limiter.renew_lease(&key, &holder, LEASE_TTL).await;
+                }
+            }
+        });
+        Some(Self {
+            renewal,
+            limiter,
+            key,
+            holder,
+        })
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.renewal.abort();
+        let (limiter, key, holder) = (
+            self.limiter.clone(),
+            std::mem::take(&mut self.key),
+            std::mem::take(&mut self.holder),
+        );
+        tokio::spawn(async move {
+            let _ = limiter.release_lease(&key, &holder).await;
+        });
     }
 }
 
@@ -174,7 +237,7 @@ impl Conn {
     async fn authenticate(&mut self, creds: &Credentials) -> Result<(), Reply> {
         let shared = self.shared.clone();
         let cfg = &shared.config;
-        let limiter = shared.submitter.limiter();
+        let limiter = shared.submitter.limiter().clone();
         let lock_key = format!("authlock:{}", self.peer.ip());
         if cfg.auth_failures_per_ip > 0 && limiter.is_locked(&lock_key).await.unwrap_or(false) {
             count_refusal("auth_failures_per_ip");
@@ -223,7 +286,32 @@ impl Conn {
                 ),
             ));
         };
+        let cluster_cap = cfg.max_connections_per_user_cluster;
+        let lease = if cluster_cap > 0 {
+            let key = format!("lease:user:{}", identity.login_name());
+            let holder = format!(
+                "{}:{}",
+                shared.node_id,
+                shared
+                    .next_conn
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            );
+            match Lease::acquire(limiter.clone(), key, holder, cluster_cap).await {
+                Some(lease) => Some(lease),
+                None => {
+                    count_refusal("connections_per_user_cluster");
+                    return Err(Reply::new(
+                        421,
+                        "4.7.0",
+                        format!("{} Error: too many connections for this user in the cluster, at most {cluster_cap}", cfg.hostname),
+                    ));
+                }
+            }
+        } else {
+            None
+        };
         tracing::debug!(peer = %self.peer, user = %creds.username, "authenticated");
+        self.user_lease = lease;
         self.user_slot = Some(slot);
         self.ip_slot = None;
         self.identity = Some(identity);

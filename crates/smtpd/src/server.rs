@@ -5,6 +5,7 @@ use crate::{ListenerKind, ListenerSpec, SmtpConfig, TlsStore};
 use posthorn_ratelimit::ConnectionCounter;
 use posthorn_submit::Submitter;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -20,6 +21,10 @@ pub(crate) struct Shared {
     pub ip_conns: ConnectionCounter,
     /// Logged-in connections per user on this node.
     pub user_conns: ConnectionCounter,
+    /// Names this node's cluster-wide leases.
+    pub node_id: String,
+    /// Numbers this node's connections.
+    pub next_conn: AtomicU64,
 }
 
 /// A listener address that could not be bound.
@@ -65,6 +70,8 @@ impl SmtpServer {
                 tls,
                 ip_conns: ConnectionCounter::new(),
                 user_conns: ConnectionCounter::new(),
+                node_id: format!("{:016x}", rand_u64()),
+                next_conn: AtomicU64::new(0),
             }),
             listeners,
         })
@@ -132,4 +139,10 @@ async fn accept_loop(
             }
         }
     }
+}
+
+/// A random number for the node id, from the standard library's hasher keys.
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::time::SystemTime::now())
 }
