@@ -36,8 +36,16 @@ $BIN --data-dir "$work" account create bench >/dev/null
 $BIN --data-dir "$work" domain add bench.test --account bench >/dev/null
 $BIN --data-dir "$work" sender add load@bench.test --account bench --password bench-password >/dev/null
 # Lift the account's rate limits: the load goes to one recipient, fast.
-$BIN --data-dir "$work" account set bench messages_per_second 0 >/dev/null
-$BIN --data-dir "$work" account set bench pair_per_hour 0 >/dev/null
+# LIMIT=N sets them to N instead of 0 (no limit), so the limiter still runs
+# every check: compare LIMIT=0 with LIMIT=100000000 to see its cost.
+$BIN --data-dir "$work" account set bench messages_per_second "${LIMIT:-0}" >/dev/null
+$BIN --data-dir "$work" account set bench pair_per_hour "${LIMIT:-0}" >/dev/null
+# RATELIMIT_BACKEND=redis runs the limiter on Redis (REDIS_URL or localhost).
+ratelimit=""
+if [ -n "${RATELIMIT_BACKEND:-}" ]; then
+  ratelimit=$(printf '[ratelimit]\nbackend = "%s"\nredis_url = "%s"\nredis_prefix = "posthorn-bench-%s:"' \
+    "$RATELIMIT_BACKEND" "${REDIS_URL:-redis://127.0.0.1:6379}" "$$")
+fi
 cat > "$work/posthorn.toml" <<TOML
 hostname = "bench.test"
 [smtp]
@@ -48,6 +56,7 @@ network = "127.0.0.0/8"
 account = "bench"
 [limits]
 new_connections_per_ip_per_minute = 0
+$ratelimit
 [log]
 level = "warn"
 TOML
