@@ -1,7 +1,7 @@
 //! Redis first, local limits while Redis is unreachable.
 
 use crate::gcra::{Decision, Mode, Quota};
-use crate::{Limiter, LimiterError, LocalLimiter, RedisLimiter};
+use crate::{Check, Limiter, LimiterError, LocalLimiter, RedisLimiter};
 use async_trait::async_trait;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -95,6 +95,18 @@ impl Limiter for FallbackLimiter {
         match r {
             Ok(d) => Ok(d),
             Err(_) => self.local.check(key, quota, n, mode).await,
+        }
+    }
+
+    async fn check_all(&self, checks: &[Check]) -> Result<Vec<Decision>, LimiterError> {
+        let r = match self.redis() {
+            Ok(redis) => redis.check_all(checks).await,
+            Err(e) => Err(e),
+        };
+        self.note(&r);
+        match r {
+            Ok(d) => Ok(d),
+            Err(_) => self.local.check_all(checks).await,
         }
     }
 

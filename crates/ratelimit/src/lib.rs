@@ -41,6 +41,10 @@ pub trait Limiter: Send + Sync + 'static {
         n: u64,
         mode: Mode,
     ) -> Result<Decision, LimiterError>;
+    /// Several checks in one step (one round trip for Redis). Gated: when a
+    /// [`Mode::Consume`] check is denied, nothing in the batch is booked,
+    /// not even its [`Mode::Force`] checks. Returns one decision per check.
+    async fn check_all(&self, checks: &[Check]) -> Result<Vec<Decision>, LimiterError>;
     /// Lock `key` for `ttl` (e.g. an address after too many failed logins).
     async fn lock(&self, key: &str, ttl: Duration) -> Result<(), LimiterError>;
     /// Whether `key` is locked now.
@@ -77,6 +81,15 @@ pub trait Limiter: Send + Sync + 'static {
     }
     /// `local`, `redis`, or `redis (degraded: local)`.
     fn backend(&self) -> String;
+}
+
+/// One check of a batch for [`Limiter::check_all`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Check {
+    pub key: String,
+    pub quota: Quota,
+    pub n: u64,
+    pub mode: Mode,
 }
 
 /// Count one refusal by limit name (Prometheus counter

@@ -1,7 +1,7 @@
 //! Limits kept in this process.
 
 use crate::gcra::{self, Decision, Mode, Quota};
-use crate::{Limiter, LimiterError};
+use crate::{Check, Limiter, LimiterError};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -84,8 +84,47 @@ impl LocalLimiter {
     }
 }
 
+impl LocalLimiter {
+    /// [`Limiter::check_all`] at an explicit time. Keys live in different
+    /// shards, so the batch is gated but not atomic against concurrent
+    /// batches on the same keys: at worst a limit is passed by the few
+    /// events that raced.
+    pub fn check_all_at(&self, checks: &[Check], now: u64) -> Vec<Decision> {
+        let peeked: Vec<Decision> = checks
+            .iter()
+            .map(|c| {
+                let mode = if c.mode == Mode::Consume {
+                    Mode::Peek
+                } else {
+                    c.mode
+                };
+                if mode == Mode::Peek || mode == Mode::Force {
+                    self.check_at(&c.key, c.quota, c.n, Mode::Peek, now)
+                } else {
+                    Decision::Allowed
+                }
+            })
+            .collect();
+        let gate_closed = checks
+            .iter()
+            .zip(&peeked)
+            .any(|(c, d)| c.mode == Mode::Consume && !d.is_allowed());
+        if gate_closed {
+            return peeked;
+        }
+        checks
+            .iter()
+            .map(|c| self.check_at(&c.key, c.quota, c.n, c.mode, now))
+            .collect()
+    }
+}
+
 #[async_trait]
 impl Limiter for LocalLimiter {
+    async fn check_all(&self, checks: &[Check]) -> Result<Vec<Decision>, LimiterError> {
+        Ok(self.check_all_at(checks, self.now_us()))
+    }
+
     async fn check(
         &self,
         key: &str,
@@ -142,6 +181,73 @@ mod tests {
         }
         let total: usize = l.shards.iter().map(|s| s.lock().unwrap().tats.len()).sum();
         assert!(total < (SWEEP_EVERY as usize * SHARDS) * 3, "{total}");
+    }
+
+    #[test]
+    fn a_denied_consume_closes_the_gate_for_the_whole_batch() {
+        let l = LocalLimiter::new();
+        let now = 1_000_000;
+        let one = Quota::per_hour(1);
+        let batch = |mode_b| {
+            vec![
+                Check {
+                    key: "a".into(),
+                    quota: one,
+                    n: 1,
+                    mode: Mode::Consume,
+                },
+                Check {
+                    key: "b".into(),
+                    quota: one,
+                    n: 1,
+                    mode: mode_b,
+                },
+            ]
+        };
+        let d = l.check_all_at(&batch(Mode::Force), now);
+        assert!(d.iter().all(Decision::is_allowed));
+        // "a" is now full: the consume is denied and "c" is not booked.
+        let d = l.check_all_at(
+            &[
+                Check {
+                    key: "a".into(),
+                    quota: one,
+                    n: 1,
+                    mode: Mode::Consume,
+                },
+                Check {
+                    key: "c".into(),
+                    quota: one,
+                    n: 1,
+                    mode: Mode::Force,
+                },
+            ],
+            now,
+        );
+        assert!(!d[0].is_allowed());
+        assert!(l.check_at("c", one, 1, Mode::Peek, now).is_allowed());
+        // Refunds in a batch give both back.
+        l.check_all_at(
+            &[
+                Check {
+                    key: "a".into(),
+                    quota: one,
+                    n: 1,
+                    mode: Mode::Refund,
+                },
+                Check {
+                    key: "b".into(),
+                    quota: one,
+                    n: 1,
+                    mode: Mode::Refund,
+                },
+            ],
+            now,
+        );
+        assert!(l
+            .check_all_at(&batch(Mode::Consume), now)
+            .iter()
+            .all(Decision::is_allowed));
     }
 
     #[tokio::test]

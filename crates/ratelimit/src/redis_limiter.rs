@@ -19,7 +19,7 @@
 //! then both deny.
 
 use crate::gcra::{Decision, Mode, Quota};
-use crate::{Limiter, LimiterError};
+use crate::{Check, Limiter, LimiterError};
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::future::Future;
@@ -36,6 +36,54 @@ const CONNECT_RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 /// The largest integer a Lua number (a double) holds exactly.
 const LUA_MAX: u64 = 1 << 53;
+
+/// A gated batch of checks: KEYS[i] with ARGV[3i-2..3i] = cost, period,
+/// mode, as in [`CHECK_LUA`]. When a `consume` is denied nothing is stored.
+/// Returns `{allowed_1, retry_1, allowed_2, retry_2, ...}`.
+const CHECK_ALL_LUA: &str = r#"
+if redis.replicate_commands then redis.replicate_commands() end
+local MAX = 9007199254740992
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local out, writes, gate = {}, {}, true
+for i = 1, #KEYS do
+  local cost = tonumber(ARGV[3 * i - 2])
+  local period = tonumber(ARGV[3 * i - 1])
+  local mode = ARGV[3 * i]
+  local stored = redis.call('GET', KEYS[i])
+  local tat = stored and tonumber(stored) or 0
+  if tat < now then tat = now end
+  if mode == 'refund' then
+    local v = tat - cost
+    if v < now then v = now end
+    writes[#writes + 1] = {KEYS[i], v}
+    out[#out + 1] = 1
+    out[#out + 1] = 0
+  else
+    local new_tat = tat + cost
+    if new_tat > MAX then new_tat = MAX end
+    local allow_at = new_tat - period
+    local allowed, retry = 1, 0
+    if allow_at > now then
+      allowed = 0
+      retry = allow_at - now
+      if mode == 'consume' then gate = false end
+    end
+    if mode == 'force' or (mode == 'consume' and allowed == 1) then
+      writes[#writes + 1] = {KEYS[i], new_tat}
+    end
+    out[#out + 1] = allowed
+    out[#out + 1] = retry
+  end
+end
+if gate then
+  for _, w in ipairs(writes) do
+    local ttl = math.floor((w[2] - now) / 1000) + 1
+    redis.call('SET', w[1], string.format('%.0f', w[2]), 'PX', string.format('%.0f', ttl))
+  end
+end
+return out
+"#;
 
 /// Leases: KEYS[1] is a sorted set of holders scored by expiry (ms of the
 /// Redis clock). ARGV[1]: holder, ARGV[2]: ttl (ms), ARGV[3]: limit (0 for a
@@ -111,6 +159,7 @@ pub struct RedisLimiter {
     prefix: String,
     check_script: redis::Script,
     lease_script: redis::Script,
+    check_all_script: redis::Script,
     call_timeout: Duration,
 }
 
@@ -156,6 +205,7 @@ impl RedisLimiter {
             prefix: prefix.to_string(),
             check_script: redis::Script::new(CHECK_LUA),
             lease_script: redis::Script::new(LEASE_LUA),
+            check_all_script: redis::Script::new(CHECK_ALL_LUA),
             call_timeout: CALL_TIMEOUT,
         })
     }
@@ -222,12 +272,7 @@ impl Limiter for RedisLimiter {
         }
         let cost = quota.emission_interval_us().saturating_mul(n).min(LUA_MAX);
         let period = quota.period_us.min(LUA_MAX);
-        let mode = match mode {
-            Mode::Consume => "consume",
-            Mode::Peek => "peek",
-            Mode::Force => "force",
-            Mode::Refund => "refund",
-        };
+        let mode = mode_name(mode);
         let mut conn = self.conn.clone();
         let mut invocation = self.check_script.prepare_invoke();
         invocation
@@ -262,6 +307,41 @@ impl Limiter for RedisLimiter {
             .arg(ms)
             .to_owned();
         self.call(cmd.query_async::<()>(&mut conn)).await
+    }
+
+    async fn check_all(&self, checks: &[Check]) -> Result<Vec<Decision>, LimiterError> {
+        // Unlimited quotas are answered here and never sent.
+        let sent: Vec<usize> = (0..checks.len())
+            .filter(|&i| !checks[i].quota.is_unlimited())
+            .collect();
+        let mut decisions = vec![Decision::Allowed; checks.len()];
+        if sent.is_empty() {
+            return Ok(decisions);
+        }
+        let mut conn = self.conn.clone();
+        let mut invocation = self.check_all_script.prepare_invoke();
+        for &i in &sent {
+            let c = &checks[i];
+            invocation
+                .key(self.key(&c.key))
+                .arg(
+                    c.quota
+                        .emission_interval_us()
+                        .saturating_mul(c.n)
+                        .min(LUA_MAX),
+                )
+                .arg(c.quota.period_us.min(LUA_MAX))
+                .arg(mode_name(c.mode));
+        }
+        let flat: Vec<i64> = self.call(invocation.invoke_async(&mut conn)).await?;
+        for (j, &i) in sent.iter().enumerate() {
+            if flat.get(2 * j) != Some(&1) {
+                decisions[i] = Decision::Denied {
+                    retry_after_us: flat.get(2 * j + 1).copied().unwrap_or(0).max(0) as u64,
+                };
+            }
+        }
+        Ok(decisions)
     }
 
     async fn is_locked(&self, key: &str) -> Result<bool, LimiterError> {
@@ -302,5 +382,14 @@ impl Limiter for RedisLimiter {
 
     fn backend(&self) -> String {
         "redis".into()
+    }
+}
+
+fn mode_name(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Consume => "consume",
+        Mode::Peek => "peek",
+        Mode::Force => "force",
+        Mode::Refund => "refund",
     }
 }

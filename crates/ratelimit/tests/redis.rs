@@ -688,3 +688,51 @@ async fn leases_cap_holders_cluster_wide_and_expire() {
     );
     assert!(!node_b.acquire_lease("u", "b4", 2, ttl).await.unwrap());
 }
+
+#[tokio::test]
+async fn a_batch_is_one_gated_step_like_the_local_one() {
+    let Ok(url) = std::env::var("REDIS_URL") else {
+        eprintln!("skipped: REDIS_URL is not set (e.g. REDIS_URL=redis://127.0.0.1:6379)");
+        return;
+    };
+    use posthorn_ratelimit::{Check, Decision, Limiter, LocalLimiter, Mode, Quota};
+    let prefix = format!(
+        "posthorn-test-batch-{}-{:?}:",
+        std::process::id(),
+        std::time::Instant::now()
+    );
+    let redis = posthorn_ratelimit::RedisLimiter::connect(&url, &prefix)
+        .await
+        .unwrap();
+    let local = LocalLimiter::new();
+    let one = Quota::per_hour(1);
+    let c = |key: &str, mode| Check {
+        key: key.into(),
+        quota: one,
+        n: 1,
+        mode,
+    };
+    let steps = [
+        vec![c("a", Mode::Consume), c("b", Mode::Force)],
+        vec![c("a", Mode::Consume), c("c", Mode::Force)],
+        vec![c("c", Mode::Peek), c("unlimited", Mode::Consume)],
+        vec![c("a", Mode::Refund), c("b", Mode::Refund)],
+        vec![c("a", Mode::Consume), c("b", Mode::Consume)],
+    ];
+    for (i, step) in steps.iter().enumerate() {
+        let mut step = step.clone();
+        if i == 2 {
+            step[1].quota = Quota::per_hour(0);
+        }
+        let r = redis.check_all(&step).await.unwrap();
+        let l = local.check_all(&step).await.unwrap();
+        let allowed = |d: &[Decision]| d.iter().map(Decision::is_allowed).collect::<Vec<_>>();
+        assert_eq!(allowed(&r), allowed(&l), "step {i}");
+    }
+    // The denied consume of step 2 kept "c" unbooked.
+    assert!(redis
+        .check("c", one, 1, Mode::Peek)
+        .await
+        .unwrap()
+        .is_allowed());
+}

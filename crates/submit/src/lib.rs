@@ -294,11 +294,13 @@ impl Submitter {
         let limits = self.limits(who.account_id).await?;
         let facts = posthorn_policy::check(&content, &envelope.mail_from, &limits.policy)
             .map_err(SubmitError::Business)?;
-        // Only a message that passed the policy takes a share of the rate.
-        rate::take_message(
+        // Only a message that passed the policy takes a share of the rates.
+        let booking = rate::take_message(
             &*self.limiter,
             who.account_id,
-            limits.rate.messages_per_second,
+            &envelope.mail_from,
+            &envelope.rcpt_to,
+            &limits.rate,
         )
         .await?;
         let id = MessageId::generate();
@@ -314,15 +316,13 @@ impl Submitter {
                 remove: &["Bcc"],
             },
         );
-        let recipients = envelope.rcpt_to;
-        let mail_from = envelope.mail_from;
         let committed = self
             .store
             .enqueue(NewMessage {
                 id,
                 account_id: who.account_id,
-                mail_from: mail_from.clone(),
-                recipients: recipients.clone(),
+                mail_from: envelope.mail_from,
+                recipients: envelope.rcpt_to,
                 auth_user: who.login_name().to_string(),
                 label: who.label.clone(),
                 received_at: now,
@@ -341,22 +341,9 @@ impl Submitter {
             })
             .await;
         if let Err(e) = committed {
-            rate::give_back_message(
-                &*self.limiter,
-                who.account_id,
-                limits.rate.messages_per_second,
-            )
-            .await;
+            rate::give_back(&*self.limiter, booking).await;
             return Err(e.into());
         }
-        rate::count_pairs(
-            &*self.limiter,
-            who.account_id,
-            &mail_from,
-            &recipients,
-            limits.rate.pair_per_hour,
-        )
-        .await;
         Ok(id)
     }
 }

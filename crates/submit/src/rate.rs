@@ -2,9 +2,10 @@
 //! business errors their refusals are answered with. A limiter that cannot
 //! be asked lets the work through: limits protect, they never lose mail.
 
+use crate::RateLimits;
 use crate::SubmitError;
 use posthorn_policy::codes::{API_CALL_LIMIT, RECIPIENT_RATE_LIMIT, SMTP_RATE_LIMIT};
-use posthorn_ratelimit::{count_refusal, Decision, Limiter, Mode, Quota};
+use posthorn_ratelimit::{count_refusal, Check, Decision, Limiter, Mode, Quota};
 use posthorn_types::BusinessError;
 
 fn limited(code: u16, status: &'static str, id: &'static str, message: String) -> SubmitError {
@@ -45,21 +46,49 @@ fn pair_key(account_id: i64, from: &str, to: &str) -> String {
     )
 }
 
-/// Book one accepted message against the account's per-second rate.
+/// The checks that book one message: its share of the account's
+/// per-second rate (which can refuse it) and one share of each
+/// sender→recipient pair (counted whatever the pair's state: the recipient
+/// was accepted at RCPT).
+fn message_checks(account_id: i64, from: &str, to: &[String], rate: &RateLimits) -> Vec<Check> {
+    let mut checks = Vec::with_capacity(1 + to.len());
+    checks.push(Check {
+        key: mps_key(account_id),
+        quota: Quota::per_second(rate.messages_per_second),
+        n: 1,
+        mode: Mode::Consume,
+    });
+    checks.extend(to.iter().map(|rcpt| Check {
+        key: pair_key(account_id, from, rcpt),
+        quota: Quota::per_hour(rate.pair_per_hour),
+        n: 1,
+        mode: Mode::Force,
+    }));
+    checks
+}
+
+/// What [`take_message`] booked, to give back if the message is not stored.
+pub(crate) struct Booking(Vec<Check>);
+
+/// Book one message before it is committed, in one limiter step. Refused
+/// when the account is over its per-second rate; then nothing is booked.
 pub(crate) async fn take_message(
     limiter: &dyn Limiter,
     account_id: i64,
-    per_second: u64,
-) -> Result<(), SubmitError> {
-    let d = ask(
-        limiter,
-        &mps_key(account_id),
-        Quota::per_second(per_second),
-        Mode::Consume,
-    )
-    .await;
+    from: &str,
+    to: &[String],
+    rate: &RateLimits,
+) -> Result<Booking, SubmitError> {
+    let checks = message_checks(account_id, from, to, rate);
+    let d = match limiter.check_all(&checks).await {
+        Ok(d) => d[0],
+        Err(e) => {
+            tracing::warn!(error = %e, "rate limiter unavailable; letting the message through");
+            Decision::Allowed
+        }
+    };
     if d.is_allowed() {
-        return Ok(());
+        return Ok(Booking(checks));
     }
     count_refusal("messages_per_second");
     Err(limited(
@@ -67,21 +96,23 @@ pub(crate) async fn take_message(
         "4.7.1",
         SMTP_RATE_LIMIT,
         format!(
-            "more than {per_second} messages per second for this account; retry in {:.2} s",
+            "more than {} messages per second for this account; retry in {:.2} s",
+            rate.messages_per_second,
             retry_secs(d)
         ),
     ))
 }
 
-/// Give back the share of a message that was not stored after all.
-pub(crate) async fn give_back_message(limiter: &dyn Limiter, account_id: i64, per_second: u64) {
-    ask(
-        limiter,
-        &mps_key(account_id),
-        Quota::per_second(per_second),
-        Mode::Refund,
-    )
-    .await;
+/// Give back what [`take_message`] booked for a message that was not stored
+/// after all.
+pub(crate) async fn give_back(limiter: &dyn Limiter, booking: Booking) {
+    let mut checks = booking.0;
+    for c in &mut checks {
+        c.mode = Mode::Refund;
+    }
+    if let Err(e) = limiter.check_all(&checks).await {
+        tracing::warn!(error = %e, "rate limiter unavailable; a refused message keeps its share");
+    }
 }
 
 /// Whether one more message from `from` to `to` fits in the hour.
@@ -112,25 +143,6 @@ pub(crate) async fn pair_allowed(
             retry_secs(d)
         ),
     ))
-}
-
-/// Count an accepted message against each of its sender→recipient pairs.
-pub(crate) async fn count_pairs(
-    limiter: &dyn Limiter,
-    account_id: i64,
-    from: &str,
-    to: &[String],
-    per_hour: u64,
-) {
-    for rcpt in to {
-        ask(
-            limiter,
-            &pair_key(account_id, from, rcpt),
-            Quota::per_hour(per_hour),
-            Mode::Force,
-        )
-        .await;
-    }
 }
 
 /// Book one call of an API user.
