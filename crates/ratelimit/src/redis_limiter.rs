@@ -1,8 +1,11 @@
 //! Limits kept in Redis, shared by every node.
 //!
-//! Each check is one `EVALSHA` of a Lua script that does what
+//! Checks run in a Lua script that does what
 //! [`gcra::step`](crate::gcra::step) does, atomically, with the Redis
-//! server's clock (`TIME`) as `now`, so every node agrees on the time. The
+//! server's clock (`TIME`) as `now`, so every node agrees on the time. One
+//! task sends every batch of checks waiting at that moment in a single
+//! `EVALSHA` (as the store group-commits), so concurrent sessions share
+//! round trips and Redis runs one script for many checks. The
 //! TAT is stored under `prefix + key` as a decimal string of microseconds,
 //! with a `PX` expiry of the time until it is in the past (plus 1 ms), so
 //! idle keys go away on their own. Lockouts are plain keys with a `PX`
@@ -24,6 +27,7 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::future::Future;
 use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
 
 /// Default deadline of one call (check, lock, is_locked).
 pub const CALL_TIMEOUT: Duration = Duration::from_millis(250);
@@ -37,53 +41,121 @@ const CONNECT_RETRY_PAUSE: Duration = Duration::from_millis(100);
 /// The largest integer a Lua number (a double) holds exactly.
 const LUA_MAX: u64 = 1 << 53;
 
-/// A gated batch of checks: KEYS[i] with ARGV[3i-2..3i] = cost, period,
-/// mode, as in [`CHECK_LUA`]. When a `consume` is denied nothing is stored.
-/// Returns `{allowed_1, retry_1, allowed_2, retry_2, ...}`.
-const CHECK_ALL_LUA: &str = r#"
+/// Many callers' batches in one script run. ARGV[1]: the number of groups;
+/// then per group its number of checks, then per check cost (µs), period
+/// (µs) and mode; KEYS hold the checks' keys in the same order. Each group is
+/// gated on its own: when one of its `consume` checks is denied, nothing of
+/// that group is stored. Returns `{allowed, retry_after_us}` per check, flat.
+const GROUPS_LUA: &str = r#"
 if redis.replicate_commands then redis.replicate_commands() end
 local MAX = 9007199254740992
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local out, writes, gate = {}, {}, true
-for i = 1, #KEYS do
-  local cost = tonumber(ARGV[3 * i - 2])
-  local period = tonumber(ARGV[3 * i - 1])
-  local mode = ARGV[3 * i]
-  local stored = redis.call('GET', KEYS[i])
-  local tat = stored and tonumber(stored) or 0
-  if tat < now then tat = now end
-  if mode == 'refund' then
-    local v = tat - cost
-    if v < now then v = now end
-    writes[#writes + 1] = {KEYS[i], v}
-    out[#out + 1] = 1
-    out[#out + 1] = 0
-  else
-    local new_tat = tat + cost
-    if new_tat > MAX then new_tat = MAX end
-    local allow_at = new_tat - period
+local out = {}
+local a, k = 2, 1
+for g = 1, tonumber(ARGV[1]) do
+  local n = tonumber(ARGV[a])
+  a = a + 1
+  local writes, gate = {}, true
+  for i = 1, n do
+    local key = KEYS[k]
+    local cost, period, mode = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), ARGV[a + 2]
+    k, a = k + 1, a + 3
+    local stored = redis.call('GET', key)
+    local tat = stored and tonumber(stored) or 0
+    if tat < now then tat = now end
     local allowed, retry = 1, 0
-    if allow_at > now then
-      allowed = 0
-      retry = allow_at - now
-      if mode == 'consume' then gate = false end
-    end
-    if mode == 'force' or (mode == 'consume' and allowed == 1) then
-      writes[#writes + 1] = {KEYS[i], new_tat}
+    if mode == 'refund' then
+      local v = tat - cost
+      if v < now then v = now end
+      writes[#writes + 1] = {key, v}
+    else
+      local new_tat = tat + cost
+      if new_tat > MAX then new_tat = MAX end
+      local allow_at = new_tat - period
+      if allow_at > now then
+        allowed, retry = 0, allow_at - now
+        if mode == 'consume' then gate = false end
+      end
+      if mode == 'force' or (mode == 'consume' and allowed == 1) then
+        writes[#writes + 1] = {key, new_tat}
+      end
     end
     out[#out + 1] = allowed
     out[#out + 1] = retry
   end
-end
-if gate then
-  for _, w in ipairs(writes) do
-    local ttl = math.floor((w[2] - now) / 1000) + 1
-    redis.call('SET', w[1], string.format('%.0f', w[2]), 'PX', string.format('%.0f', ttl))
+  if gate then
+    for _, w in ipairs(writes) do
+      local ttl = math.floor((w[2] - now) / 1000) + 1
+      redis.call('SET', w[1], string.format('%.0f', w[2]), 'PX', string.format('%.0f', ttl))
+    end
   end
 end
 return out
 "#;
+
+/// Most groups one script run carries.
+const MAX_GROUPS: usize = 256;
+
+/// One caller's gated group of checks, waiting for the batch task.
+struct Job {
+    /// (prefixed key, cost µs, period µs, mode)
+    checks: Vec<(String, u64, u64, &'static str)>,
+    reply: oneshot::Sender<Result<Vec<(i64, i64)>, LimiterError>>,
+}
+
+/// Sends every group waiting at that moment in one script run, as the
+/// store's writer does with commits: concurrent checks share a round trip
+/// and Redis runs one script instead of many.
+async fn batch_loop(
+    mut conn: ConnectionManager,
+    script: redis::Script,
+    timeout: Duration,
+    mut rx: mpsc::Receiver<Job>,
+) {
+    let mut jobs = Vec::with_capacity(MAX_GROUPS);
+    while rx.recv_many(&mut jobs, MAX_GROUPS).await > 0 {
+        // Callers that gave up waiting have fallen back to local limits.
+        jobs.retain(|j| !j.reply.is_closed());
+        if jobs.is_empty() {
+            continue;
+        }
+        let mut invocation = script.prepare_invoke();
+        invocation.arg(jobs.len());
+        for job in &jobs {
+            invocation.arg(job.checks.len());
+            for (key, cost, period, mode) in &job.checks {
+                invocation.key(key).arg(*cost).arg(*period).arg(*mode);
+            }
+        }
+        let result: Result<Vec<i64>, LimiterError> =
+            match tokio::time::timeout(timeout, invocation.invoke_async(&mut conn)).await {
+                Ok(Ok(flat)) => Ok(flat),
+                Ok(Err(e)) => Err(unavailable(e)),
+                Err(_) => Err(unavailable(format!(
+                    "no answer from Redis within {timeout:?}"
+                ))),
+            };
+        let mut at = 0;
+        for job in jobs.drain(..) {
+            let n = job.checks.len();
+            let answer = match &result {
+                Ok(flat) => Ok((0..n)
+                    .map(|i| {
+                        let j = 2 * (at + i);
+                        (
+                            flat.get(j).copied().unwrap_or(0),
+                            flat.get(j + 1).copied().unwrap_or(0),
+                        )
+                    })
+                    .collect()),
+                Err(e) => Err(unavailable(e)),
+            };
+            at += n;
+            let _ = job.reply.send(answer);
+        }
+    }
+}
 
 /// Leases: KEYS[1] is a sorted set of holders scored by expiry (ms of the
 /// Redis clock). ARGV[1]: holder, ARGV[2]: ttl (ms), ARGV[3]: limit (0 for a
@@ -104,62 +176,12 @@ end
 return 0
 "#;
 
-/// KEYS[1]: the key. ARGV[1]: cost (µs, `interval * n`), ARGV[2]: period
-/// (µs), ARGV[3]: mode (`consume`, `peek`, `force`, `refund`).
-/// Returns `{allowed (0/1), retry_after_us}`.
-const CHECK_LUA: &str = r#"
--- Redis < 7 replicates scripts verbatim unless told otherwise, and refuses
--- writes after a non-deterministic command such as TIME. Redis 7 always
--- replicates effects (and keeps this call as a no-op).
-if redis.replicate_commands then redis.replicate_commands() end
-
-local MAX = 9007199254740992 -- 2^53: above it doubles skip integers
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local cost = tonumber(ARGV[1])
-local period = tonumber(ARGV[2])
-local mode = ARGV[3]
-
-local stored = redis.call('GET', KEYS[1])
-local tat = stored and tonumber(stored) or 0
-if tat < now then tat = now end
-
--- '%.0f' prints every integer below 2^53 exactly; tostring() and Redis's
--- own number conversion may use exponent notation.
-local function store(v)
-  local ttl = math.floor((v - now) / 1000) + 1
-  redis.call('SET', KEYS[1], string.format('%.0f', v), 'PX', string.format('%.0f', ttl))
-end
-
-if mode == 'refund' then
-  local v = tat - cost
-  if v < now then v = now end
-  store(v)
-  return {1, 0}
-end
-
-local new_tat = tat + cost
-if new_tat > MAX then new_tat = MAX end
-local allow_at = new_tat - period
-local allowed = 1
-local retry = 0
-if allow_at > now then
-  allowed = 0
-  retry = allow_at - now
-end
-if mode == 'force' or (mode == 'consume' and allowed == 1) then
-  store(new_tat)
-end
-return {allowed, retry}
-"#;
-
 /// See the module documentation.
 pub struct RedisLimiter {
     conn: ConnectionManager,
     prefix: String,
-    check_script: redis::Script,
     lease_script: redis::Script,
-    check_all_script: redis::Script,
+    batches: mpsc::Sender<Job>,
     call_timeout: Duration,
 }
 
@@ -200,12 +222,18 @@ impl RedisLimiter {
             .map_err(|_| {
                 unavailable(format!("no connection to Redis within {CONNECT_TIMEOUT:?}"))
             })??;
+        let (batches, rx) = mpsc::channel(4096);
+        tokio::spawn(batch_loop(
+            conn.clone(),
+            redis::Script::new(GROUPS_LUA),
+            CALL_TIMEOUT,
+            rx,
+        ));
         Ok(Self {
             conn,
             prefix: prefix.to_string(),
-            check_script: redis::Script::new(CHECK_LUA),
             lease_script: redis::Script::new(LEASE_LUA),
-            check_all_script: redis::Script::new(CHECK_ALL_LUA),
+            batches,
             call_timeout: CALL_TIMEOUT,
         })
     }
@@ -267,28 +295,13 @@ impl Limiter for RedisLimiter {
         n: u64,
         mode: Mode,
     ) -> Result<Decision, LimiterError> {
-        if quota.is_unlimited() {
-            return Ok(Decision::Allowed);
-        }
-        let cost = quota.emission_interval_us().saturating_mul(n).min(LUA_MAX);
-        let period = quota.period_us.min(LUA_MAX);
-        let mode = mode_name(mode);
-        let mut conn = self.conn.clone();
-        let mut invocation = self.check_script.prepare_invoke();
-        invocation
-            .key(self.key(key))
-            .arg(cost)
-            .arg(period)
-            .arg(mode);
-        let (allowed, retry_after_us): (i64, i64) =
-            self.call(invocation.invoke_async(&mut conn)).await?;
-        Ok(if allowed == 1 {
-            Decision::Allowed
-        } else {
-            Decision::Denied {
-                retry_after_us: retry_after_us.max(0) as u64,
-            }
-        })
+        let check = Check {
+            key: key.to_string(),
+            quota,
+            n,
+            mode,
+        };
+        Ok(self.check_all(std::slice::from_ref(&check)).await?[0])
     }
 
     async fn lock(&self, key: &str, ttl: Duration) -> Result<(), LimiterError> {
@@ -318,26 +331,47 @@ impl Limiter for RedisLimiter {
         if sent.is_empty() {
             return Ok(decisions);
         }
-        let mut conn = self.conn.clone();
-        let mut invocation = self.check_all_script.prepare_invoke();
-        for &i in &sent {
-            let c = &checks[i];
-            invocation
-                .key(self.key(&c.key))
-                .arg(
+        let job_checks = sent
+            .iter()
+            .map(|&i| {
+                let c = &checks[i];
+                (
+                    self.key(&c.key),
                     c.quota
                         .emission_interval_us()
                         .saturating_mul(c.n)
                         .min(LUA_MAX),
+                    c.quota.period_us.min(LUA_MAX),
+                    mode_name(c.mode),
                 )
-                .arg(c.quota.period_us.min(LUA_MAX))
-                .arg(mode_name(c.mode));
-        }
-        let flat: Vec<i64> = self.call(invocation.invoke_async(&mut conn)).await?;
+            })
+            .collect();
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            checks: job_checks,
+            reply,
+        };
+        let waited = tokio::time::timeout(self.call_timeout, async {
+            self.batches
+                .send(job)
+                .await
+                .map_err(|_| unavailable("the Redis batch task has stopped"))?;
+            answer
+                .await
+                .map_err(|_| unavailable("the Redis batch task has stopped"))?
+        })
+        .await
+        .map_err(|_| {
+            unavailable(format!(
+                "no answer from Redis within {:?}",
+                self.call_timeout
+            ))
+        })??;
         for (j, &i) in sent.iter().enumerate() {
-            if flat.get(2 * j) != Some(&1) {
+            let (allowed, retry) = waited[j];
+            if allowed != 1 {
                 decisions[i] = Decision::Denied {
-                    retry_after_us: flat.get(2 * j + 1).copied().unwrap_or(0).max(0) as u64,
+                    retry_after_us: retry.max(0) as u64,
                 };
             }
         }
