@@ -1,7 +1,6 @@
 //! Rate limits over real SMTP, on the local backend and, where REDIS_URL is
 //! set, on Redis (including two servers sharing one Redis).
 
-use base64::Engine;
 use posthorn_testkit::*;
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -41,23 +40,6 @@ fn start(redis: bool, extra: &str) -> Option<TestServer> {
     ))
 }
 
-fn plain(user: &str, pass: &str) -> String {
-    base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{pass}"))
-}
-
-fn login(port: u16, user: &str, pass: &str) -> (RawClient, String) {
-    let mut c = RawClient::connect(port);
-    c.cmd("EHLO limits.test");
-    let r = c.cmd(&format!("AUTH PLAIN {}", plain(user, pass)));
-    (c, r)
-}
-
-fn logged_in(server: &TestServer) -> RawClient {
-    let (c, r) = login(server.submission_port, SENDER, SENDER_PASSWORD);
-    assert!(r.starts_with("235"), "{r}");
-    c
-}
-
 fn message(to: &str) -> String {
     format!("From: {SENDER}\r\nTo: {to}\r\nSubject: limits\r\n\r\nhi\r\n.\r\n")
 }
@@ -82,22 +64,12 @@ fn send(c: &mut RawClient, rcpts: &[&str]) -> (Vec<String>, Option<String>) {
     (replies, Some(c.read_reply()))
 }
 
-fn code_of(reply: &str) -> String {
-    let json = reply
-        .split("##SES-response-json: ")
-        .nth(1)
-        .expect("business error")
-        .trim_end();
-    let v: Value = serde_json::from_str(json).unwrap();
-    v["Response"]["Error"]["Code"].as_str().unwrap().to_string()
-}
-
 fn burst_against_20_per_second(redis: bool) {
     let Some(server) = start(redis, "") else {
         return;
     };
     server.cli_ok(&["account", "unset", ACCOUNT, "messages_per_second"]);
-    let mut c = logged_in(&server);
+    let mut c = server.logged_in();
     let started = Instant::now();
     let (mut accepted, mut refused) = (0, 0);
     for i in 0..100 {
@@ -107,7 +79,7 @@ fn burst_against_20_per_second(redis: bool) {
             accepted += 1;
         } else {
             assert!(last.starts_with("451 4.7.1 "), "{last}");
-            assert_eq!(code_of(&last), "RequestLimitExceeded.SmtpRateLimit");
+            assert_eq!(business_code(&last), "RequestLimitExceeded.SmtpRateLimit");
             refused += 1;
         }
     }
@@ -131,14 +103,17 @@ fn pair_limit_refuses_only_that_recipient(redis: bool) {
         return;
     };
     server.cli_ok(&["account", "set", ACCOUNT, "pair_per_hour", "2"]);
-    let mut c = logged_in(&server);
+    let mut c = server.logged_in();
     for _ in 0..2 {
         let (_, last) = send(&mut c, &["x@example.net"]);
         assert!(last.unwrap().starts_with("250 2.0.0"));
     }
     let (rcpt, last) = send(&mut c, &["x@example.net", "y@example.net"]);
     assert!(rcpt[0].starts_with("450 4.7.1 "), "{rcpt:?}");
-    assert_eq!(code_of(&rcpt[0]), "RequestLimitExceeded.RecipientRateLimit");
+    assert_eq!(
+        business_code(&rcpt[0]),
+        "RequestLimitExceeded.RecipientRateLimit"
+    );
     assert!(rcpt[1].starts_with("250 2.1.5"));
     assert!(last.unwrap().starts_with("250 2.0.0"));
 }
@@ -148,7 +123,7 @@ fn api_calls_per_minute(redis: bool) {
         return;
     };
     server.cli_ok(&["account", "set", ACCOUNT, "api_calls_per_minute", "2"]);
-    let (mut c, r) = login(server.submission_port, API_USER, API_KEY);
+    let (mut c, r) = RawClient::login(server.submission_port, API_USER, API_KEY);
     assert!(r.starts_with("235"));
     for _ in 0..2 {
         assert!(send(&mut c, &["a@example.net"])
@@ -159,7 +134,7 @@ fn api_calls_per_minute(redis: bool) {
     let (_, refusal) = send(&mut c, &["a@example.net"]);
     let refusal = refusal.unwrap();
     assert!(refusal.starts_with("451 4.7.1 "), "{refusal}");
-    assert_eq!(code_of(&refusal), "RequestLimitExceeded.ApiCallLimit");
+    assert_eq!(business_code(&refusal), "RequestLimitExceeded.ApiCallLimit");
 }
 
 fn connections_per_user(redis: bool) {
@@ -167,18 +142,18 @@ fn connections_per_user(redis: bool) {
         return;
     };
     server.cli_ok(&["account", "set", ACCOUNT, "connections_per_user", "2"]);
-    let first = logged_in(&server);
-    let _second = logged_in(&server);
-    let (mut third, r) = login(server.submission_port, SENDER, SENDER_PASSWORD);
+    let first = server.logged_in();
+    let _second = server.logged_in();
+    let (mut third, r) = RawClient::login(server.submission_port, SENDER, SENDER_PASSWORD);
     assert!(r.starts_with("421 4.7.0"), "{r}");
     assert!(third.is_closed());
     // Another login of the same account is a different user.
-    let (_, r) = login(server.submission_port, API_USER, API_KEY);
+    let (_, r) = RawClient::login(server.submission_port, API_USER, API_KEY);
     assert!(r.starts_with("235"), "{r}");
     // A slot frees when a connection ends.
     drop(first);
     std::thread::sleep(Duration::from_millis(200));
-    let (_, r) = login(server.submission_port, SENDER, SENDER_PASSWORD);
+    let (_, r) = RawClient::login(server.submission_port, SENDER, SENDER_PASSWORD);
     assert!(r.starts_with("235"), "{r}");
 }
 
@@ -197,7 +172,10 @@ fn connections_per_ip_before_auth(redis: bool) {
     // Logging in gives the address's slot back.
     waiting[0].cmd("EHLO x");
     assert!(waiting[0]
-        .cmd(&format!("AUTH PLAIN {}", plain(SENDER, SENDER_PASSWORD)))
+        .cmd(&format!(
+            "AUTH PLAIN {}",
+            auth_plain(SENDER, SENDER_PASSWORD)
+        ))
         .starts_with("235"));
     std::thread::sleep(Duration::from_millis(100));
     let _fifth = RawClient::connect(server.submission_port);
@@ -234,14 +212,14 @@ fn auth_failures_lock_the_address_out(redis: bool) {
         return;
     };
     for i in 0..5 {
-        let (_, r) = login(server.submission_port, SENDER, &format!("wrong-{i}"));
+        let (_, r) = RawClient::login(server.submission_port, SENDER, &format!("wrong-{i}"));
         assert!(r.starts_with("535 5.7.8"), "{r}");
     }
     // Even the right password is not checked now, and the answer does not
     // say whether it was right.
-    let (_, r) = login(server.submission_port, SENDER, SENDER_PASSWORD);
+    let (_, r) = RawClient::login(server.submission_port, SENDER, SENDER_PASSWORD);
     assert!(r.starts_with("454 4.7.0"), "{r}");
-    let (_, r) = login(server.submission_port, SENDER, "wrong-again");
+    let (_, r) = RawClient::login(server.submission_port, SENDER, "wrong-again");
     assert!(r.starts_with("454 4.7.0"), "{r}");
 }
 
@@ -250,7 +228,7 @@ fn refused_messages_do_not_eat_quota(redis: bool) {
         return;
     };
     server.cli_ok(&["account", "set", ACCOUNT, "messages_per_second", "1"]);
-    let mut c = logged_in(&server);
+    let mut c = server.logged_in();
     // A message the policy refuses (no Subject) does not count.
     assert!(c.cmd(&format!("MAIL FROM:<{SENDER}>")).starts_with("250"));
     assert!(c.cmd("RCPT TO:<a@example.net>").starts_with("250"));
@@ -303,7 +281,7 @@ fn two_servers_sharing_redis_share_the_account_rate() {
     for s in [&a, &b] {
         s.cli_ok(&["account", "unset", ACCOUNT, "messages_per_second"]);
     }
-    let mut clients = [logged_in(&a), logged_in(&b)];
+    let mut clients = [a.logged_in(), b.logged_in()];
     let started = Instant::now();
     let mut accepted = [0usize; 2];
     for i in 0..120 {
@@ -335,7 +313,7 @@ fn redis_down_at_start_degrades_to_local_limits() {
         &format!("allow_plaintext_auth_on_loopback = true\n[ratelimit]\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:{dead}\"\n"),
     );
     server.cli_ok(&["account", "set", ACCOUNT, "messages_per_second", "2"]);
-    let mut c = logged_in(&server);
+    let mut c = server.logged_in();
     for _ in 0..2 {
         assert!(send(&mut c, &["a@example.net"])
             .1
@@ -360,13 +338,13 @@ fn connections_per_user_are_capped_across_the_cluster() {
     let extra = format!("allow_plaintext_auth_on_loopback = true\n{shared}\n[limits]\nconnections_per_user_cluster = 3\n");
     let a = TestServer::start(BIN.as_ref(), &extra);
     let b = TestServer::start(BIN.as_ref(), &extra);
-    let _a1 = logged_in(&a);
-    let a2 = logged_in(&a);
-    let _b1 = logged_in(&b);
-    let (_, r) = login(b.submission_port, SENDER, SENDER_PASSWORD);
+    let _a1 = a.logged_in();
+    let a2 = a.logged_in();
+    let _b1 = b.logged_in();
+    let (_, r) = RawClient::login(b.submission_port, SENDER, SENDER_PASSWORD);
     assert!(r.starts_with("421 4.7.0"), "{r}");
     drop(a2);
     std::thread::sleep(Duration::from_millis(300));
-    let (_, r) = login(b.submission_port, SENDER, SENDER_PASSWORD);
+    let (_, r) = RawClient::login(b.submission_port, SENDER, SENDER_PASSWORD);
     assert!(r.starts_with("235"), "a released lease is free again: {r}");
 }

@@ -2,21 +2,11 @@
 //! stored copy, the headers Posthorn writes, refusals that store nothing,
 //! and per-account overrides.
 
-use base64::Engine;
 use posthorn_testkit::*;
 use serde_json::Value;
 use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_posthorn");
-
-fn logged_in(server: &TestServer) -> RawClient {
-    let mut c = RawClient::connect(server.submission_port);
-    c.cmd("EHLO client.test");
-    let creds =
-        base64::engine::general_purpose::STANDARD.encode(format!("\0{SENDER}\0{SENDER_PASSWORD}"));
-    assert!(c.cmd(&format!("AUTH PLAIN {creds}")).starts_with("235"));
-    c
-}
 
 fn send(c: &mut RawClient, rcpts: &[&str], content: &str) -> String {
     assert!(c.cmd(&format!("MAIL FROM:<{SENDER}>")).starts_with("250"));
@@ -28,29 +18,10 @@ fn send(c: &mut RawClient, rcpts: &[&str], content: &str) -> String {
     c.read_reply()
 }
 
-fn queued_id(reply: &str) -> String {
-    assert!(reply.starts_with("250 2.0.0 Ok: queued as "), "{reply}");
-    reply.trim_end().rsplit(' ').next().unwrap().to_string()
-}
-
-fn business_code(reply: &str) -> String {
-    assert!(
-        reply.starts_with("554 5.6.0 Error: transaction failed: ##SES-response-json: "),
-        "{reply}"
-    );
-    let json = reply
-        .split("##SES-response-json: ")
-        .nth(1)
-        .unwrap()
-        .trim_end();
-    let v: Value = serde_json::from_str(json).expect("valid JSON");
-    v["Response"]["Error"]["Code"].as_str().unwrap().to_string()
-}
-
 #[test]
 fn cc_and_bcc_are_queued_and_bcc_is_not_in_the_stored_copy() {
     let server = TestServer::start(BIN.as_ref(), "allow_plaintext_auth_on_loopback = true");
-    let mut c = logged_in(&server);
+    let mut c = server.logged_in();
     let content = format!(
         "From: \"Shop\" <{SENDER}>\r\nTo: to@example.net\r\nCc: cc@example.net\r\nBcc: hidden@example.org,\r\n  hidden2@example.org\r\nSubject: =?UTF-8?B?6K6i5Y2V?=\r\nMessage-ID: <client-1@example.com>\r\n\r\nYour order.\r\n"
     );
@@ -103,7 +74,7 @@ fn cc_and_bcc_are_queued_and_bcc_is_not_in_the_stored_copy() {
 #[test]
 fn a_refused_message_stores_nothing_and_the_next_one_passes() {
     let server = TestServer::start(BIN.as_ref(), "allow_plaintext_auth_on_loopback = true");
-    let mut c = logged_in(&server);
+    let mut c = server.logged_in();
     let no_subject = format!("From: {SENDER}\r\nTo: to@example.net\r\n\r\nhi\r\n");
     assert_eq!(
         business_code(&send(&mut c, &["to@example.net"], &no_subject)),
@@ -132,7 +103,7 @@ fn per_account_overrides_apply_and_attachments_are_recorded() {
     let with_attachment = format!(
         "From: {SENDER}\r\nTo: to@example.net\r\nSubject: invoice\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\nSee attached.\r\n--b1\r\nContent-Type: application/pdf; name=\"=?UTF-8?B?5Y+R56WoLnBkZg==?=\"\r\nContent-Disposition: attachment; filename=\"=?UTF-8?B?5Y+R56WoLnBkZg==?=\"\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n--b1--\r\n"
     );
-    let mut c = logged_in(&server);
+    let mut c = server.logged_in();
     let id = queued_id(&send(&mut c, &["to@example.net"], &with_attachment));
     let m: Value =
         serde_json::from_str(&server.cli_ok(&["message", "show", &id, "--json"])).unwrap();
@@ -150,7 +121,7 @@ fn per_account_overrides_apply_and_attachments_are_recorded() {
         shown.contains("max_attachments") && shown.contains("(set for this account)"),
         "{shown}"
     );
-    let mut c = logged_in(&server);
+    let mut c = server.logged_in();
     assert_eq!(
         business_code(&send(&mut c, &["to@example.net"], &with_attachment)),
         "FailedOperation.TooManyAttachments"

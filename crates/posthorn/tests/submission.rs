@@ -3,7 +3,6 @@
 //! use a raw client on the STARTTLS port with plaintext AUTH allowed for
 //! loopback; TLS cases use Python's ssl module.
 
-use base64::Engine;
 use posthorn_testkit::*;
 use std::process::Command;
 use std::time::Duration;
@@ -11,19 +10,7 @@ use std::time::Duration;
 const BIN: &str = env!("CARGO_BIN_EXE_posthorn");
 const PLAIN_AUTH: &str = "allow_plaintext_auth_on_loopback = true";
 
-fn plain(user: &str, pass: &str) -> String {
-    base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{pass}"))
-}
-
 /// A raw client logged in as the sender address.
-fn logged_in(server: &TestServer) -> RawClient {
-    let mut c = RawClient::connect(server.submission_port);
-    assert!(c.cmd("EHLO client.test").contains("AUTH PLAIN LOGIN"));
-    let r = c.cmd(&format!("AUTH PLAIN {}", plain(SENDER, SENDER_PASSWORD)));
-    assert!(r.starts_with("235 2.7.0"), "{r}");
-    c
-}
-
 fn message(subject: &str) -> String {
     format!("From: <{SENDER}>\r\nTo: <to@example.net>\r\nSubject: {subject}\r\n\r\nHello.\r\n")
 }
@@ -41,11 +28,6 @@ fn transaction(c: &mut RawClient, rcpts: &[&str], content: &[u8]) -> String {
     assert!(c.cmd("DATA").starts_with("354"));
     c.send(content);
     c.read_reply()
-}
-
-fn queued_id(reply: &str) -> String {
-    assert!(reply.starts_with("250 2.0.0 Ok: queued as "), "{reply}");
-    reply.trim_end().rsplit(' ').next().unwrap().to_string()
 }
 
 fn python(script: &str, args: &[String]) -> std::process::Output {
@@ -68,7 +50,10 @@ fn auth_needs_tls_and_wrong_credentials_say_nothing_about_the_user() {
         ehlo.contains("STARTTLS") && !ehlo.contains("AUTH"),
         "{ehlo}"
     );
-    let r = c.cmd(&format!("AUTH PLAIN {}", plain(SENDER, SENDER_PASSWORD)));
+    let r = c.cmd(&format!(
+        "AUTH PLAIN {}",
+        auth_plain(SENDER, SENDER_PASSWORD)
+    ));
     assert!(r.starts_with("538 5.7.11"), "{r}");
     assert!(c
         .cmd(&format!("MAIL FROM:<{SENDER}>"))
@@ -109,7 +94,7 @@ for user, pw in [(sys.argv[2], "wrong-password"), ("nobody@example.com", "whatev
 #[test]
 fn mail_from_must_be_the_login_or_a_sender_of_the_account() {
     let server = TestServer::start(BIN.as_ref(), PLAIN_AUTH);
-    let mut c = logged_in(&server);
+    let mut c = server.logged_in();
     let r = c.cmd(&format!("MAIL FROM:<{OTHER_SENDER}>"));
     assert!(r.starts_with("553 5.7.1"), "{r}");
     assert!(c
@@ -122,7 +107,7 @@ fn mail_from_must_be_the_login_or_a_sender_of_the_account() {
     let mut api = RawClient::connect(server.submission_port);
     api.cmd("EHLO client.test");
     assert!(api
-        .cmd(&format!("AUTH PLAIN {}", plain(API_USER, API_KEY)))
+        .cmd(&format!("AUTH PLAIN {}", auth_plain(API_USER, API_KEY)))
         .starts_with("235"));
     assert!(api
         .cmd(&format!("MAIL FROM:<{OTHER_SENDER}>"))
@@ -136,7 +121,7 @@ fn mail_from_must_be_the_login_or_a_sender_of_the_account() {
 #[test]
 fn smuggled_end_markers_are_content_and_never_a_second_message() {
     let server = TestServer::start(BIN.as_ref(), PLAIN_AUTH);
-    let mut c = logged_in(&server);
+    let mut c = server.logged_in();
     let variants: [&[u8]; 4] = [b"\n.\n", b"\n.\r\n", b"\r\n.\n", b"\r.\r"];
     for (i, fake_end) in variants.iter().enumerate() {
         let mut content = message(&format!("smuggle {i}")).into_bytes();
@@ -165,7 +150,7 @@ fn smuggled_end_markers_are_content_and_never_a_second_message() {
 #[test]
 fn bare_line_feeds_are_normalised_by_default() {
     let server = TestServer::start(BIN.as_ref(), PLAIN_AUTH);
-    let mut c = logged_in(&server);
+    let mut c = server.logged_in();
     let content = format!(
         "From: <{SENDER}>\nTo: <a@example.net>\nSubject: lf\n\nline one\n..dotted\nend\r\n.\r\n"
     );
@@ -187,7 +172,7 @@ fn bare_line_feeds_are_refused_under_reject() {
         BIN.as_ref(),
         &format!("{PLAIN_AUTH}\nline_endings = \"reject\""),
     );
-    let mut c = logged_in(&server);
+    let mut c = server.logged_in();
     let r = transaction(&mut c, &["a@example.net"], b"Subject: x\n\nbody\r\n.\r\n");
     assert!(r.starts_with("550 5.5.2"), "{r}");
     // The connection stays usable and a clean message passes.
@@ -203,7 +188,7 @@ fn bare_line_feeds_are_refused_under_reject() {
 #[test]
 fn a_long_line_is_refused_and_the_connection_stays_usable() {
     let server = TestServer::start(BIN.as_ref(), PLAIN_AUTH);
-    let mut c = logged_in(&server);
+    let mut c = server.logged_in();
     let mut content = message("long").into_bytes();
     content.extend(std::iter::repeat_n(b'x', 2100));
     content.extend_from_slice(b"\r\n.\r\n");
@@ -228,7 +213,7 @@ fn oversize_messages_are_read_through_and_refused() {
         BIN.as_ref(),
         &format!("{PLAIN_AUTH}\nmax_message_size = 100000"),
     );
-    let mut c = logged_in(&server);
+    let mut c = server.logged_in();
     assert!(c.cmd("EHLO again.test").contains("SIZE 100000"));
     let r = c.cmd(&format!("MAIL FROM:<{SENDER}> SIZE=200000"));
     assert!(r.starts_with("552 5.3.4"), "{r}");
@@ -251,7 +236,7 @@ fn oversize_messages_are_read_through_and_refused() {
 #[test]
 fn the_51st_recipient_is_deferred_to_the_next_transaction() {
     let server = TestServer::start(BIN.as_ref(), PLAIN_AUTH);
-    let mut c = logged_in(&server);
+    let mut c = server.logged_in();
     assert!(c.cmd(&format!("MAIL FROM:<{SENDER}>")).starts_with("250"));
     for i in 0..50 {
         assert!(c
@@ -275,7 +260,7 @@ fn pipelined_batches_are_answered_in_order() {
     let mut c = RawClient::connect(server.submission_port);
     let mut batch = format!(
         "EHLO client.test\r\nAUTH PLAIN {}\r\nMAIL FROM:<{SENDER}>\r\nRCPT TO:<a@example.net>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n",
-        plain(SENDER, SENDER_PASSWORD)
+        auth_plain(SENDER, SENDER_PASSWORD)
     );
     batch.push_str(&message("pipelined"));
     let chunk = message("chunked");
@@ -391,7 +376,10 @@ fn every_message_acknowledged_before_kill_9_survives_the_restart() {
             let result = std::panic::catch_unwind(move || {
                 let mut c = RawClient::connect(port);
                 c.cmd("EHLO crash.test");
-                c.cmd(&format!("AUTH PLAIN {}", plain(SENDER, SENDER_PASSWORD)));
+                c.cmd(&format!(
+                    "AUTH PLAIN {}",
+                    auth_plain(SENDER, SENDER_PASSWORD)
+                ));
                 for i in 0.. {
                     let body = format!("{}.\r\n", message(&format!("crash {t}-{i}")));
                     let reply =
@@ -429,7 +417,7 @@ fn every_message_acknowledged_before_kill_9_survives_the_restart() {
         );
     }
     // The server takes mail again after the restart.
-    let mut c = logged_in(&server);
+    let mut c = server.logged_in();
     queued_id(&transaction(
         &mut c,
         &["a@example.net"],
@@ -440,12 +428,12 @@ fn every_message_acknowledged_before_kill_9_survives_the_restart() {
 #[test]
 fn sigterm_finishes_the_transaction_in_flight() {
     let mut server = TestServer::start(BIN.as_ref(), PLAIN_AUTH);
-    let mut busy = logged_in(&server);
+    let mut busy = server.logged_in();
     assert!(busy
         .cmd(&format!("MAIL FROM:<{SENDER}>"))
         .starts_with("250"));
     assert!(busy.cmd("RCPT TO:<a@example.net>").starts_with("250"));
-    let mut idle = logged_in(&server);
+    let mut idle = server.logged_in();
 
     let pid_server = std::thread::spawn({
         // terminate() waits for the exit; run it beside the client.

@@ -300,3 +300,55 @@ impl RawClient {
         matches!(self.stream.read(&mut buf), Ok(0))
     }
 }
+
+/// The base64 of a SASL PLAIN response for `user` and `pass`.
+pub fn auth_plain(user: &str, pass: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{pass}"))
+}
+
+impl RawClient {
+    /// Connect to `port`, EHLO and AUTH PLAIN; returns the client and the
+    /// reply to AUTH. Needs `allow_plaintext_auth_on_loopback = true`.
+    pub fn login(port: u16, user: &str, pass: &str) -> (RawClient, String) {
+        let mut c = RawClient::connect(port);
+        c.cmd("EHLO client.test");
+        let reply = c.cmd(&format!("AUTH PLAIN {}", auth_plain(user, pass)));
+        (c, reply)
+    }
+}
+
+impl TestServer {
+    /// A raw client on the STARTTLS port logged in as [`SENDER`] (the
+    /// server must allow plaintext AUTH on loopback).
+    pub fn logged_in(&self) -> RawClient {
+        let (c, reply) = RawClient::login(self.submission_port, SENDER, SENDER_PASSWORD);
+        assert!(reply.starts_with("235 2.7.0"), "{reply}");
+        c
+    }
+}
+
+/// The id in `250 2.0.0 Ok: queued as <ID>`; panics on any other reply.
+pub fn queued_id(reply: &str) -> String {
+    assert!(reply.starts_with("250 2.0.0 Ok: queued as "), "{reply}");
+    reply
+        .trim_end()
+        .rsplit(' ')
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The `Code` of a business error reply (`... ##SES-response-json: {...}`).
+pub fn business_code(reply: &str) -> String {
+    let json = reply
+        .split("##SES-response-json: ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("not a business error: {reply}"))
+        .trim_end();
+    let v: Value = serde_json::from_str(json).expect("valid JSON in the reply");
+    v["Response"]["Error"]["Code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
