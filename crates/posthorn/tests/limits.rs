@@ -2,7 +2,6 @@
 //! set, on Redis (including two servers sharing one Redis).
 
 use posthorn_testkit::*;
-use serde_json::Value;
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_posthorn");
