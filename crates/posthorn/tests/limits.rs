@@ -151,9 +151,30 @@ fn connections_per_user(redis: bool) {
     assert!(r.starts_with("235"), "{r}");
     // A slot frees when a connection ends.
     drop(first);
-    std::thread::sleep(Duration::from_millis(200));
-    let (_, r) = RawClient::login(server.submission_port, SENDER, SENDER_PASSWORD);
-    assert!(r.starts_with("235"), "{r}");
+    eventually("a closed connection's slot is free again", || {
+        RawClient::login(server.submission_port, SENDER, SENDER_PASSWORD)
+            .1
+            .starts_with("235")
+    });
+}
+
+/// Poll `ok` until it holds, for up to 10 s (the server releases slots
+/// asynchronously when a connection ends).
+fn eventually(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ok() {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The first line the server sends on a new connection.
+fn first_line(port: u16) -> String {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut buf = [0u8; 512];
+    let n = s.read(&mut buf).unwrap_or(0);
+    String::from_utf8_lossy(&buf[..n]).to_string()
 }
 
 fn connections_per_ip_before_auth(redis: bool) {
@@ -176,8 +197,9 @@ fn connections_per_ip_before_auth(redis: bool) {
             auth_plain(SENDER, SENDER_PASSWORD)
         ))
         .starts_with("235"));
-    std::thread::sleep(Duration::from_millis(100));
-    let _fifth = RawClient::connect(server.submission_port);
+    eventually("a logged-in connection gives its address slot back", || {
+        first_line(server.submission_port).starts_with("220 ")
+    });
 }
 
 fn new_connections_per_minute(redis: bool) {
@@ -343,7 +365,9 @@ fn connections_per_user_are_capped_across_the_cluster() {
     let (_, r) = RawClient::login(b.submission_port, SENDER, SENDER_PASSWORD);
     assert!(r.starts_with("421 4.7.0"), "{r}");
     drop(a2);
-    std::thread::sleep(Duration::from_millis(300));
-    let (_, r) = RawClient::login(b.submission_port, SENDER, SENDER_PASSWORD);
-    assert!(r.starts_with("235"), "a released lease is free again: {r}");
+    eventually("a released lease is free again", || {
+        RawClient::login(b.submission_port, SENDER, SENDER_PASSWORD)
+            .1
+            .starts_with("235")
+    });
 }
