@@ -2,6 +2,9 @@
 //! fresh data directory, set up an account to send with, and read back what
 //! the store holds through the same CLI an operator uses.
 
+pub mod dns;
+pub mod sink;
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
