@@ -1,0 +1,1 @@
+//! DKIM signing of outgoing messages. (Being written.)

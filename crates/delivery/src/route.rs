@@ -1,0 +1,1 @@
+//! Routing: which hosts take mail for a domain. (Being written.)
