@@ -190,9 +190,13 @@ impl Drop for Lease {
             std::mem::take(&mut self.key),
             std::mem::take(&mut self.holder),
         );
-        tokio::spawn(async move {
-            let _ = limiter.release_lease(&key, &holder).await;
-        });
+        // During runtime shutdown there is nowhere to run the release; the
+        // lease then expires on its own.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = limiter.release_lease(&key, &holder).await;
+            });
+        }
     }
 }
 
