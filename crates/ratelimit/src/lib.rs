@@ -3,7 +3,8 @@
 //! [`Limiter`] is the one interface: GCRA checks by key ([`gcra`] holds the
 //! arithmetic, a pure function of the time) and lockouts. [`LocalLimiter`]
 //! keeps the state in this process; [`RedisLimiter`] keeps it in Redis so a
-//! cluster shares it (one round trip per check, atomic in a Lua script);
+//! cluster shares it (atomic in a Lua script; concurrent checks share one
+//! script run);
 //! [`FallbackLimiter`] uses Redis and falls back to local limits while Redis
 //! is unreachable. [`ConnectionCounter`] caps concurrent connections per key
 //! on this node.
@@ -41,7 +42,7 @@ pub trait Limiter: Send + Sync + 'static {
         n: u64,
         mode: Mode,
     ) -> Result<Decision, LimiterError>;
-    /// Several checks in one step (one round trip for Redis). Gated: when a
+    /// Several checks in one step (one script run for Redis). Gated: when a
     /// [`Mode::Consume`] check is denied, nothing in the batch is booked,
     /// not even its [`Mode::Force`] checks. Returns one decision per check.
     async fn check_all(&self, checks: &[Check]) -> Result<Vec<Decision>, LimiterError>;

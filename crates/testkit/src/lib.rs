@@ -190,10 +190,6 @@ impl TestServer {
 
     /// The stored bytes of a message.
     pub fn content(&self, id: &str) -> Vec<u8> {
-        self.message_content(id)
-    }
-
-    fn message_content(&self, id: &str) -> Vec<u8> {
         let out = self.cli(&["message", "content", id]);
         assert!(
             out.status.success(),
