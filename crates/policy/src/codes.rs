@@ -30,6 +30,7 @@ pub const LINE_TOO_LONG: &str = "FailedOperation.LineTooLong";
 pub const SMTP_RATE_LIMIT: &str = "RequestLimitExceeded.SmtpRateLimit";
 pub const RECIPIENT_RATE_LIMIT: &str = "RequestLimitExceeded.RecipientRateLimit";
 pub const API_CALL_LIMIT: &str = "RequestLimitExceeded.ApiCallLimit";
+pub const RECIPIENT_SUPPRESSED: &str = "FailedOperation.RecipientSuppressed";
 
 const POLICY: &str = "554 5.6.0";
 
@@ -148,5 +149,11 @@ pub const ERROR_CODES: &[ErrorCode] = &[
         smtp: "451 4.7.1 (at MAIL FROM)",
         trigger: "the API user made more SMTP transactions and HTTP calls this minute than its limit (default 20,000); SendCloud answers this `536 Frequency limited`",
         fix: "retry after the time the message names; code that waited for SendCloud's 536 should treat 451 4.7.1 the same way",
+    },
+    ErrorCode {
+        code: RECIPIENT_SUPPRESSED,
+        smtp: "550 5.1.1 (on that RCPT only)",
+        trigger: "an earlier message to this recipient bounced hard (5.1.x, user unknown), or an operator added it to the account's suppression list",
+        fix: "remove the address from your list; if it works again, `posthorn suppression remove --account ACCOUNT ADDRESS`",
     },
 ];

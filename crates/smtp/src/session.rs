@@ -297,6 +297,7 @@ impl Session {
                         body: mail.body,
                         smtputf8: mail.smtputf8,
                         declared_size: mail.size,
+                        suppressed: Vec::new(),
                     },
                     chunks: Vec::new(),
                     bdat_error: None,

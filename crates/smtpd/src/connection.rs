@@ -6,7 +6,7 @@ use crate::server::Shared;
 use crate::ListenerKind;
 use posthorn_ratelimit::{count_refusal, ConnectionGuard, Decision, Limiter, Mode, Quota};
 use posthorn_smtp::{Credentials, Event, Session, SessionConfig};
-use posthorn_submit::AuthError;
+use posthorn_submit::{is_suppression, AuthError};
 use posthorn_types::{Identity, LoginKind, Origin, Reply};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,6 +27,8 @@ struct Conn {
     trusted: Option<Identity>,
     /// The sender of the open transaction.
     mail_from: Option<String>,
+    /// Recipients of the open transaction refused as suppressed.
+    suppressed: Vec<String>,
     /// TLS version and cipher once TLS is up.
     tls: Option<String>,
     /// The slot this connection takes among its address's connections that
@@ -91,6 +93,7 @@ pub(crate) async fn serve(
         identity: trusted.clone(),
         trusted,
         mail_from: None,
+        suppressed: Vec::new(),
         tls: None,
         ip_slot: None,
         user_slot: None,
@@ -434,21 +437,23 @@ impl Conn {
                     };
                     if result.is_ok() {
                         self.mail_from = Some(from);
+                        self.suppressed.clear();
                     }
                     session.mail_result(result);
                 }
                 Event::Rcpt(to) => {
                     let who = self.identity.as_ref().expect("RCPT only after MAIL");
                     let from = self.mail_from.as_deref().unwrap_or_default();
-                    let result = self
-                        .shared
-                        .submitter
-                        .check_recipient(who, from, &to)
-                        .await
-                        .map_err(|e| submit_failure(&e));
-                    session.rcpt_result(result);
+                    let result = self.shared.submitter.check_recipient(who, from, &to).await;
+                    if let Err(e) = &result {
+                        if is_suppression(e) && !self.suppressed.contains(&to) {
+                            self.suppressed.push(to);
+                        }
+                    }
+                    session.rcpt_result(result.map_err(|e| submit_failure(&e)));
                 }
-                Event::Submit { envelope, data } => {
+                Event::Submit { mut envelope, data } => {
+                    envelope.suppressed = std::mem::take(&mut self.suppressed);
                     let who = self.identity.as_ref().expect("DATA only after MAIL");
                     let rcpts = envelope.rcpt_to.len();
                     let size = data.len();

@@ -80,6 +80,43 @@ pub trait Store: Send + Sync + 'static {
     /// seconds).
     async fn count_messages_since(&self, account_id: i64, since: i64) -> Result<u64>;
 
+    // --- delivery ------------------------------------------------------
+    /// Claim up to `limit` recipients due at `now` (queued or deferred with
+    /// `next_try <= now`, or `sending` under a lease that ran out): mark
+    /// them `sending`, leased to `owner` until `lease_until`. Oldest
+    /// messages first; a message's due recipients come together.
+    async fn claim_due(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> Result<Vec<DueRecipient>>;
+    /// Give back every lease `owner` holds (a node restarting after a
+    /// crash): those recipients are due again at `now`. Returns how many.
+    async fn release_leases(&self, owner: &str, now: i64) -> Result<u64>;
+    /// Unix seconds of the earliest planned attempt or lease expiry, if any.
+    async fn next_due(&self) -> Result<Option<i64>>;
+    /// Record outcomes, their suppressions and bounce notices in one
+    /// commit. With `owner`, an update applies only to a recipient still
+    /// leased by it; without (an operator), to any recipient not yet final.
+    async fn record_outcomes(&self, owner: Option<&str>, batch: OutcomeBatch) -> Result<Recorded>;
+    /// Make a message's queued and deferred recipients due at `now`.
+    /// Returns how many.
+    async fn retry_now(&self, id: MessageId, now: i64) -> Result<u64>;
+    /// Delete the content of messages completed before `bodies_before`, and
+    /// the whole record of those completed before `records_before`.
+    /// Returns (bodies purged, records deleted).
+    async fn purge(&self, bodies_before: i64, records_before: i64) -> Result<(u64, u64)>;
+
+    // --- suppression ---------------------------------------------------
+    /// Add (or update the reason of) a suppressed recipient.
+    async fn add_suppression(&self, account_id: i64, address: &str, reason: &str) -> Result<()>;
+    /// Remove one; false when it was not there.
+    async fn remove_suppression(&self, account_id: i64, address: &str) -> Result<bool>;
+    async fn suppressions(&self, account_id: i64) -> Result<Vec<Suppression>>;
+    async fn is_suppressed(&self, account_id: i64, address: &str) -> Result<bool>;
+
     /// Counters of the commit path, for metrics and tests.
     fn commit_stats(&self) -> CommitStats;
 }

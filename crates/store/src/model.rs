@@ -66,6 +66,12 @@ pub struct NewMessage {
     pub attachments: Vec<AttachmentRecord>,
     /// The canonical message as it will be delivered.
     pub content: Vec<u8>,
+    /// Recipients refused at RCPT because the account suppresses them;
+    /// stored with the final status `suppressed` so status queries show
+    /// them.
+    pub suppressed: Vec<String>,
+    /// A bounce notice Posthorn generated (its own bounces make no notice).
+    pub is_dsn: bool,
 }
 
 /// One attachment of a stored message.
@@ -86,6 +92,10 @@ pub struct RecipientRecord {
     pub last_reply: Option<String>,
     /// Unix seconds of the next delivery attempt, when one is planned.
     pub next_try: Option<i64>,
+    /// The server that gave `last_reply`, as `name[address]`.
+    pub remote_host: Option<String>,
+    /// Unix seconds of the last status change.
+    pub updated_at: i64,
 }
 
 /// A stored message without its content.
@@ -104,6 +114,12 @@ pub struct MessageRecord {
     pub header_from: String,
     pub attachments: Vec<AttachmentRecord>,
     pub recipients: Vec<RecipientRecord>,
+    /// Unix seconds when every recipient had become final.
+    pub completed_at: Option<i64>,
+    /// A bounce notice Posthorn generated.
+    pub is_dsn: bool,
+    /// The content was deleted after the retention time.
+    pub content_purged: bool,
 }
 
 /// Which messages [`crate::Store::messages`] lists.
@@ -115,4 +131,72 @@ pub struct MessageFilter {
     pub account_id: Option<i64>,
     /// At most this many (all when `None`).
     pub limit: Option<u32>,
+}
+
+/// A recipient the scheduler claimed: due for an attempt, now `sending`
+/// and leased to the claiming node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DueRecipient {
+    pub message_id: MessageId,
+    /// The recipient's position in its message.
+    pub idx: u32,
+    pub address: String,
+    /// Attempts made before this one.
+    pub attempts: u32,
+    pub account_id: i64,
+    pub mail_from: String,
+    /// The From address of the header (its domain's key signs the message).
+    pub header_from: String,
+    pub label: Option<String>,
+    /// Unix seconds the message was accepted.
+    pub received_at: i64,
+    pub size: u64,
+    pub is_dsn: bool,
+}
+
+/// The new state of one recipient after an attempt (or an operator's
+/// decision).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecipientUpdate {
+    pub message_id: MessageId,
+    pub idx: u32,
+    pub status: RecipientStatus,
+    /// Attempts made, this one included.
+    pub attempts: u32,
+    pub last_reply: Option<String>,
+    pub remote_host: Option<String>,
+    /// Unix seconds; for `deferred` (and `queued`) only.
+    pub next_try: Option<i64>,
+    /// Put the address on the account's suppression list with this reason
+    /// (a hard bounce).
+    pub suppress: Option<String>,
+}
+
+/// Updates recorded in one commit, with the bounce notices they cause.
+#[derive(Clone, Debug, Default)]
+pub struct OutcomeBatch {
+    pub updates: Vec<RecipientUpdate>,
+    /// Bounce notices to enqueue in the same transaction, so a bounce is
+    /// never recorded without its notice.
+    pub notices: Vec<NewMessage>,
+}
+
+/// What [`crate::Store::record_outcomes`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recorded {
+    /// Updates applied (a recipient no longer leased by the caller, or
+    /// already final, is skipped).
+    pub applied: u64,
+    /// Messages whose last recipient became final.
+    pub completed: Vec<MessageId>,
+}
+
+/// One entry of an account's suppression list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Suppression {
+    pub address: String,
+    pub reason: String,
+    /// The message whose bounce put it there, if any.
+    pub message_id: Option<String>,
+    pub created_at: i64,
 }

@@ -20,14 +20,38 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how
 /// many have run.
-const MIGRATIONS: &[&str] = &[include_str!("schema_v1.sql")];
+const MIGRATIONS: &[&str] = &[include_str!("schema_v1.sql"), include_str!("schema_v2.sql")];
+
+/// Statuses after which nothing more happens to a recipient.
+const NOT_FINAL: &str = "('queued', 'deferred', 'sending')";
 
 /// Most messages one group commit carries.
 const MAX_BATCH: usize = 512;
 
+/// A write the writer task carries out inside its next group commit.
+enum Op {
+    Enqueue(NewMessage),
+    Claim {
+        owner: String,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    },
+    Record {
+        owner: Option<String>,
+        batch: OutcomeBatch,
+    },
+}
+
+enum Done {
+    Enqueued,
+    Claimed(Vec<DueRecipient>),
+    Recorded(Recorded),
+}
+
 struct WriteJob {
-    message: NewMessage,
-    done: oneshot::Sender<Result<()>>,
+    op: Op,
+    done: oneshot::Sender<Result<Done>>,
 }
 
 /// See the module documentation.
@@ -102,6 +126,19 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// Hand a write to the writer task and wait for its commit.
+    async fn write(&self, op: Op) -> Result<Done> {
+        let (done, wait) = oneshot::channel();
+        let stopped = || StoreError::Backend("the store writer has stopped".into());
+        self.writer
+            .send(WriteJob { op, done })
+            .await
+            .map_err(|_| stopped())?;
+        wait.await.map_err(|_| stopped())?
+    }
+}
+
 async fn migrate(conn: &mut SqliteConnection) -> Result<()> {
     let version: i64 = sqlx::query_scalar("PRAGMA user_version")
         .fetch_one(&mut *conn)
@@ -129,74 +166,259 @@ async fn writer_loop(
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let result = write_batch(&mut conn, &batch).await;
-        if result.is_ok() {
-            counters.commits.fetch_add(1, Ordering::Relaxed);
-            counters
-                .messages
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        let enqueued = batch
+            .iter()
+            .filter(|j| matches!(j.op, Op::Enqueue(_)))
+            .count();
+        let result = write_batch(&mut conn, &mut batch).await;
+        match &result {
+            Ok(_) => {
+                counters.commits.fetch_add(1, Ordering::Relaxed);
+                counters
+                    .messages
+                    .fetch_add(enqueued as u64, Ordering::Relaxed);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, jobs = batch.len(), "group commit failed")
+            }
         }
-        if let Err(e) = &result {
-            tracing::error!(error = %e, messages = batch.len(), "group commit failed");
-        }
-        for job in batch.drain(..) {
-            let _ = job.done.send(match &result {
-                Ok(()) => Ok(()),
-                Err(e) => Err(StoreError::Backend(e.to_string())),
-            });
+        match result {
+            Ok(results) => {
+                for (job, done) in batch.drain(..).zip(results) {
+                    let _ = job.done.send(Ok(done));
+                }
+            }
+            Err(e) => {
+                for job in batch.drain(..) {
+                    let _ = job.done.send(Err(StoreError::Backend(e.to_string())));
+                }
+            }
         }
     }
 }
 
-async fn write_batch(conn: &mut SqliteConnection, batch: &[WriteJob]) -> Result<()> {
+/// Every job in one transaction; the results in the jobs' order.
+async fn write_batch(conn: &mut SqliteConnection, batch: &mut [WriteJob]) -> Result<Vec<Done>> {
     let mut tx = conn.begin().await?;
-    for job in batch {
-        let m = &job.message;
-        let id = m.id.to_string();
+    let mut results = Vec::with_capacity(batch.len());
+    for job in batch.iter_mut() {
+        let done = match &mut job.op {
+            Op::Enqueue(m) => {
+                insert_message(&mut tx, m).await?;
+                Done::Enqueued
+            }
+            Op::Claim {
+                owner,
+                now,
+                lease_until,
+                limit,
+            } => Done::Claimed(claim(&mut tx, owner, *now, *lease_until, *limit).await?),
+            Op::Record { owner, batch } => {
+                Done::Recorded(record(&mut tx, owner.as_deref(), std::mem::take(batch)).await?)
+            }
+        };
+        results.push(done);
+    }
+    tx.commit().await?;
+    Ok(results)
+}
+
+async fn insert_message(tx: &mut SqliteConnection, m: &NewMessage) -> Result<()> {
+    let id = m.id.to_string();
+    let all_suppressed = m.recipients.is_empty();
+    sqlx::query(
+        "INSERT INTO messages (id, account_id, mail_from, auth_user, label, size, received_at, subject, header_from, content, is_dsn, completed_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&id)
+    .bind(m.account_id)
+    .bind(&m.mail_from)
+    .bind(&m.auth_user)
+    .bind(&m.label)
+    .bind(m.content.len() as i64)
+    .bind(m.received_at)
+    .bind(&m.subject)
+    .bind(&m.header_from)
+    .bind(&m.content)
+    .bind(m.is_dsn)
+    .bind(all_suppressed.then_some(m.received_at))
+    .execute(&mut *tx)
+    .await?;
+    for (idx, a) in m.attachments.iter().enumerate() {
         sqlx::query(
-            "INSERT INTO messages (id, account_id, mail_from, auth_user, label, size, received_at, subject, header_from, content)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO attachments (message_id, idx, filename, content_type, size) VALUES (?, ?, ?, ?, ?)",
         )
         .bind(&id)
-        .bind(m.account_id)
-        .bind(&m.mail_from)
-        .bind(&m.auth_user)
-        .bind(&m.label)
-        .bind(m.content.len() as i64)
-        .bind(m.received_at)
-        .bind(&m.subject)
-        .bind(&m.header_from)
-        .bind(&m.content)
+        .bind(idx as i64)
+        .bind(&a.filename)
+        .bind(&a.content_type)
+        .bind(a.size as i64)
         .execute(&mut *tx)
         .await?;
-        for (idx, a) in m.attachments.iter().enumerate() {
-            sqlx::query(
-                "INSERT INTO attachments (message_id, idx, filename, content_type, size) VALUES (?, ?, ?, ?, ?)",
-            )
+    }
+    let queued = m.recipients.iter().map(|r| (r, RecipientStatus::Queued));
+    let suppressed = m
+        .suppressed
+        .iter()
+        .map(|r| (r, RecipientStatus::Suppressed));
+    for (idx, (rcpt, status)) in queued.chain(suppressed).enumerate() {
+        let (next_try, reply) = match status {
+            RecipientStatus::Queued => (Some(m.received_at), None),
+            _ => (
+                None,
+                Some("550 5.1.1 recipient is on the account's suppression list"),
+            ),
+        };
+        sqlx::query(
+            "INSERT INTO recipients (message_id, idx, address, status, next_try, last_reply, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&id)
+        .bind(idx as i64)
+        .bind(rcpt)
+        .bind(status.as_str())
+        .bind(next_try)
+        .bind(reply)
+        .bind(m.received_at)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn claim(
+    tx: &mut SqliteConnection,
+    owner: &str,
+    now: i64,
+    lease_until: i64,
+    limit: u32,
+) -> Result<Vec<DueRecipient>> {
+    // Leases that ran out first (rare), then what is due, earliest first.
+    let sql = "SELECT r.rowid AS rid, r.message_id, r.idx, r.address, r.attempts,
+                      m.account_id, m.mail_from, m.header_from, m.label, m.received_at, m.size, m.is_dsn
+               FROM recipients r JOIN messages m ON m.id = r.message_id
+               WHERE r.rowid IN (
+                   SELECT rowid FROM (SELECT rowid FROM recipients
+                                      WHERE status = 'sending' AND lease_until <= ?1
+                                      ORDER BY lease_until LIMIT ?2)
+                   UNION ALL
+                   SELECT rowid FROM (SELECT rowid FROM recipients
+                                      WHERE status IN ('queued', 'deferred') AND next_try <= ?1
+                                      ORDER BY next_try LIMIT ?2))
+               ORDER BY r.message_id, r.idx
+               LIMIT ?2";
+    let rows = sqlx::query(sql)
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let rid: i64 = row.get("rid");
+        sqlx::query(
+            "UPDATE recipients SET status = 'sending', lease_owner = ?, lease_until = ?, updated_at = ?
+             WHERE rowid = ?",
+        )
+        .bind(owner)
+        .bind(lease_until)
+        .bind(now)
+        .bind(rid)
+        .execute(&mut *tx)
+        .await?;
+        let id: String = row.get("message_id");
+        out.push(DueRecipient {
+            message_id: parse_id(&id)?,
+            idx: row.get::<i64, _>("idx") as u32,
+            address: row.get("address"),
+            attempts: row.get::<i64, _>("attempts") as u32,
+            account_id: row.get("account_id"),
+            mail_from: row.get("mail_from"),
+            header_from: row.get("header_from"),
+            label: row.get("label"),
+            received_at: row.get("received_at"),
+            size: row.get::<i64, _>("size") as u64,
+            is_dsn: row.get("is_dsn"),
+        });
+    }
+    Ok(out)
+}
+
+async fn record(
+    tx: &mut SqliteConnection,
+    owner: Option<&str>,
+    batch: OutcomeBatch,
+) -> Result<Recorded> {
+    let now = now();
+    let mut recorded = Recorded::default();
+    let mut touched: Vec<MessageId> = Vec::new();
+    let guard = match owner {
+        Some(_) => "status = 'sending' AND lease_owner = ?",
+        None => "status IN ('queued', 'deferred', 'sending') AND ? IS NULL",
+    };
+    let sql = format!(
+        "UPDATE recipients SET status = ?, attempts = ?, last_reply = ?, remote_host = ?, next_try = ?,
+                lease_owner = NULL, lease_until = NULL, updated_at = ?
+         WHERE message_id = ? AND idx = ? AND {guard}"
+    );
+    for u in &batch.updates {
+        let id = u.message_id.to_string();
+        let done = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+            .bind(u.status.as_str())
+            .bind(i64::from(u.attempts))
+            .bind(&u.last_reply)
+            .bind(&u.remote_host)
+            .bind(u.next_try)
+            .bind(now)
             .bind(&id)
-            .bind(idx as i64)
-            .bind(&a.filename)
-            .bind(&a.content_type)
-            .bind(a.size as i64)
+            .bind(i64::from(u.idx))
+            .bind(owner)
             .execute(&mut *tx)
             .await?;
+        if done.rows_affected() == 0 {
+            continue;
         }
-        for (idx, rcpt) in m.recipients.iter().enumerate() {
+        recorded.applied += 1;
+        if !touched.contains(&u.message_id) {
+            touched.push(u.message_id);
+        }
+        if let Some(reason) = &u.suppress {
             sqlx::query(
-                "INSERT INTO recipients (message_id, idx, address, status, updated_at)
-                 VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO suppressions (account_id, address, reason, message_id, created_at)
+                 SELECT account_id, (SELECT address FROM recipients WHERE message_id = ?1 AND idx = ?2), ?3, ?1, ?4
+                 FROM messages WHERE id = ?1
+                 ON CONFLICT (account_id, address) DO UPDATE SET reason = excluded.reason,
+                     message_id = excluded.message_id, created_at = excluded.created_at",
             )
             .bind(&id)
-            .bind(idx as i64)
-            .bind(rcpt)
-            .bind(RecipientStatus::Queued.as_str())
-            .bind(m.received_at)
+            .bind(i64::from(u.idx))
+            .bind(reason)
+            .bind(now)
             .execute(&mut *tx)
             .await?;
         }
     }
-    tx.commit().await?;
-    Ok(())
+    for id in touched {
+        let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE messages SET completed_at = ? WHERE id = ? AND completed_at IS NULL
+               AND NOT EXISTS (SELECT 1 FROM recipients WHERE message_id = messages.id AND status IN {NOT_FINAL})"
+        )))
+        .bind(now)
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() > 0 {
+            recorded.completed.push(id);
+        }
+    }
+    for notice in &batch.notices {
+        insert_message(&mut *tx, notice).await?;
+    }
+    Ok(recorded)
+}
+
+fn parse_id(id: &str) -> Result<MessageId> {
+    id.parse()
+        .map_err(|e| StoreError::Backend(format!("stored id {id:?}: {e}")))
 }
 
 fn account_from_row(row: &sqlx::sqlite::SqliteRow) -> Account {
@@ -222,7 +444,7 @@ fn domain_from_row(row: &sqlx::sqlite::SqliteRow) -> Domain {
 impl SqliteStore {
     async fn recipients_of(&self, id: &str) -> Result<Vec<RecipientRecord>> {
         let rows = sqlx::query(
-            "SELECT address, status, attempts, last_reply, next_try FROM recipients
+            "SELECT address, status, attempts, last_reply, next_try, remote_host, updated_at FROM recipients
              WHERE message_id = ? ORDER BY idx",
         )
         .bind(id)
@@ -237,6 +459,8 @@ impl SqliteStore {
                     attempts: r.get::<i64, _>("attempts") as u32,
                     last_reply: r.get("last_reply"),
                     next_try: r.get("next_try"),
+                    remote_host: r.get("remote_host"),
+                    updated_at: r.get("updated_at"),
                 })
             })
             .collect()
@@ -262,9 +486,10 @@ impl SqliteStore {
     async fn message_from_row(&self, row: &sqlx::sqlite::SqliteRow) -> Result<MessageRecord> {
         let id: String = row.get("id");
         Ok(MessageRecord {
-            id: id
-                .parse()
-                .map_err(|e| StoreError::Backend(format!("stored id {id:?}: {e}")))?,
+            id: parse_id(&id)?,
+            completed_at: row.get("completed_at"),
+            is_dsn: row.get("is_dsn"),
+            content_purged: row.get("content_purged"),
             account_id: row.get("account_id"),
             account: row.get("account"),
             mail_from: row.get("mail_from"),
@@ -280,7 +505,7 @@ impl SqliteStore {
     }
 }
 
-const MESSAGE_COLUMNS: &str = "m.id, m.account_id, a.name AS account, m.mail_from, m.auth_user, m.label, m.size, m.received_at, m.subject, m.header_from";
+const MESSAGE_COLUMNS: &str = "m.id, m.account_id, a.name AS account, m.mail_from, m.auth_user, m.label, m.size, m.received_at, m.subject, m.header_from, m.completed_at, m.is_dsn, m.content_purged";
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -491,13 +716,161 @@ impl Store for SqliteStore {
     }
 
     async fn enqueue(&self, message: NewMessage) -> Result<()> {
-        let (done, wait) = oneshot::channel();
-        self.writer
-            .send(WriteJob { message, done })
-            .await
-            .map_err(|_| StoreError::Backend("the store writer has stopped".into()))?;
-        wait.await
-            .map_err(|_| StoreError::Backend("the store writer has stopped".into()))?
+        self.write(Op::Enqueue(message)).await.map(|_| ())
+    }
+
+    async fn claim_due(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> Result<Vec<DueRecipient>> {
+        match self
+            .write(Op::Claim {
+                owner: owner.to_string(),
+                now,
+                lease_until,
+                limit,
+            })
+            .await?
+        {
+            Done::Claimed(due) => Ok(due),
+            _ => unreachable!("a claim answers with what it claimed"),
+        }
+    }
+
+    async fn record_outcomes(&self, owner: Option<&str>, batch: OutcomeBatch) -> Result<Recorded> {
+        match self
+            .write(Op::Record {
+                owner: owner.map(str::to_string),
+                batch,
+            })
+            .await?
+        {
+            Done::Recorded(r) => Ok(r),
+            _ => unreachable!("a record answers with what it recorded"),
+        }
+    }
+
+    async fn release_leases(&self, owner: &str, now: i64) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE recipients SET status = CASE WHEN attempts = 0 THEN 'queued' ELSE 'deferred' END,
+                    lease_owner = NULL, lease_until = NULL, next_try = ?, updated_at = ?
+             WHERE status = 'sending' AND lease_owner = ?",
+        )
+        .bind(now)
+        .bind(now)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn next_due(&self) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(t) FROM (
+                 SELECT MIN(next_try) AS t FROM recipients WHERE status IN ('queued', 'deferred')
+                 UNION ALL
+                 SELECT MIN(lease_until) AS t FROM recipients WHERE status = 'sending')",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn retry_now(&self, id: MessageId, now: i64) -> Result<u64> {
+        self.message(id).await?;
+        let done = sqlx::query(
+            "UPDATE recipients SET next_try = ?, updated_at = ?
+             WHERE message_id = ? AND status IN ('queued', 'deferred')",
+        )
+        .bind(now)
+        .bind(now)
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn purge(&self, bodies_before: i64, records_before: i64) -> Result<(u64, u64)> {
+        let bodies = sqlx::query(
+            "UPDATE messages SET content = x'', content_purged = 1
+             WHERE completed_at IS NOT NULL AND completed_at <= ? AND content_purged = 0",
+        )
+        .bind(bodies_before)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        let mut tx = self.pool.begin().await?;
+        let old = "SELECT id FROM messages WHERE completed_at IS NOT NULL AND completed_at <= ?";
+        for table in ["attachments", "recipients"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE message_id IN ({old})"
+            )))
+            .bind(records_before)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let records = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM messages WHERE id IN ({old})"
+        )))
+        .bind(records_before)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok((bodies, records))
+    }
+
+    async fn add_suppression(&self, account_id: i64, address: &str, reason: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO suppressions (account_id, address, reason, created_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT (account_id, address) DO UPDATE SET reason = excluded.reason",
+        )
+        .bind(account_id)
+        .bind(address)
+        .bind(reason)
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn remove_suppression(&self, account_id: i64, address: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM suppressions WHERE account_id = ? AND address = ?")
+            .bind(account_id)
+            .bind(address)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn suppressions(&self, account_id: i64) -> Result<Vec<Suppression>> {
+        let rows = sqlx::query(
+            "SELECT address, reason, message_id, created_at FROM suppressions
+             WHERE account_id = ? ORDER BY address",
+        )
+        .bind(account_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Suppression {
+                address: r.get("address"),
+                reason: r.get("reason"),
+                message_id: r.get("message_id"),
+                created_at: r.get("created_at"),
+            })
+            .collect())
+    }
+
+    async fn is_suppressed(&self, account_id: i64, address: &str) -> Result<bool> {
+        let found = sqlx::query("SELECT 1 FROM suppressions WHERE account_id = ? AND address = ?")
+            .bind(account_id)
+            .bind(address)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(found.is_some())
     }
 
     async fn count_messages_since(&self, account_id: i64, since: i64) -> Result<u64> {
@@ -531,11 +904,17 @@ impl Store for SqliteStore {
     }
 
     async fn message_content(&self, id: MessageId) -> Result<Vec<u8>> {
-        sqlx::query_scalar("SELECT content FROM messages WHERE id = ?")
+        let row = sqlx::query("SELECT content, content_purged FROM messages WHERE id = ?")
             .bind(id.to_string())
             .fetch_optional(&self.pool)
             .await?
-            .ok_or_else(|| StoreError::NotFound(format!("no message {id}")))
+            .ok_or_else(|| StoreError::NotFound(format!("no message {id}")))?;
+        if row.get::<bool, _>("content_purged") {
+            return Err(StoreError::NotFound(format!(
+                "the content of message {id} was deleted after its retention time (every recipient is final)"
+            )));
+        }
+        Ok(row.get("content"))
     }
 
     async fn messages(&self, filter: &MessageFilter) -> Result<Vec<MessageRecord>> {
@@ -580,6 +959,8 @@ mod tests {
                 size: 3,
             }],
             content: b"Subject: x\r\n\r\nhi\r\n".to_vec(),
+            suppressed: Vec::new(),
+            is_dsn: false,
         }
     }
 
@@ -694,5 +1075,134 @@ mod tests {
             store.message_content(ids[0]).await.unwrap(),
             b"Subject: x\r\n\r\nhi\r\n"
         );
+    }
+
+    fn update(id: MessageId, idx: u32, status: RecipientStatus) -> RecipientUpdate {
+        RecipientUpdate {
+            message_id: id,
+            idx,
+            status,
+            attempts: 1,
+            last_reply: Some("250 2.0.0 ok".into()),
+            remote_host: Some("mx.test[127.0.0.1]".into()),
+            next_try: None,
+            suppress: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn claims_leases_outcomes_suppression_and_purge() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).await.unwrap();
+        let acct = store.create_account("shop").await.unwrap();
+        let mut m = message(acct.id, &["a@x.test", "b@y.test"]);
+        m.suppressed = vec!["gone@x.test".into()];
+        let id = m.id;
+        store.enqueue(m).await.unwrap();
+        let t = now();
+        assert_eq!(
+            store.next_due().await.unwrap(),
+            Some(t.min(store.message(id).await.unwrap().received_at))
+        );
+
+        // Two recipients are due; the suppressed one is final already.
+        let due = store.claim_due("n1", t, t + 60, 10).await.unwrap();
+        assert_eq!(due.len(), 2);
+        assert_eq!(due[0].address, "a@x.test");
+        assert_eq!(due[0].header_from, "a@example.com");
+        // Leased: not claimed again, by this node or another, until the lease ends.
+        assert!(store
+            .claim_due("n2", t, t + 60, 10)
+            .await
+            .unwrap()
+            .is_empty());
+        let again = store.claim_due("n2", t + 61, t + 120, 10).await.unwrap();
+        assert_eq!(again.len(), 2, "an expired lease is picked up again");
+        // n1's late outcome no longer applies; n2's does.
+        let r = store
+            .record_outcomes(
+                Some("n1"),
+                OutcomeBatch {
+                    updates: vec![update(id, 0, RecipientStatus::Delivered)],
+                    notices: vec![],
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.applied, 0);
+        let mut bounce = update(id, 1, RecipientStatus::Bounced);
+        bounce.last_reply = Some("550 5.1.1 user unknown".into());
+        bounce.suppress = Some("550 5.1.1 user unknown".into());
+        let mut notice = message(acct.id, &["a@example.com"]);
+        notice.mail_from = String::new();
+        notice.is_dsn = true;
+        let notice_id = notice.id;
+        let r = store
+            .record_outcomes(
+                Some("n2"),
+                OutcomeBatch {
+                    updates: vec![update(id, 0, RecipientStatus::Delivered), bounce],
+                    notices: vec![notice],
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.applied, 2);
+        assert_eq!(r.completed, vec![id]);
+        let rec = store.message(id).await.unwrap();
+        assert_eq!(
+            rec.recipients.iter().map(|r| r.status).collect::<Vec<_>>(),
+            [
+                RecipientStatus::Delivered,
+                RecipientStatus::Bounced,
+                RecipientStatus::Suppressed
+            ]
+        );
+        assert!(rec.completed_at.is_some());
+        assert!(store.is_suppressed(acct.id, "B@y.test").await.unwrap());
+        assert!(store.message(notice_id).await.unwrap().is_dsn);
+        // An operator's update applies to what is not final only.
+        let r = store
+            .record_outcomes(
+                None,
+                OutcomeBatch {
+                    updates: vec![update(id, 0, RecipientStatus::Bounced)],
+                    notices: vec![],
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.applied, 0);
+
+        // The notice is due; a crash leaves it leased; release gives it back.
+        let due = store.claim_due("n1", t, t + 600, 10).await.unwrap();
+        assert_eq!(due.len(), 1);
+        assert!(due[0].is_dsn);
+        assert_eq!(store.release_leases("n1", t).await.unwrap(), 1);
+        assert_eq!(
+            store.message(notice_id).await.unwrap().recipients[0].status,
+            RecipientStatus::Queued
+        );
+        assert_eq!(store.retry_now(notice_id, t).await.unwrap(), 1);
+
+        // Suppression list by hand.
+        store
+            .add_suppression(acct.id, "c@z.test", "added by operator")
+            .await
+            .unwrap();
+        assert_eq!(store.suppressions(acct.id).await.unwrap().len(), 2);
+        assert!(store.remove_suppression(acct.id, "c@z.test").await.unwrap());
+        assert!(!store.remove_suppression(acct.id, "c@z.test").await.unwrap());
+
+        // Bodies go first, then records; the pending notice stays.
+        assert_eq!(store.purge(t + 10, 0).await.unwrap(), (1, 0));
+        assert!(matches!(
+            store.message_content(id).await,
+            Err(StoreError::NotFound(_))
+        ));
+        assert!(store.message(id).await.unwrap().content_purged);
+        assert_eq!(store.purge(t + 10, t + 10).await.unwrap(), (0, 1));
+        assert!(store.message(id).await.is_err());
+        assert!(store.message_content(notice_id).await.is_ok());
     }
 }

@@ -17,6 +17,7 @@ pub use settings::{
 
 use posthorn_ratelimit::{Limiter, LocalLimiter};
 
+use posthorn_policy::codes::RECIPIENT_SUPPRESSED;
 use posthorn_policy::{rewrite_headers, HeaderEdits};
 use posthorn_store::{AttachmentRecord, NewMessage, Store, StoreError};
 use posthorn_types::time::{rfc5322, unix_now};
@@ -256,14 +257,25 @@ impl Submitter {
         }
     }
 
-    /// May mail from `from` go to `to` now? Refused while the pair has had
-    /// its hourly share (suppression hooks in here too).
+    /// May mail from `from` go to `to` now? Refused when the account
+    /// suppresses the recipient (`550 5.1.1`, see [`is_suppression`]) and
+    /// while the pair has had its hourly share.
     pub async fn check_recipient(
         &self,
         who: &Identity,
         from: &str,
         to: &str,
     ) -> Result<(), SubmitError> {
+        if self.store.is_suppressed(who.account_id, to).await? {
+            return Err(SubmitError::Business(BusinessError {
+                smtp_code: 550,
+                smtp_status: "5.1.1",
+                code: RECIPIENT_SUPPRESSED,
+                message: format!(
+                    "<{to}> is on the account's suppression list (an earlier message bounced)"
+                ),
+            }));
+        }
         let limits = self.limits(who.account_id).await?;
         rate::pair_allowed(
             &*self.limiter,
@@ -323,6 +335,8 @@ impl Submitter {
                 account_id: who.account_id,
                 mail_from: envelope.mail_from,
                 recipients: envelope.rcpt_to,
+                suppressed: envelope.suppressed,
+                is_dsn: false,
                 auth_user: who.login_name().to_string(),
                 label: who.label.clone(),
                 received_at: now,
@@ -346,6 +360,12 @@ impl Submitter {
         }
         Ok(id)
     }
+}
+
+/// Whether a refusal of [`Submitter::check_recipient`] is for a
+/// suppressed recipient (whose status is then recorded with the message).
+pub fn is_suppression(e: &SubmitError) -> bool {
+    matches!(e, SubmitError::Business(b) if b.code == RECIPIENT_SUPPRESSED)
 }
 
 fn temp(e: StoreError) -> AuthError {

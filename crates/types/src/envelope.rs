@@ -19,6 +19,9 @@ pub struct Envelope {
     pub smtputf8: bool,
     /// `SIZE=` as declared by the client, if it declared one.
     pub declared_size: Option<u64>,
+    /// Recipients refused because the account suppresses them (not in
+    /// `rcpt_to`); kept so their status `suppressed` can be recorded.
+    pub suppressed: Vec<String>,
 }
 
 /// How a client logged in.
