@@ -1,7 +1,17 @@
-//! Outbound delivery (being built): where a recipient's mail goes
-//! ([`route`]), DKIM signing ([`dkim`]), and, to come, the outbound SMTP
-//! client and the scheduler that drains the queue.
+//! Outbound delivery: where a recipient's mail goes ([`route`]), DKIM
+//! signing ([`dkim`]), the outbound SMTP client ([`client`]) and its
+//! connection pool ([`pool`]), what a result means for a recipient
+//! ([`outcome`]), bounce notices ([`dsn`]), and the scheduler that drains
+//! the queue ([`engine`]).
 
 pub mod client;
+pub mod config;
 pub mod dkim;
+pub mod dsn;
+pub mod engine;
+pub mod outcome;
+pub mod pool;
 pub mod route;
+
+pub use config::{parse_duration, DeliveryConfig, Relay};
+pub use engine::Engine;

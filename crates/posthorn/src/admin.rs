@@ -5,13 +5,21 @@ use crate::cli::*;
 use crate::config::Config;
 use crate::dkim;
 use anyhow::{bail, Context};
-use posthorn_store::{MessageFilter, MessageRecord, NewDomain, SqliteStore, Store};
+use posthorn_delivery::dsn::{DsnAction, DsnRecipient};
+use posthorn_delivery::engine::{bounce_notice, Bounced, BOUNCE_NOTICES_SETTING};
+use posthorn_store::{
+    MessageFilter, MessageRecord, NewDomain, OutcomeBatch, RecipientRecord, RecipientUpdate,
+    SqliteStore, Store, Suppression,
+};
 use posthorn_submit::{
     apply_settings, generate_secret, hash_secret, validate_setting, SETTING_KEYS,
 };
-use posthorn_types::time::rfc3339;
+use posthorn_types::time::{rfc3339, unix_now};
 use posthorn_types::{MessageId, RecipientStatus};
 use serde_json::json;
+
+/// The reply recorded for a recipient an operator bounced.
+const OPERATOR_BOUNCE_REPLY: &str = "550 5.0.0 bounced by the operator";
 
 pub async fn run(config: &Config, command: Command) -> anyhow::Result<()> {
     let store = SqliteStore::open(&config.data_dir)
@@ -210,6 +218,55 @@ pub async fn run(config: &Config, command: Command) -> anyhow::Result<()> {
                 }
             }
         }
+        Command::Queue(QueueCmd::Retry { id }) => {
+            let id = parse_id(&id)?;
+            let n = store.retry_now(id, unix_now()).await?;
+            if n == 0 {
+                println!("message {id} has no queued or deferred recipient: nothing to retry");
+            } else {
+                println!("message {id}: {} due now", recipients(n));
+            }
+        }
+        Command::Queue(QueueCmd::Bounce { id }) => bounce(config, &store, parse_id(&id)?).await?,
+        Command::Suppression(SuppressionCmd::List { account, json }) => {
+            let acct = store.account(&account).await?;
+            let list = store.suppressions(acct.id).await?;
+            if json {
+                let all: Vec<_> = list.iter().map(suppression_json).collect();
+                println!("{}", serde_json::to_string_pretty(&all)?);
+            } else {
+                for s in &list {
+                    println!(
+                        "{}\t{}\t{}\t{}",
+                        s.address,
+                        one_line(&s.reason),
+                        rfc3339(s.created_at),
+                        s.message_id.as_deref().unwrap_or("-")
+                    );
+                }
+            }
+        }
+        Command::Suppression(SuppressionCmd::Add {
+            address,
+            account,
+            reason,
+        }) => {
+            check_address(&address)?;
+            let reason = reason.trim();
+            if reason.is_empty() || reason.len() > 512 || reason.chars().any(|c| c.is_control()) {
+                bail!("the reason must be 1 to 512 characters on one line");
+            }
+            let acct = store.account(&account).await?;
+            store.add_suppression(acct.id, &address, reason).await?;
+            println!("suppressed {address} for account {account} ({reason})");
+        }
+        Command::Suppression(SuppressionCmd::Remove { address, account }) => {
+            let acct = store.account(&account).await?;
+            if !store.remove_suppression(acct.id, &address).await? {
+                bail!("{address} is not on the suppression list of account {account}");
+            }
+            println!("removed {address} from the suppression list of account {account}");
+        }
         Command::Message(MessageCmd::Show { id, json }) => {
             let m = store.message(parse_id(&id)?).await?;
             if json {
@@ -225,6 +282,166 @@ pub async fn run(config: &Config, command: Command) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `queue bounce`: every recipient not yet final becomes bounced, in one
+/// commit with the bounce notice (when one is due).
+async fn bounce(config: &Config, store: &SqliteStore, id: MessageId) -> anyhow::Result<()> {
+    let m = store.message(id).await?;
+    let now = unix_now();
+    let pending: Vec<(usize, &RecipientRecord)> = m
+        .recipients
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| {
+            matches!(
+                r.status,
+                RecipientStatus::Queued | RecipientStatus::Deferred | RecipientStatus::Sending
+            )
+        })
+        .collect();
+    if pending.is_empty() {
+        println!("message {id} has no recipient left to bounce: every one is final");
+        return Ok(());
+    }
+    let updates: Vec<RecipientUpdate> = pending
+        .iter()
+        .map(|(idx, r)| RecipientUpdate {
+            message_id: id,
+            idx: *idx as u32,
+            status: RecipientStatus::Bounced,
+            attempts: r.attempts,
+            last_reply: Some(OPERATOR_BOUNCE_REPLY.to_string()),
+            remote_host: None,
+            next_try: None,
+            suppress: None,
+        })
+        .collect();
+    let failed: Vec<DsnRecipient> = pending
+        .iter()
+        .map(|(_, r)| DsnRecipient {
+            address: r.address.clone(),
+            action: DsnAction::Failed,
+            status: "5.0.0".to_string(),
+            diagnostic: Some("bounced by the operator".to_string()),
+            remote_mta: None,
+            last_attempt: Some(now),
+        })
+        .collect();
+    let mut no_notice = None;
+    let notice = if !config.delivery.dsn {
+        no_notice = Some("bounce notices are off ([delivery] dsn = false)");
+        None
+    } else if store
+        .account_settings(m.account_id)
+        .await?
+        .iter()
+        .any(|(k, v)| k == BOUNCE_NOTICES_SETTING && v == "0")
+    {
+        no_notice = Some("bounce notices are off for this account (bounce_notices = 0)");
+        None
+    } else {
+        let content = store.message_content(id).await.unwrap_or_default();
+        let hostname = config
+            .delivery
+            .hostname
+            .clone()
+            .unwrap_or_else(|| config.hostname());
+        let about = Bounced {
+            message_id: id,
+            account_id: m.account_id,
+            mail_from: &m.mail_from,
+            label: m.label.as_deref(),
+            received_at: m.received_at,
+            is_dsn: m.is_dsn,
+        };
+        let notice = bounce_notice(&hostname, &about, &failed, &content, now);
+        if notice.is_none() {
+            no_notice = Some(if m.is_dsn {
+                "the message is itself a bounce notice"
+            } else {
+                "the message has the null sender"
+            });
+        }
+        notice
+    };
+    let notice_id = notice.as_ref().map(|n| (n.id, n.recipients.join(", ")));
+    let recorded = store
+        .record_outcomes(
+            None,
+            OutcomeBatch {
+                updates,
+                notices: notice.into_iter().collect(),
+            },
+        )
+        .await?;
+    println!(
+        "message {id}: bounced {}{}",
+        recipients(recorded.applied),
+        if recorded.applied < pending.len() as u64 {
+            " (the others became final meanwhile)"
+        } else {
+            ""
+        }
+    );
+    match (notice_id, no_notice) {
+        (Some((nid, to)), _) => println!("queued bounce notice {nid} to {to}"),
+        (None, Some(why)) => println!("no bounce notice: {why}"),
+        (None, None) => {}
+    }
+    Ok(())
+}
+
+/// The envelope sender for people: `<>` for the null sender (a bounce
+/// notice's).
+fn sender(mail_from: &str) -> &str {
+    if mail_from.is_empty() {
+        "<>"
+    } else {
+        mail_from
+    }
+}
+
+/// `1 recipient`, `2 recipients`.
+fn recipients(n: u64) -> String {
+    format!("{n} recipient{}", if n == 1 { "" } else { "s" })
+}
+
+/// Stored text (a remote reply, a reason) on one line for people.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// An address as an operator types it for the suppression list: one '@'
+/// with something on both sides, no spaces, no angle brackets.
+fn check_address(address: &str) -> anyhow::Result<()> {
+    let ok = match address.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && !domain.is_empty()
+                && !domain.contains('@')
+                && address.len() <= 320
+                && !address
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>')
+        }
+        None => false,
+    };
+    if !ok {
+        bail!("{address:?} is not an email address like name@example.com");
+    }
+    Ok(())
+}
+
+fn suppression_json(s: &Suppression) -> serde_json::Value {
+    json!({
+        "address": s.address,
+        "reason": s.reason,
+        "created_at": rfc3339(s.created_at),
+        "message_id": s.message_id,
+    })
 }
 
 fn parse_id(id: &str) -> anyhow::Result<MessageId> {
@@ -288,6 +505,9 @@ fn message_json(m: &MessageRecord) -> serde_json::Value {
         "label": m.label,
         "size": m.size,
         "received_at": rfc3339(m.received_at),
+        "completed_at": m.completed_at.map(rfc3339),
+        "is_dsn": m.is_dsn,
+        "content_purged": m.content_purged,
         "subject": m.subject,
         "header_from": m.header_from,
         "attachments": m.attachments.iter().map(|a| json!({
@@ -301,23 +521,23 @@ fn message_json(m: &MessageRecord) -> serde_json::Value {
             "attempts": r.attempts,
             "last_reply": r.last_reply,
             "next_try": r.next_try.map(rfc3339),
+            "remote_host": r.remote_host,
+            "updated_at": rfc3339(r.updated_at),
         })).collect::<Vec<_>>(),
     })
 }
 
+/// `delivered=2 deferred=1`: how many recipients are in each status, in
+/// the order of [`RecipientStatus::ALL`].
 fn status_summary(m: &MessageRecord) -> String {
-    let mut counts: Vec<(RecipientStatus, usize)> = Vec::new();
-    for r in &m.recipients {
-        match counts.iter_mut().find(|(s, _)| *s == r.status) {
-            Some((_, n)) => *n += 1,
-            None => counts.push((r.status, 1)),
-        }
-    }
-    counts
+    RecipientStatus::ALL
         .iter()
-        .map(|(s, n)| format!("{s}:{n}"))
+        .filter_map(|s| {
+            let n = m.recipients.iter().filter(|r| r.status == *s).count();
+            (n > 0).then(|| format!("{s}={n}"))
+        })
         .collect::<Vec<_>>()
-        .join(",")
+        .join(" ")
 }
 
 fn message_line(m: &MessageRecord) -> String {
@@ -325,7 +545,7 @@ fn message_line(m: &MessageRecord) -> String {
         "{}  {}  from={}  rcpts={}  size={}  label={}  {}",
         m.id,
         rfc3339(m.received_at),
-        m.mail_from,
+        sender(&m.mail_from),
         m.recipients.len(),
         m.size,
         m.label.as_deref().unwrap_or("-"),
@@ -337,11 +557,31 @@ fn print_message(m: &MessageRecord) {
     println!("id:          {}", m.id);
     println!("account:     {}", m.account);
     println!("received:    {}", rfc3339(m.received_at));
-    println!("mail from:   {}", m.mail_from);
+    println!("mail from:   {}", sender(&m.mail_from));
     println!("logged in:   {}", m.auth_user);
     println!("label:       {}", m.label.as_deref().unwrap_or("-"));
     println!("size:        {} bytes", m.size);
     println!("subject:     {}", m.subject);
+    println!(
+        "completed:   {}",
+        m.completed_at.map(rfc3339).as_deref().unwrap_or("-")
+    );
+    println!(
+        "kind:        {}",
+        if m.is_dsn {
+            "bounce notice (generated by Posthorn)"
+        } else {
+            "message"
+        }
+    );
+    println!(
+        "content:     {}",
+        if m.content_purged {
+            "purged after the retention time"
+        } else {
+            "stored"
+        }
+    );
     for a in &m.attachments {
         println!(
             "attachment:  {} ({}, {} bytes)",
@@ -353,12 +593,22 @@ fn print_message(m: &MessageRecord) {
     println!("recipients:");
     for r in &m.recipients {
         println!(
-            "  {}  {}  attempts={}  next_try={}  last_reply={}",
+            "  {}  {}  attempts={}  next_try={}  updated={}  remote_host={}  last_reply={}",
             r.address,
             r.status,
             r.attempts,
             r.next_try.map(rfc3339).as_deref().unwrap_or("-"),
-            r.last_reply.as_deref().unwrap_or("-")
+            rfc3339(r.updated_at),
+            r.remote_host
+                .as_deref()
+                .map(one_line)
+                .as_deref()
+                .unwrap_or("-"),
+            r.last_reply
+                .as_deref()
+                .map(one_line)
+                .as_deref()
+                .unwrap_or("-")
         );
     }
 }

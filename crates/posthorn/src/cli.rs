@@ -48,6 +48,9 @@ pub enum Command {
     /// One message.
     #[command(subcommand)]
     Message(MessageCmd),
+    /// An account's suppression list: recipients it will not send to.
+    #[command(subcommand)]
+    Suppression(SuppressionCmd),
 }
 
 #[derive(Args, Debug, Default)]
@@ -147,11 +150,43 @@ pub enum QueueCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Make a message's queued and deferred recipients due now.
+    Retry { id: String },
+    /// Give up on every recipient of a message not yet final: they become
+    /// bounced, and the sender gets a bounce notice (unless notices are off).
+    Bounce { id: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SuppressionCmd {
+    /// One line per suppressed address: address, reason, since, message id.
+    List {
+        #[arg(long)]
+        account: String,
+        /// Print a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Suppress an address: the account's messages to it are refused at RCPT.
+    Add {
+        address: String,
+        #[arg(long)]
+        account: String,
+        /// Why (shown by `suppression list`).
+        #[arg(long, default_value = "added by operator")]
+        reason: String,
+    },
+    /// Take an address off the list; the account may send to it again.
+    Remove {
+        address: String,
+        #[arg(long)]
+        account: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum MessageCmd {
-    /// Envelope, size, label and each recipient's status.
+    /// Envelope, size, label, and each recipient's status, attempts and last reply.
     Show {
         id: String,
         /// Print JSON.

@@ -3,6 +3,9 @@
 //! ignored.
 
 use anyhow::{bail, Context};
+use posthorn_delivery::client::TlsPolicy;
+use posthorn_delivery::route::ResolverSettings;
+use posthorn_delivery::{parse_duration, DeliveryConfig, Relay};
 use posthorn_smtp::LineEndings;
 use posthorn_smtpd::{IpNet, ListenerKind, ListenerSpec, SmtpConfig, TrustedNetwork};
 use posthorn_submit::{AccountLimits, PolicyLimits, RateLimits, SubmitConfig};
@@ -20,8 +23,97 @@ pub struct Config {
     pub policy: PolicySection,
     pub limits: LimitsSection,
     pub ratelimit: RateLimitSection,
+    pub delivery: DeliverySection,
     pub tls: TlsSection,
     pub log: LogSection,
+}
+
+/// Outbound delivery. Durations are strings such as "30s", "5m", "72h".
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliverySection {
+    pub enabled: bool,
+    pub hostname: Option<String>,
+    pub port: u16,
+    pub nameservers: Vec<String>,
+    pub retry_schedule: Vec<String>,
+    pub max_age: String,
+    pub dsn: bool,
+    pub max_connections: usize,
+    pub max_connections_per_host: usize,
+    pub max_messages_per_connection: usize,
+    pub idle_connection_timeout: String,
+    pub require_tls_domains: Vec<String>,
+    pub tls_ca_file: Option<PathBuf>,
+    pub connect_timeout: String,
+    pub command_timeout: String,
+    pub data_timeout: String,
+    pub lease: String,
+    pub body_retention: String,
+    pub status_retention: String,
+    pub node_id: Option<String>,
+    pub relay: Option<RelaySection>,
+}
+
+/// A smart host that takes all outbound mail.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelaySection {
+    pub host: String,
+    #[serde(default = "default_relay_port")]
+    pub port: u16,
+    #[serde(default = "default_relay_tls")]
+    pub tls: String,
+    pub user: Option<String>,
+    pub password: Option<String>,
+}
+
+fn default_relay_port() -> u16 {
+    587
+}
+
+fn default_relay_tls() -> String {
+    "starttls".into()
+}
+
+fn duration_text(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0 => "0s".into(),
+        s if s % 86400 == 0 => format!("{}d", s / 86400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+impl Default for DeliverySection {
+    fn default() -> Self {
+        let d = DeliveryConfig::default();
+        Self {
+            enabled: true,
+            hostname: None,
+            port: d.port,
+            nameservers: Vec::new(),
+            retry_schedule: d.retry_schedule.iter().map(|&t| duration_text(t)).collect(),
+            max_age: duration_text(d.max_age),
+            dsn: d.dsn,
+            max_connections: d.max_connections,
+            max_connections_per_host: d.max_connections_per_host,
+            max_messages_per_connection: d.max_messages_per_connection,
+            idle_connection_timeout: duration_text(d.idle_connection_timeout),
+            require_tls_domains: Vec::new(),
+            tls_ca_file: None,
+            connect_timeout: duration_text(d.connect_timeout),
+            command_timeout: duration_text(d.command_timeout),
+            data_timeout: duration_text(d.data_timeout),
+            lease: duration_text(d.lease),
+            body_retention: duration_text(d.body_retention),
+            status_retention: duration_text(d.status_retention),
+            node_id: None,
+            relay: None,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -148,6 +240,7 @@ impl Default for Config {
             policy: PolicySection::default(),
             limits: LimitsSection::default(),
             ratelimit: RateLimitSection::default(),
+            delivery: DeliverySection::default(),
             tls: TlsSection::default(),
             log: LogSection::default(),
         }
@@ -253,9 +346,111 @@ impl Config {
                     connections_per_user: l.connections_per_user,
                     api_calls_per_minute: l.api_calls_per_minute,
                 },
+                bounce_notices: u64::from(self.delivery.dsn),
             },
             ..SubmitConfig::default()
         }
+    }
+
+    /// What the delivery engine runs with. The node id is the config's, or
+    /// one generated into the data directory on first run.
+    pub fn delivery_config(&self) -> anyhow::Result<DeliveryConfig> {
+        let d = &self.delivery;
+        let dur = |key: &str, text: &str| {
+            parse_duration(text).map_err(|e| anyhow::anyhow!("[delivery] {key}: {e}"))
+        };
+        let nameservers = d
+            .nameservers
+            .iter()
+            .map(|n| {
+                n.parse::<SocketAddr>().with_context(|| {
+                    format!("[delivery] nameservers: {n:?} is not an address like \"127.0.0.1:53\"")
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let retry_schedule = d
+            .retry_schedule
+            .iter()
+            .map(|t| dur("retry_schedule", t))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        if retry_schedule.is_empty() {
+            bail!(
+                "[delivery] retry_schedule is empty: give at least one wait, e.g. [\"1m\", \"5m\"]"
+            );
+        }
+        let relay = match &d.relay {
+            None => None,
+            Some(r) => {
+                let tls = match r.tls.as_str() {
+                    "none" => TlsPolicy::None,
+                    "starttls" => TlsPolicy::Required,
+                    "opportunistic" => TlsPolicy::Opportunistic,
+                    "implicit" => TlsPolicy::Implicit,
+                    other => bail!("[delivery.relay] tls = {other:?}: use \"none\", \"starttls\", \"opportunistic\" or \"implicit\""),
+                };
+                let auth = match (&r.user, &r.password) {
+                    (Some(u), Some(p)) => Some((u.clone(), p.clone())),
+                    (None, None) => None,
+                    _ => bail!("[delivery.relay] needs both user and password, or neither"),
+                };
+                if auth.is_some() && tls == TlsPolicy::None {
+                    bail!("[delivery.relay] sends a password only over TLS: set tls = \"starttls\" or \"implicit\"");
+                }
+                Some(Relay {
+                    host: r.host.clone(),
+                    port: r.port,
+                    tls,
+                    auth,
+                })
+            }
+        };
+        let extra_roots = match &d.tls_ca_file {
+            None => Vec::new(),
+            Some(path) => {
+                use rustls_pki_types::pem::PemObject;
+                rustls_pki_types::CertificateDer::pem_file_iter(path)
+                    .with_context(|| {
+                        format!("[delivery] tls_ca_file: cannot read {}", path.display())
+                    })?
+                    .collect::<Result<Vec<_>, _>>()
+                    .with_context(|| {
+                        format!(
+                            "[delivery] tls_ca_file: {} holds no PEM certificates",
+                            path.display()
+                        )
+                    })?
+            }
+        };
+        let node_id = match &d.node_id {
+            Some(id) => id.clone(),
+            None => node_id(&self.data_dir)?,
+        };
+        Ok(DeliveryConfig {
+            hostname: d.hostname.clone().unwrap_or_else(|| self.hostname()),
+            port: d.port,
+            resolver: ResolverSettings {
+                nameservers,
+                ..ResolverSettings::default()
+            },
+            retry_schedule,
+            max_age: dur("max_age", &d.max_age)?,
+            dsn: d.dsn,
+            relay,
+            max_connections: d.max_connections.max(1),
+            max_connections_per_host: d.max_connections_per_host.max(1),
+            max_messages_per_connection: d.max_messages_per_connection.max(1),
+            idle_connection_timeout: dur("idle_connection_timeout", &d.idle_connection_timeout)?,
+            require_tls_domains: d.require_tls_domains.clone(),
+            extra_roots,
+            connect_timeout: dur("connect_timeout", &d.connect_timeout)?,
+            command_timeout: dur("command_timeout", &d.command_timeout)?,
+            data_timeout: dur("data_timeout", &d.data_timeout)?,
+            lease: dur("lease", &d.lease)?,
+            body_retention: dur("body_retention", &d.body_retention)?,
+            status_retention: dur("status_retention", &d.status_retention)?,
+            node_id,
+            ..DeliveryConfig::default()
+        })
     }
 
     pub fn smtp_config(&self) -> anyhow::Result<SmtpConfig> {
@@ -298,6 +493,23 @@ impl Config {
             ..SmtpConfig::default()
         })
     }
+}
+
+/// This node's id: kept in `<data_dir>/node-id`, made on first run.
+fn node_id(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join("node-id");
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        let id = id.trim();
+        if !id.is_empty() {
+            return Ok(id.to_string());
+        }
+    }
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    let id = format!("node-{:016x}", rand::random::<u64>());
+    std::fs::write(&path, format!("{id}\n"))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(id)
 }
 
 #[cfg(test)]
@@ -346,6 +558,36 @@ mod tests {
         assert_eq!(parsed.ratelimit.redis_prefix, d.ratelimit.redis_prefix);
         parsed.listeners().unwrap();
         parsed.smtp_config().unwrap();
+        let (pd, dd) = (&parsed.delivery, &d.delivery);
+        assert_eq!(pd.enabled, dd.enabled);
+        assert_eq!(pd.port, dd.port);
+        assert_eq!(pd.retry_schedule, dd.retry_schedule);
+        assert_eq!(pd.max_age, dd.max_age);
+        assert_eq!(pd.dsn, dd.dsn);
+        assert_eq!(pd.max_connections, dd.max_connections);
+        assert_eq!(pd.max_connections_per_host, dd.max_connections_per_host);
+        assert_eq!(
+            pd.max_messages_per_connection,
+            dd.max_messages_per_connection
+        );
+        assert_eq!(pd.idle_connection_timeout, dd.idle_connection_timeout);
+        assert_eq!(pd.connect_timeout, dd.connect_timeout);
+        assert_eq!(pd.command_timeout, dd.command_timeout);
+        assert_eq!(pd.data_timeout, dd.data_timeout);
+        assert_eq!(pd.lease, dd.lease);
+        assert_eq!(pd.body_retention, dd.body_retention);
+        assert_eq!(pd.status_retention, dd.status_retention);
+        assert!(pd.relay.is_none());
+        let dir = tempfile::tempdir().unwrap();
+        let mut with_dir = parsed;
+        with_dir.data_dir = dir.path().to_path_buf();
+        let c = with_dir.delivery_config().unwrap();
+        assert_eq!(c.retry_schedule, DeliveryConfig::default().retry_schedule);
+        assert_eq!(
+            c.node_id,
+            with_dir.delivery_config().unwrap().node_id,
+            "the node id is kept"
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use crate::cli::ServeArgs;
 use crate::config::Config;
 use anyhow::Context;
+use posthorn_delivery::Engine;
 use posthorn_ratelimit::{FallbackLimiter, Limiter, LocalLimiter};
 use posthorn_smtpd::{ListenerKind, SmtpServer, TlsStore};
 use posthorn_store::{SqliteStore, Store};
@@ -40,11 +41,23 @@ pub async fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
     });
     let limiter = limiter(&config).await?;
     tracing::info!(backend = %limiter.backend(), "rate limits");
-    let submitter = Arc::new(Submitter::with_limiter(
-        store,
-        limiter,
-        config.submit_config(),
-    ));
+    let engine = if config.delivery.enabled {
+        let delivery = config.delivery_config()?;
+        tracing::info!(
+            node = %delivery.node_id,
+            relay = delivery.relay.as_ref().map(|r| r.host.as_str()).unwrap_or("-"),
+            "delivery on"
+        );
+        Some(Engine::new(store.clone(), delivery).map_err(|e| anyhow::anyhow!("delivery: {e}"))?)
+    } else {
+        tracing::info!("delivery off ([delivery] enabled = false): accepting and queueing only");
+        None
+    };
+    let mut submitter = Submitter::with_limiter(store, limiter, config.submit_config());
+    if let Some(engine) = &engine {
+        submitter = submitter.notify_on_enqueue(engine.waker());
+    }
+    let submitter = Arc::new(submitter);
 
     let server = SmtpServer::bind(&listeners, smtp_config, submitter, tls.clone())
         .await
@@ -69,7 +82,12 @@ pub async fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     spawn_signal_handlers(shutdown.clone(), tls)?;
+    let grace = std::time::Duration::from_secs(config.smtp.shutdown_grace_secs);
+    let delivery = engine.map(|e| tokio::spawn(e.run(shutdown.clone(), grace)));
     server.run(shutdown).await;
+    if let Some(d) = delivery {
+        let _ = d.await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -85,6 +85,8 @@ pub struct Submitter {
     config: SubmitConfig,
     /// Effective limits per account, with the time they were read.
     limits_cache: Mutex<HashMap<i64, (Instant, AccountLimits)>>,
+    /// Told after every commit (the delivery engine waits on it).
+    enqueued: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl Submitter {
@@ -103,7 +105,14 @@ impl Submitter {
             limiter,
             config,
             limits_cache: Mutex::new(HashMap::new()),
+            enqueued: None,
         }
+    }
+
+    /// Notify `n` after every message committed, so delivery starts at once.
+    pub fn notify_on_enqueue(mut self, n: Arc<tokio::sync::Notify>) -> Self {
+        self.enqueued = Some(n);
+        self
     }
 
     /// The rate limiter every front end asks.
@@ -357,6 +366,9 @@ impl Submitter {
         if let Err(e) = committed {
             rate::give_back(&*self.limiter, booking).await;
             return Err(e.into());
+        }
+        if let Some(n) = &self.enqueued {
+            n.notify_one();
         }
         Ok(id)
     }

@@ -29,10 +29,23 @@ impl Default for RateLimits {
 }
 
 /// Everything an account is held to.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AccountLimits {
     pub policy: PolicyLimits,
     pub rate: RateLimits,
+    /// Send bounce notices to the envelope sender (1) or not (0); the
+    /// delivery engine reads the stored override under the same key.
+    pub bounce_notices: u64,
+}
+
+impl Default for AccountLimits {
+    fn default() -> Self {
+        Self {
+            policy: PolicyLimits::default(),
+            rate: RateLimits::default(),
+            bounce_notices: 1,
+        }
+    }
 }
 
 /// One settable key.
@@ -106,6 +119,12 @@ pub const SETTING_KEYS: &[SettingKey] = &[
         get: |l| l.policy.max_message_size as u64,
         set: |l, v| l.policy.max_message_size = v as usize,
     },
+    SettingKey {
+        key: "bounce_notices",
+        meaning: "send bounce notices (RFC 3464) to the sender: 1 yes, 0 no",
+        get: |l| l.bounce_notices,
+        set: |l, v| l.bounce_notices = v.min(1),
+    },
 ];
 
 /// Check a key and value as typed by an operator; returns the value to store.
@@ -121,6 +140,11 @@ pub fn validate_setting(key: &str, value: &str) -> Result<String, String> {
         .trim()
         .parse()
         .map_err(|_| format!("{key} takes a whole number of at least 0, not {value:?}"))?;
+    if key == "bounce_notices" && n > 1 {
+        return Err(format!(
+            "bounce_notices takes 1 (send notices) or 0 (don't), not {value:?}"
+        ));
+    }
     Ok(n.to_string())
 }
 

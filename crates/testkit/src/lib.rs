@@ -45,8 +45,16 @@ pub struct TestServer {
 
 impl TestServer {
     /// Start a server with the standard account set up. `extra_config` is
-    /// TOML appended under `[smtp]` (e.g. `line_endings = "reject"`).
+    /// TOML appended under `[smtp]` (e.g. `line_endings = "reject"`); it may
+    /// go on with other sections. Delivery is off unless it has a
+    /// `[delivery]` section (see [`TestServer::delivering`]).
     pub fn start(bin: &Path, extra_config: &str) -> Self {
+        Self::start_with(bin, extra_config, |_| {})
+    }
+
+    /// [`TestServer::start`] with `setup` run on the data directory (CLI
+    /// commands) before the server starts.
+    pub fn start_with(bin: &Path, extra_config: &str, setup: impl FnOnce(&TestServer)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut server = Self {
             bin: bin.to_path_buf(),
@@ -90,6 +98,7 @@ impl TestServer {
         // message rates are lifted; rate-limit tests set them back.
         server.cli_ok(&["account", "set", ACCOUNT, "messages_per_second", "0"]);
         server.cli_ok(&["account", "set", ACCOUNT, "pair_per_hour", "0"]);
+        setup(&server);
         server.spawn();
         server
     }
@@ -103,10 +112,13 @@ impl TestServer {
     }
 
     fn spawn(&mut self) {
-        let config = format!(
+        let mut config = format!(
             "hostname = \"posthorn.test\"\n[smtp]\nimplicit_tls = [\"127.0.0.1:{}\"]\nstarttls = [\"127.0.0.1:{}\"]\nshutdown_grace_secs = 5\n{}\n",
             self.smtps_port, self.submission_port, self.extra_config
         );
+        if !self.extra_config.contains("[delivery") {
+            config.push_str("[delivery]\nenabled = false\n");
+        }
         std::fs::write(self.config_path(), config).expect("write config");
         let log = std::fs::File::create(self.dir.path().join("server.log")).expect("log file");
         let child = Command::new(&self.bin)
@@ -185,6 +197,51 @@ impl TestServer {
         match serde_json::from_str(&out).expect("queue list --json is JSON") {
             Value::Array(v) => v,
             other => panic!("expected an array, got {other}"),
+        }
+    }
+
+    /// Replace the config text (as given to [`TestServer::start`]) used by
+    /// the next [`TestServer::restart`].
+    pub fn set_extra_config(&mut self, extra_config: &str) {
+        self.extra_config = extra_config.to_string();
+    }
+
+    /// `message show ID --json`.
+    pub fn message(&self, id: &str) -> Value {
+        let out = self.cli_ok(&["message", "show", id, "--json"]);
+        serde_json::from_str(&out).expect("message show --json is JSON")
+    }
+
+    /// The statuses of a message's recipients, in order.
+    pub fn statuses(&self, id: &str) -> Vec<String> {
+        self.message(id)["recipients"]
+            .as_array()
+            .expect("recipients")
+            .iter()
+            .map(|r| r["status"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    /// Poll until `done` holds for the message, or panic after `timeout`
+    /// with its last state and the server log.
+    pub fn wait_message(
+        &self,
+        id: &str,
+        timeout: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let m = self.message(id);
+            if done(&m) {
+                return m;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "message {id} did not reach the expected state in {timeout:?}: {m:#}\n--- server log ---\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 

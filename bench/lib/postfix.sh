@@ -1,0 +1,254 @@
+# shellcheck shell=bash
+# A private Postfix instance for benchmarks, sourced by bench scripts:
+#
+#   . bench/lib/postfix.sh
+#   postfix_install                       # apt-get install postfix if missing
+#   postfix_setup WORKDIR LISTEN_PORT RELAY_PORT
+#   postfix_start                         # smtpd on 127.0.0.1:LISTEN_PORT
+#   postfix_hold_all                      # queued and all later mail stays on hold
+#   ... inject with smtp-source ...
+#   postfix_release_all                   # hold -> deliver now, to [127.0.0.1]:RELAY_PORT
+#   postfix_queue_count [QUEUE...]        # files in maildrop/incoming/active/deferred/hold
+#   postfix_stop                          # idempotent; safe in an EXIT trap
+#
+# One instance at a time per sourcing shell (the POSTFIX_* globals below
+# describe it). Everything lives under WORKDIR/postfix: its own config_directory (etc),
+# queue_directory (queue), data_directory (data) and log file (maillog).
+# Every command here passes -c, so the system instance (/etc/postfix, which
+# Debian's "No configuration" install leaves without a main.cf) is never
+# read, started or stopped. Loopback only: inet_interfaces = 127.0.0.1,
+# mydestination empty (nothing is delivered locally), relayhost =
+# [127.0.0.1]:RELAY_PORT (no DNS, no MX lookup). No TLS in either
+# direction. Must run as root (Postfix's master does).
+#
+# Performance settings (concurrency, process limits, connection cache) are
+# left at Postfix's defaults so comparisons are fair; postfix_print_settings
+# shows the ones that matter for delivery. The one non-default is
+# in_flow_delay = 0: it only paces smtpd while the queue manager is behind,
+# and with mail on hold the queue manager never catches up, so the default
+# 1 s would throttle filling the queue to about one message per second per
+# session. It has no effect on delivery.
+
+POSTFIX_DIR=""          # WORKDIR/postfix
+POSTFIX_CONF=""         # config_directory
+POSTFIX_QUEUE=""        # queue_directory
+POSTFIX_LOG=""          # maillog_file
+POSTFIX_PORT=""         # smtpd listens on 127.0.0.1:POSTFIX_PORT
+POSTFIX_RELAY_PORT=""   # relayhost = [127.0.0.1]:POSTFIX_RELAY_PORT
+
+# postfix_install: install the postfix package (smtp-source, smtp-sink and
+# the daemons) without configuring the system instance.
+postfix_install() {
+  if [ -x /usr/sbin/postfix ] && [ -x /usr/sbin/smtp-sink ] && [ -x /usr/sbin/smtp-source ]; then
+    return 0
+  fi
+  echo "installing postfix (No configuration)..." >&2
+  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix >/dev/null
+}
+
+# postfix_setup WORKDIR LISTEN_PORT RELAY_PORT: write main.cf and master.cf
+# for a private instance under WORKDIR/postfix. Does not start it.
+postfix_setup() {
+  local workdir=$1 port=$2 relay_port=$3
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "postfix_setup: must run as root" >&2
+    return 1
+  fi
+  POSTFIX_DIR=$(cd "$workdir" && pwd)/postfix
+  POSTFIX_CONF=$POSTFIX_DIR/etc
+  POSTFIX_QUEUE=$POSTFIX_DIR/queue
+  POSTFIX_LOG=$POSTFIX_DIR/maillog
+  POSTFIX_PORT=$port
+  # shellcheck disable=SC2034 # for callers
+  POSTFIX_RELAY_PORT=$relay_port
+  # The daemons run as user postfix and open paths under here by absolute
+  # name, so every directory on the way must be searchable (mktemp -d makes
+  # 0700 ones).
+  chmod go+x "$workdir"
+  mkdir -p "$POSTFIX_CONF" "$POSTFIX_QUEUE" "$POSTFIX_DIR/data"
+  chmod 755 "$POSTFIX_DIR" "$POSTFIX_CONF" "$POSTFIX_QUEUE"
+  chown postfix "$POSTFIX_DIR/data"
+  : >"$POSTFIX_LOG"
+
+  cat >"$POSTFIX_CONF/main.cf" <<EOF
+# Private benchmark instance (bench/lib/postfix.sh); not the system Postfix.
+compatibility_level = 3.6
+queue_directory = $POSTFIX_QUEUE
+data_directory = $POSTFIX_DIR/data
+mail_owner = postfix
+setgid_group = postdrop
+syslog_name = postfix-bench
+maillog_file = $POSTFIX_LOG
+maillog_file_prefixes = $POSTFIX_DIR
+myhostname = postfix.bench.test
+mydomain = bench.test
+myorigin = \$myhostname
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+mydestination =
+local_recipient_maps =
+alias_maps =
+alias_database =
+relayhost = [127.0.0.1]:$relay_port
+smtp_tls_security_level = none
+smtpd_tls_security_level = none
+biff = no
+in_flow_delay = 0
+EOF
+
+  # Only the services a relay needs, none chrooted (a chroot would need
+  # copies of /etc files inside the private queue directory).
+  cat >"$POSTFIX_CONF/master.cf" <<EOF
+# service type  private unpriv  chroot  wakeup  maxproc command
+127.0.0.1:$port inet n   -       n       -       -       smtpd
+pickup     unix  n       -       n       60      1       pickup
+cleanup    unix  n       -       n       -       0       cleanup
+qmgr       unix  n       -       n       300     1       qmgr
+rewrite    unix  -       -       n       -       -       trivial-rewrite
+bounce     unix  -       -       n       -       0       bounce
+defer      unix  -       -       n       -       0       bounce
+trace      unix  -       -       n       -       0       bounce
+verify     unix  -       -       n       -       1       verify
+flush      unix  n       -       n       1000?   0       flush
+proxymap   unix  -       -       n       -       -       proxymap
+proxywrite unix  -       -       n       -       1       proxymap
+smtp       unix  -       -       n       -       -       smtp
+relay      unix  -       -       n       -       -       smtp
+showq      unix  n       -       n       -       -       showq
+error      unix  -       -       n       -       -       error
+retry      unix  -       -       n       -       -       error
+discard    unix  -       -       n       -       -       discard
+anvil      unix  -       -       n       -       1       anvil
+scache     unix  -       -       n       -       1       scache
+postlog    unix-dgram n  -       n       -       1       postlogd
+EOF
+}
+
+_postfix_need_setup() {
+  if [ -z "$POSTFIX_CONF" ]; then
+    echo "bench/lib/postfix.sh: call postfix_setup first" >&2
+    return 1
+  fi
+}
+
+# postfix_running: true while the private instance's master runs.
+postfix_running() {
+  [ -n "$POSTFIX_CONF" ] && postfix -c "$POSTFIX_CONF" status >/dev/null 2>&1
+}
+
+# postfix_start: start the instance and wait until smtpd accepts connections.
+postfix_start() {
+  _postfix_need_setup
+  postfix -c "$POSTFIX_CONF" start >>"$POSTFIX_DIR/start.log" 2>&1 || {
+    echo "postfix_start failed:" >&2
+    cat "$POSTFIX_DIR/start.log" "$POSTFIX_LOG" >&2
+    return 1
+  }
+  local _
+  for _ in $(seq 200); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$POSTFIX_PORT") 2>/dev/null; then
+      return 0
+    fi
+    sleep 0.05
+  done
+  echo "postfix_start: nothing listens on 127.0.0.1:$POSTFIX_PORT" >&2
+  cat "$POSTFIX_LOG" >&2
+  return 1
+}
+
+# postfix_stop: stop the instance (if it runs) and wait for its master to
+# exit. Never fails, so it can sit in an EXIT trap.
+postfix_stop() {
+  [ -n "$POSTFIX_CONF" ] || return 0
+  local pidfile=$POSTFIX_QUEUE/pid/master.pid pid="" _
+  [ -f "$pidfile" ] && pid=$(tr -dc '0-9' <"$pidfile")
+  if postfix_running; then
+    postfix -c "$POSTFIX_CONF" stop >/dev/null 2>&1 || true
+  fi
+  if [ -n "$pid" ]; then
+    for _ in $(seq 100); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    # Still there after 10 s: this instance's master only, by its pid.
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  return 0
+}
+
+# postfix_reload: make a running instance re-read main.cf.
+postfix_reload() {
+  _postfix_need_setup
+  if postfix_running; then
+    postfix -c "$POSTFIX_CONF" reload >/dev/null 2>&1
+    sleep 1 # smtpd processes pick the new settings up as they restart
+  fi
+}
+
+# postfix_hold_incoming on|off: put every message smtpd accepts from now on
+# in the hold queue (the access action HOLD, once per message at DATA), or
+# stop doing so. Reloads a running instance.
+postfix_hold_incoming() {
+  _postfix_need_setup
+  case $1 in
+    on) postconf -c "$POSTFIX_CONF" -e 'smtpd_data_restrictions = check_client_access static:HOLD' ;;
+    off) postconf -c "$POSTFIX_CONF" -X smtpd_data_restrictions ;;
+    *) echo "postfix_hold_incoming on|off" >&2; return 2 ;;
+  esac
+  postfix_reload
+}
+
+# postfix_hold_all: hold what is queued now and everything accepted later;
+# nothing is delivered until postfix_release_all.
+postfix_hold_all() {
+  postfix_hold_incoming on
+  if [ -d "$POSTFIX_QUEUE/hold" ]; then
+    postsuper -c "$POSTFIX_CONF" -h ALL 2>/dev/null || true
+  fi
+}
+
+# postfix_release_all: move everything on hold to the deferred queue and
+# ask the queue manager to deliver all of it now (postqueue -f scans the
+# deferred queue ignoring its time stamps). Does not change the inbound
+# hold (postfix_hold_incoming off does, with a reload: keep that out of a
+# timed section). Needs a running instance.
+postfix_release_all() {
+  _postfix_need_setup
+  postsuper -c "$POSTFIX_CONF" -H ALL 2>/dev/null
+  postqueue -c "$POSTFIX_CONF" -f
+}
+
+# postfix_queue_count [QUEUE...]: number of queue files in the named queues
+# (default: maildrop incoming active deferred hold), i.e. messages not yet
+# delivered or bounced. Counts files directly, which is cheap and needs no
+# running instance.
+postfix_queue_count() {
+  _postfix_need_setup
+  local queues=("$@") q n=0 c
+  [ ${#queues[@]} -gt 0 ] || queues=(maildrop incoming active deferred hold)
+  for q in "${queues[@]}"; do
+    if [ -d "$POSTFIX_QUEUE/$q" ]; then
+      c=$(find "$POSTFIX_QUEUE/$q" -type f | wc -l)
+      n=$((n + c))
+    fi
+  done
+  echo "$n"
+}
+
+# postfix_sent_count: deliveries the instance logged as status=sent.
+postfix_sent_count() {
+  _postfix_need_setup
+  grep -c ' status=sent ' "$POSTFIX_LOG" || true
+}
+
+# postfix_print_settings: the delivery-relevant settings, all defaults.
+postfix_print_settings() {
+  _postfix_need_setup
+  postconf -c "$POSTFIX_CONF" -x mail_version \
+    default_destination_concurrency_limit smtp_destination_concurrency_limit \
+    initial_destination_concurrency default_process_limit \
+    smtp_connection_cache_on_demand smtp_destination_recipient_limit \
+    default_destination_rate_delay qmgr_message_active_limit relayhost
+}

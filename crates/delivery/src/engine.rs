@@ -1,0 +1,777 @@
+//! The scheduler: claims due recipients from the store under a lease,
+//! groups them into one transaction per message and destination domain,
+//! delivers each group (DKIM, route, pooled connection), decides each
+//! recipient's new state, and records the outcomes (with suppressions and
+//! bounce notices) in batched commits.
+//!
+//! Nothing is lost on a crash: a recipient is `sending` and leased while it
+//! is worked on; a restart gives this node's leases back at once (they are
+//! named by the stable node id), and another node takes over a lease that
+//! ran out. A message may then go out twice, never zero times.
+
+use crate::client::{ClientError, ClientSettings, Connection, RcptOutcome, TlsPolicy};
+use crate::config::DeliveryConfig;
+use crate::dkim::DkimKey;
+use crate::dsn::{self, DsnAction, DsnInput, DsnRecipient};
+use crate::outcome::{decide, AttemptResult, RetryPolicy};
+use crate::pool::{Checkout, Pool, PoolKey, Pooled};
+use crate::route::{RouteError, Router, NULL_MX};
+use posthorn_store::{DueRecipient, NewMessage, OutcomeBatch, RecipientUpdate, Store, StoreError};
+use posthorn_types::time::unix_now;
+use posthorn_types::{MessageId, RecipientStatus};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+/// Recipients in one outbound transaction at most (RFC 5321 asks servers
+/// to take at least 100).
+const MAX_RCPTS_PER_TRANSACTION: usize = 100;
+/// How long a DKIM key (or its absence) is remembered.
+const KEY_TTL: Duration = Duration::from_secs(60);
+/// How long an account's notice setting is remembered.
+const SETTING_TTL: Duration = Duration::from_secs(5);
+/// How often bodies and old records are purged.
+const PURGE_EVERY: Duration = Duration::from_secs(60);
+/// The per-account setting that turns bounce notices off (`0`).
+pub const BOUNCE_NOTICES_SETTING: &str = "bounce_notices";
+
+/// One outbound transaction's worth of work: recipients of one message
+/// whose mail goes to the same place.
+struct Job {
+    message_id: MessageId,
+    account_id: i64,
+    mail_from: String,
+    header_from: String,
+    label: Option<String>,
+    received_at: i64,
+    is_dsn: bool,
+    /// The recipients' domain (empty in relay mode).
+    domain: String,
+    rcpts: Vec<DueRecipient>,
+}
+
+/// A domain's signing key (or that it has none) and when it was read.
+type CachedKey = (Instant, Option<Arc<DkimKey>>);
+
+/// What a finished job hands the recorder.
+struct Finished {
+    updates: Vec<RecipientUpdate>,
+    notice: Option<NewMessage>,
+}
+
+/// See the module documentation.
+pub struct Engine {
+    store: Arc<dyn Store>,
+    config: DeliveryConfig,
+    router: Option<Router>,
+    pool: Pool,
+    wake: Arc<Notify>,
+    /// Jobs in flight.
+    jobs: Arc<Semaphore>,
+    max_jobs: usize,
+    keys: Mutex<HashMap<String, CachedKey>>,
+    notices: Mutex<HashMap<i64, (Instant, bool)>>,
+}
+
+impl Engine {
+    /// An engine for `store`. Fails when the resolver cannot be set up.
+    pub fn new(store: Arc<dyn Store>, config: DeliveryConfig) -> Result<Arc<Engine>, String> {
+        let router = match config.relay {
+            Some(_) => None,
+            None => Some(Router::new(&config.resolver).map_err(|e| e.to_string())?),
+        };
+        let max_jobs = config.max_connections.max(1) * 2;
+        Ok(Arc::new(Engine {
+            store,
+            pool: Pool::new(config.max_connections, config.max_connections_per_host),
+            router,
+            wake: Arc::new(Notify::new()),
+            jobs: Arc::new(Semaphore::new(max_jobs)),
+            max_jobs,
+            keys: Mutex::new(HashMap::new()),
+            notices: Mutex::new(HashMap::new()),
+            config,
+        }))
+    }
+
+    /// Notify this to make the engine look for due work now (after an
+    /// enqueue); it also looks every `poll_interval`.
+    pub fn waker(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    /// Run until `shutdown`; then stop claiming, let the attempts in flight
+    /// finish for up to `grace`, record their outcomes, and return.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken, grace: Duration) {
+        let node = self.config.node_id.clone();
+        match self.store.release_leases(&node, unix_now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                recipients = n,
+                "took back this node's leases after a restart"
+            ),
+            Err(e) => tracing::error!(error = %e, "cannot take back this node's leases"),
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let recorder = tokio::spawn(self.clone().record_loop(rx));
+        let upkeep = tokio::spawn(self.clone().upkeep_loop(shutdown.clone()));
+
+        while !shutdown.is_cancelled() {
+            let free = self.jobs.available_permits();
+            if free == 0 {
+                tokio::select! {
+                    p = self.jobs.clone().acquire_owned() => drop(p),
+                    _ = shutdown.cancelled() => break,
+                }
+                continue;
+            }
+            let now = unix_now();
+            let limit = self.config.claim_batch.min(free as u32 * 4).max(1);
+            let lease_until = now + self.config.lease.as_secs() as i64;
+            let due = match self.store.claim_due(&node, now, lease_until, limit).await {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot claim due recipients");
+                    self.idle(&shutdown, Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            if due.is_empty() {
+                let wait = match self.store.next_due().await {
+                    Ok(Some(t)) if t > now => Duration::from_secs((t - now) as u64),
+                    Ok(Some(_)) => Duration::from_millis(50),
+                    _ => self.config.poll_interval,
+                };
+                self.idle(&shutdown, wait.min(self.config.poll_interval))
+                    .await;
+                continue;
+            }
+            metrics::counter!("posthorn_delivery_claimed_total").increment(due.len() as u64);
+            for job in self.group(due) {
+                let permit = tokio::select! {
+                    p = self.jobs.clone().acquire_owned() => p.expect("the job semaphore is never closed"),
+                    _ = shutdown.cancelled() => {
+                        // Claimed but not started: give it back now.
+                        self.unclaim(job, &tx);
+                        continue;
+                    }
+                };
+                tokio::spawn(self.clone().deliver(job, permit, tx.clone()));
+            }
+        }
+
+        // Shutdown: wait for the attempts in flight, then for their records.
+        let all = self.max_jobs as u32;
+        if tokio::time::timeout(grace, self.jobs.acquire_many(all))
+            .await
+            .is_err()
+        {
+            tracing::warn!("deliveries still in flight at shutdown; they resume after the restart");
+        }
+        drop(tx);
+        let _ = recorder.await;
+        upkeep.abort();
+        self.pool.close_all().await;
+    }
+
+    async fn idle(&self, shutdown: &CancellationToken, wait: Duration) {
+        tokio::select! {
+            _ = self.wake.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.cancelled() => {}
+        }
+    }
+
+    /// One job per message and destination (per message in relay mode),
+    /// at most [`MAX_RCPTS_PER_TRANSACTION`] recipients each.
+    fn group(&self, due: Vec<DueRecipient>) -> Vec<Job> {
+        let relay = self.config.relay.is_some();
+        let mut jobs: Vec<Job> = Vec::new();
+        let mut index: HashMap<(MessageId, String), usize> = HashMap::new();
+        for r in due {
+            let domain = if relay {
+                String::new()
+            } else {
+                domain_of(&r.address).to_ascii_lowercase()
+            };
+            let key = (r.message_id, domain.clone());
+            match index.get(&key) {
+                Some(&i) if jobs[i].rcpts.len() < MAX_RCPTS_PER_TRANSACTION => {
+                    jobs[i].rcpts.push(r)
+                }
+                _ => {
+                    index.insert(key, jobs.len());
+                    jobs.push(Job {
+                        message_id: r.message_id,
+                        account_id: r.account_id,
+                        mail_from: r.mail_from.clone(),
+                        header_from: r.header_from.clone(),
+                        label: r.label.clone(),
+                        received_at: r.received_at,
+                        is_dsn: r.is_dsn,
+                        domain,
+                        rcpts: vec![r],
+                    });
+                }
+            }
+        }
+        jobs
+    }
+
+    /// Give a claimed job back untried (shutdown before it started).
+    fn unclaim(&self, job: Job, tx: &mpsc::UnboundedSender<Finished>) {
+        let now = unix_now();
+        let updates = job
+            .rcpts
+            .iter()
+            .map(|r| RecipientUpdate {
+                message_id: r.message_id,
+                idx: r.idx,
+                status: if r.attempts == 0 {
+                    RecipientStatus::Queued
+                } else {
+                    RecipientStatus::Deferred
+                },
+                attempts: r.attempts,
+                last_reply: None,
+                remote_host: None,
+                next_try: Some(now),
+                suppress: None,
+            })
+            .collect();
+        let _ = tx.send(Finished {
+            updates,
+            notice: None,
+        });
+    }
+
+    async fn deliver(
+        self: Arc<Self>,
+        job: Job,
+        _permit: OwnedSemaphorePermit,
+        tx: mpsc::UnboundedSender<Finished>,
+    ) {
+        // An attempt never outlives its lease (less a margin to record it).
+        let limit = self
+            .config
+            .lease
+            .saturating_sub(Duration::from_secs(30))
+            .max(Duration::from_secs(1));
+        let (results, content) = match tokio::time::timeout(limit, self.attempt(&job)).await {
+            Ok(r) => r,
+            Err(_) => (
+                job.rcpts
+                    .iter()
+                    .map(|_| temporary(451, "4.4.7", "the delivery attempt took too long", None))
+                    .collect(),
+                None,
+            ),
+        };
+        let finished = self.conclude(&job, results, content.as_deref()).await;
+        let _ = tx.send(finished);
+    }
+
+    /// Try the job once; one result per recipient, in order, and the content
+    /// when it could be read (for a bounce notice).
+    async fn attempt(&self, job: &Job) -> (Vec<AttemptResult>, Option<Vec<u8>>) {
+        let all = |r: AttemptResult| job.rcpts.iter().map(|_| r.clone()).collect::<Vec<_>>();
+        let content = match self.store.message_content(job.message_id).await {
+            Ok(c) => c,
+            Err(StoreError::NotFound(m)) => {
+                return (
+                    all(permanent(
+                        554,
+                        "5.3.0",
+                        &format!("message content is gone: {m}"),
+                    )),
+                    None,
+                )
+            }
+            Err(e) => {
+                return (
+                    all(temporary(451, "4.3.0", &format!("store: {e}"), None)),
+                    None,
+                )
+            }
+        };
+        let signed = match self.sign(job, content).await {
+            Ok(s) => s,
+            Err((content, reason)) => {
+                return (all(temporary(451, "4.3.0", &reason, None)), Some(content))
+            }
+        };
+        let results = self.transmit(job, &signed).await;
+        (results, Some(signed))
+    }
+
+    /// The content with a DKIM-Signature of the From domain's key on top
+    /// (unsigned, with a warning, when the domain has no key).
+    async fn sign(&self, job: &Job, content: Vec<u8>) -> Result<Vec<u8>, (Vec<u8>, String)> {
+        let domain = domain_of(&job.header_from).to_ascii_lowercase();
+        let key = match self.key(&domain).await {
+            Ok(k) => k,
+            Err(e) => {
+                return Err((
+                    content,
+                    format!("cannot read the DKIM key of {domain}: {e}"),
+                ))
+            }
+        };
+        let Some(key) = key else {
+            tracing::warn!(%domain, id = %job.message_id, "no DKIM key for the From domain; sending unsigned");
+            return Ok(content);
+        };
+        let signed = tokio::task::spawn_blocking(move || {
+            let header = key.sign(&content);
+            (content, header)
+        })
+        .await;
+        match signed {
+            Ok((content, Ok(header))) => {
+                let mut out = Vec::with_capacity(header.len() + content.len());
+                out.extend_from_slice(header.as_bytes());
+                out.extend_from_slice(&content);
+                Ok(out)
+            }
+            Ok((content, Err(e))) => {
+                tracing::warn!(%domain, id = %job.message_id, error = %e, "DKIM signing failed; sending unsigned");
+                Ok(content)
+            }
+            Err(e) => Err((Vec::new(), format!("DKIM signing task failed: {e}"))),
+        }
+    }
+
+    async fn key(&self, domain: &str) -> Result<Option<Arc<DkimKey>>, StoreError> {
+        if let Some((at, key)) = self.keys.lock().expect("key cache").get(domain) {
+            if at.elapsed() < KEY_TTL {
+                return Ok(key.clone());
+            }
+        }
+        let key = match self.store.domain(domain).await {
+            Ok(d) => match DkimKey::from_pem(&d.name, &d.dkim_selector, &d.dkim_private_key) {
+                Ok(k) => Some(Arc::new(k)),
+                Err(e) => {
+                    tracing::error!(%domain, error = %e, "unusable DKIM key");
+                    None
+                }
+            },
+            Err(StoreError::NotFound(_)) => None,
+            Err(e) => return Err(e),
+        };
+        self.keys
+            .lock()
+            .expect("key cache")
+            .insert(domain.to_string(), (Instant::now(), key.clone()));
+        Ok(key)
+    }
+
+    /// Route and send; one result per recipient.
+    async fn transmit(&self, job: &Job, content: &[u8]) -> Vec<AttemptResult> {
+        let n = job.rcpts.len();
+        let targets = match self.targets(job).await {
+            Ok(t) => t,
+            Err(e) => {
+                let r = match &e {
+                    RouteError::Permanent(m) if m == NULL_MX => permanent(556, "5.1.10", m),
+                    RouteError::Permanent(m) => {
+                        permanent(550, "5.1.2", &format!("{}: {m}", job.domain))
+                    }
+                    RouteError::Temporary(m) => {
+                        temporary(451, "4.4.3", &format!("{}: {m}", job.domain), None)
+                    }
+                };
+                return vec![r; n];
+            }
+        };
+        let (settings, profile) = self.client_settings(&job.domain);
+        let rcpts: Vec<String> = job.rcpts.iter().map(|r| r.address.clone()).collect();
+        let mut last_error = String::from("no address to connect to");
+        for (name, addr) in &targets {
+            let key = PoolKey {
+                addr: *addr,
+                profile,
+            };
+            // A reused connection may have been closed while idle: one more
+            // go on a fresh one.
+            for _ in 0..2 {
+                let mut pooled = match self.connection(&key, name, &settings).await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        last_error = e.message().to_string();
+                        break;
+                    }
+                };
+                let peer = format!("{}[{}]", name.trim_end_matches('.'), addr.ip());
+                match pooled.conn.send(&job.mail_from, &rcpts, content).await {
+                    Ok(outcomes) => {
+                        pooled.used += 1;
+                        self.give_back(&key, pooled);
+                        return outcomes.iter().map(|o| from_outcome(o, &peer)).collect();
+                    }
+                    Err(ClientError::Temporary(m)) if pooled.reused => {
+                        tracing::debug!(%peer, error = %m, "reused connection failed; trying a fresh one");
+                        tokio::spawn(pooled.conn.quit());
+                    }
+                    Err(e) => {
+                        let usable = pooled.conn.is_usable();
+                        if usable {
+                            self.give_back(&key, pooled);
+                        } else {
+                            tokio::spawn(pooled.conn.quit());
+                        }
+                        let r = match e {
+                            ClientError::Permanent(m) => AttemptResult {
+                                code: 554,
+                                enhanced: None,
+                                reply: format!("554 {m}"),
+                                remote_host: Some(peer),
+                            },
+                            ClientError::Temporary(m) => temporary(451, "4.4.2", &m, Some(peer)),
+                        };
+                        return vec![r; n];
+                    }
+                }
+            }
+        }
+        vec![temporary(451, "4.4.1", &last_error, None); n]
+    }
+
+    /// A pooled connection to `key`, or a new one.
+    async fn connection(
+        &self,
+        key: &PoolKey,
+        name: &str,
+        settings: &ClientSettings,
+    ) -> Result<Pooled, ClientError> {
+        match self.pool.checkout(key).await {
+            Checkout::Reuse(p) => Ok(p),
+            Checkout::Open(permits) => {
+                let conn =
+                    Connection::open(key.addr, name, settings, &self.config.extra_roots).await?;
+                metrics::counter!("posthorn_delivery_connections_total").increment(1);
+                Ok(permits.into_pooled(conn))
+            }
+        }
+    }
+
+    fn give_back(&self, key: &PoolKey, pooled: Pooled) {
+        if pooled.conn.is_usable() && pooled.used < self.config.max_messages_per_connection {
+            self.pool.checkin(key, pooled);
+        } else {
+            tokio::spawn(pooled.conn.quit());
+        }
+    }
+
+    /// The hosts to try, in order, each with its address.
+    async fn targets(&self, job: &Job) -> Result<Vec<(String, SocketAddr)>, RouteError> {
+        if let Some(relay) = &self.config.relay {
+            let addrs = tokio::net::lookup_host((relay.host.as_str(), relay.port))
+                .await
+                .map_err(|e| RouteError::Temporary(format!("relay host {}: {e}", relay.host)))?;
+            return Ok(addrs.map(|a| (relay.host.clone(), a)).collect());
+        }
+        let router = self
+            .router
+            .as_ref()
+            .expect("a router when there is no relay");
+        let route = router.route(&job.domain).await?;
+        Ok(route
+            .hosts
+            .iter()
+            .flat_map(|h| {
+                h.addrs
+                    .iter()
+                    .map(|ip| (h.name.clone(), SocketAddr::new(*ip, self.config.port)))
+            })
+            .collect())
+    }
+
+    fn client_settings(&self, domain: &str) -> (ClientSettings, &'static str) {
+        let c = &self.config;
+        let mut s = ClientSettings::new(c.hostname.clone());
+        s.connect_timeout = c.connect_timeout;
+        s.command_timeout = c.command_timeout;
+        s.data_timeout = c.data_timeout;
+        if let Some(relay) = &c.relay {
+            s.tls = relay.tls;
+            s.auth = relay.auth.clone();
+            return (s, "relay");
+        }
+        if c.require_tls_domains
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(domain))
+        {
+            s.tls = TlsPolicy::Required;
+            return (s, "required");
+        }
+        (s, "opportunistic")
+    }
+
+    /// Each recipient's new state, and the bounce notice they call for.
+    async fn conclude(
+        &self,
+        job: &Job,
+        results: Vec<AttemptResult>,
+        content: Option<&[u8]>,
+    ) -> Finished {
+        let now = unix_now();
+        let policy = RetryPolicy {
+            schedule: &self.config.retry_schedule,
+            max_age: self.config.max_age,
+        };
+        let mut updates = Vec::with_capacity(results.len());
+        let mut failed = Vec::new();
+        for (r, result) in job.rcpts.iter().zip(results) {
+            let d = decide(&result, r.attempts, job.received_at, now, &policy);
+            metrics::counter!("posthorn_deliveries_total", "outcome" => d.status.as_str())
+                .increment(1);
+            tracing::info!(id = %job.message_id, rcpt = %r.address, status = %d.status, attempts = d.attempts, reply = %result.reply, "delivery attempt");
+            if matches!(
+                d.status,
+                RecipientStatus::Bounced | RecipientStatus::Expired
+            ) {
+                failed.push(DsnRecipient {
+                    address: r.address.clone(),
+                    action: DsnAction::Failed,
+                    status: match (&result.enhanced, d.status) {
+                        (_, RecipientStatus::Expired) => "4.4.7".to_string(),
+                        (Some(e), _) => e.clone(),
+                        (None, _) => "5.0.0".to_string(),
+                    },
+                    diagnostic: Some(result.reply.clone()),
+                    remote_mta: result
+                        .remote_host
+                        .as_ref()
+                        .map(|h| host_name(h).to_string()),
+                    last_attempt: Some(now),
+                });
+            }
+            updates.push(RecipientUpdate {
+                message_id: r.message_id,
+                idx: r.idx,
+                status: d.status,
+                attempts: d.attempts,
+                suppress: d.suppress.then(|| result.reply.clone()),
+                last_reply: Some(result.reply),
+                remote_host: result.remote_host,
+                next_try: d.next_try,
+            });
+        }
+        let notice = if failed.is_empty() {
+            None
+        } else {
+            self.notice(job, &failed, content.unwrap_or_default(), now)
+                .await
+        };
+        Finished { updates, notice }
+    }
+
+    /// The bounce notice for `failed`, unless none is due: notices are off,
+    /// the message is itself a notice, or it had the null sender.
+    async fn notice(
+        &self,
+        job: &Job,
+        failed: &[DsnRecipient],
+        original: &[u8],
+        now: i64,
+    ) -> Option<NewMessage> {
+        if !self.config.dsn || !self.notices_on(job.account_id).await {
+            return None;
+        }
+        bounce_notice(
+            &self.config.hostname,
+            &Bounced {
+                message_id: job.message_id,
+                account_id: job.account_id,
+                mail_from: &job.mail_from,
+                label: job.label.as_deref(),
+                received_at: job.received_at,
+                is_dsn: job.is_dsn,
+            },
+            failed,
+            original,
+            now,
+        )
+    }
+
+    async fn notices_on(&self, account_id: i64) -> bool {
+        if let Some((at, on)) = self.notices.lock().expect("cache").get(&account_id) {
+            if at.elapsed() < SETTING_TTL {
+                return *on;
+            }
+        }
+        let on = match self.store.account_settings(account_id).await {
+            Ok(settings) => !settings
+                .iter()
+                .any(|(k, v)| k == BOUNCE_NOTICES_SETTING && v == "0"),
+            Err(_) => true,
+        };
+        self.notices
+            .lock()
+            .expect("cache")
+            .insert(account_id, (Instant::now(), on));
+        on
+    }
+
+    /// Record finished jobs, every batch waiting at that moment in one
+    /// commit. A failed commit is retried: the leases keep the work from
+    /// anyone else meanwhile.
+    async fn record_loop(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Finished>) {
+        let mut waiting = Vec::new();
+        while rx.recv_many(&mut waiting, 1024).await > 0 {
+            let mut batch = OutcomeBatch::default();
+            for f in waiting.drain(..) {
+                batch.updates.extend(f.updates);
+                batch.notices.extend(f.notice);
+            }
+            let has_notices = !batch.notices.is_empty();
+            let mut delay = Duration::from_millis(100);
+            loop {
+                match self
+                    .store
+                    .record_outcomes(Some(&self.config.node_id), batch.clone())
+                    .await
+                {
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot record delivery outcomes; retrying");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(10));
+                    }
+                }
+            }
+            if has_notices {
+                self.wake.notify_one();
+            }
+        }
+    }
+
+    /// Close idle connections; purge old bodies and records.
+    async fn upkeep_loop(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut last_purge: Option<Instant> = None;
+        let tick = self
+            .config
+            .idle_connection_timeout
+            .clamp(Duration::from_millis(100), Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(tick) => {}
+                _ = shutdown.cancelled() => return,
+            }
+            self.pool.close_idle(self.config.idle_connection_timeout);
+            if last_purge.is_none_or(|t| {
+                t.elapsed() >= PURGE_EVERY.min(self.config.body_retention.max(tick))
+            }) {
+                last_purge = Some(Instant::now());
+                let now = unix_now();
+                let bodies = now - self.config.body_retention.as_secs() as i64;
+                let records = now - self.config.status_retention.as_secs() as i64;
+                match self.store.purge(bodies, records).await {
+                    Ok((0, 0)) => {}
+                    Ok((b, r)) => tracing::info!(bodies = b, records = r, "purged final messages"),
+                    Err(e) => tracing::warn!(error = %e, "purge failed"),
+                }
+            }
+        }
+    }
+}
+
+/// The message a bounce notice is about.
+pub struct Bounced<'a> {
+    pub message_id: MessageId,
+    pub account_id: i64,
+    pub mail_from: &'a str,
+    pub label: Option<&'a str>,
+    pub received_at: i64,
+    pub is_dsn: bool,
+}
+
+/// The bounce notice (RFC 3464) about `failed` recipients of `original`,
+/// from `mailer-daemon@<the sender's domain>` (signed with that domain's
+/// key) to the envelope sender, with the null sender so it can never cause
+/// a notice itself. `None` for a notice about a notice or a message with
+/// the null sender.
+pub fn bounce_notice(
+    hostname: &str,
+    about: &Bounced,
+    failed: &[DsnRecipient],
+    original: &[u8],
+    now: i64,
+) -> Option<NewMessage> {
+    if about.is_dsn || about.mail_from.is_empty() || failed.is_empty() {
+        return None;
+    }
+    let id = MessageId::generate();
+    let from = format!("mailer-daemon@{}", domain_of(about.mail_from));
+    let queue_id = about.message_id.to_string();
+    let message_id = format!("<{id}@{hostname}>");
+    let content = dsn::build(&DsnInput {
+        reporting_mta: hostname,
+        queue_id: &queue_id,
+        from: &from,
+        to: about.mail_from,
+        arrival: about.received_at,
+        now,
+        message_id: &message_id,
+        original,
+        recipients: failed,
+    });
+    Some(NewMessage {
+        id,
+        account_id: about.account_id,
+        mail_from: String::new(),
+        recipients: vec![about.mail_from.to_string()],
+        auth_user: "mailer-daemon".into(),
+        label: about.label.map(str::to_string),
+        received_at: now,
+        subject: "Undelivered Mail Returned to Sender".into(),
+        header_from: from,
+        attachments: Vec::new(),
+        content,
+        suppressed: Vec::new(),
+        is_dsn: true,
+    })
+}
+
+fn domain_of(address: &str) -> &str {
+    address.rsplit_once('@').map_or("", |(_, d)| d)
+}
+
+/// `mx.example.net` of `mx.example.net[192.0.2.1]`.
+fn host_name(peer: &str) -> &str {
+    peer.split('[').next().unwrap_or(peer)
+}
+
+fn temporary(code: u16, enhanced: &str, text: &str, remote: Option<String>) -> AttemptResult {
+    AttemptResult {
+        code,
+        enhanced: Some(enhanced.to_string()),
+        reply: format!("{code} {enhanced} {text}"),
+        remote_host: remote,
+    }
+}
+
+fn permanent(code: u16, enhanced: &str, text: &str) -> AttemptResult {
+    AttemptResult {
+        code,
+        enhanced: Some(enhanced.to_string()),
+        reply: format!("{code} {enhanced} {text}"),
+        remote_host: None,
+    }
+}
+
+fn from_outcome(o: &RcptOutcome, peer: &str) -> AttemptResult {
+    let reply = match &o.enhanced {
+        Some(e) => format!("{} {e} {}", o.code, o.text),
+        None => format!("{} {}", o.code, o.text),
+    };
+    AttemptResult {
+        code: o.code,
+        enhanced: o.enhanced.clone(),
+        reply,
+        remote_host: Some(peer.to_string()),
+    }
+}
