@@ -10,7 +10,9 @@
 #
 # Environment: SYSTEMS (default "postfix posthorn"), SESSIONS (smtp-source
 # sessions used to fill the queue, default 20), TIMEOUT (seconds to wait for
-# the sink, default 600), KEEP=1 (keep the temp dir with logs for a look).
+# the sink, default 600), KEEP=1 (keep the temp dir with logs for a look),
+# POSTHORN_DELIVERY (extra lines for Posthorn's [delivery] section, e.g.
+# 'body_retention = "1h"').
 #
 # Postfix: a private instance (bench/lib/postfix.sh: its own config, queue
 # and data directories under a temp dir; the system instance is not used)
@@ -264,6 +266,7 @@ new_connections_per_ip_per_minute = 0
 [delivery]
 enabled = $1
 hostname = "bench.test"
+${POSTHORN_DELIVERY:-}
 [delivery.relay]
 host = "127.0.0.1"
 port = $2

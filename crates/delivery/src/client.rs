@@ -45,6 +45,10 @@ pub struct ClientSettings {
     pub tls: TlsPolicy,
     /// AUTH PLAIN with these credentials; when set, it is required.
     pub auth: Option<(String, String)>,
+    /// Verify the certificate for [`TlsPolicy::Required`] and
+    /// [`TlsPolicy::Implicit`] (true by default); false keeps TLS mandatory
+    /// but unverified, as Postfix's `encrypt` level.
+    pub verify_tls: bool,
 }
 
 impl ClientSettings {
@@ -57,6 +61,7 @@ impl ClientSettings {
             data_timeout: Duration::from_secs(600),
             tls: TlsPolicy::Opportunistic,
             auth: None,
+            verify_tls: true,
         }
     }
 }
@@ -321,6 +326,18 @@ impl Stream {
     }
 }
 
+/// The TLS config when TLS is mandatory: verified unless the settings say not.
+fn mandatory_config(
+    settings: &ClientSettings,
+    extra_roots: &[CertificateDer<'static>],
+) -> Result<Arc<ClientConfig>, ClientError> {
+    if settings.verify_tls {
+        verified_config(extra_roots)
+    } else {
+        unverified_config()
+    }
+}
+
 /// An open, greeted session to one host, reusable for several messages.
 pub struct Connection {
     stream: Stream,
@@ -373,7 +390,7 @@ impl Connection {
         };
         let tls_name = tls_server_name(name, addr);
         if settings.tls == TlsPolicy::Implicit {
-            conn.handshake(verified_config(extra_roots)?, tls_name.clone())
+            conn.handshake(mandatory_config(settings, extra_roots)?, tls_name.clone())
                 .await?;
         }
         let greeting = conn.read("greeting", conn.command_timeout).await?;
@@ -405,7 +422,7 @@ impl Connection {
                         conn.peer
                     )));
                 }
-                conn.handshake(verified_config(extra_roots)?, tls_name)
+                conn.handshake(mandatory_config(settings, extra_roots)?, tls_name)
                     .await?;
                 conn.ehlo(&settings.helo_name).await?;
             }

@@ -66,6 +66,8 @@ pub struct Relay {
     pub host: String,
     pub port: u16,
     pub tls: TlsPolicy,
+    /// Verify the relay's certificate (with `Required` or `Implicit` TLS).
+    pub verify_certificate: bool,
     /// AUTH PLAIN user and password.
     pub auth: Option<(String, String)>,
 }

@@ -497,6 +497,7 @@ impl Engine {
         s.data_timeout = c.data_timeout;
         if let Some(relay) = &c.relay {
             s.tls = relay.tls;
+            s.verify_tls = relay.verify_certificate;
             s.auth = relay.auth.clone();
             return (s, "relay");
         }

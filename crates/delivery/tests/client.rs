@@ -17,6 +17,7 @@ fn settings(tls: TlsPolicy) -> ClientSettings {
         data_timeout: Duration::from_secs(10),
         tls,
         auth: None,
+        verify_tls: true,
     }
 }
 

@@ -64,6 +64,9 @@ pub struct RelaySection {
     pub port: u16,
     #[serde(default = "default_relay_tls")]
     pub tls: String,
+    /// Verify the relay's certificate (webpki roots and `tls_ca_file`).
+    #[serde(default)]
+    pub verify_certificate: bool,
     pub user: Option<String>,
     pub password: Option<String>,
 }
@@ -400,6 +403,7 @@ impl Config {
                     host: r.host.clone(),
                     port: r.port,
                     tls,
+                    verify_certificate: r.verify_certificate,
                     auth,
                 })
             }

@@ -396,7 +396,7 @@ fn smart_host_with_starttls_and_auth() {
     let ca = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(ca.path(), sink.certificate_pem()).unwrap();
     let relay = format!(
-        "tls_ca_file = \"{}\"\n[delivery.relay]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"starttls\"\nuser = \"relayuser\"\npassword = \"relay-pass\"\n",
+        "tls_ca_file = \"{}\"\n[delivery.relay]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"starttls\"\nverify_certificate = true\nuser = \"relayuser\"\npassword = \"relay-pass\"\n",
         ca.path().display(),
         sink.port()
     );
@@ -414,6 +414,26 @@ fn smart_host_with_starttls_and_auth() {
     assert!(got[0].tls);
     assert_eq!(got[0].auth_user.as_deref(), Some("relayuser"));
     assert!(dns.queries().is_empty(), "{:?}", dns.queries());
+}
+
+#[test]
+fn smart_host_with_mandatory_unverified_tls() {
+    // As Postfix's "encrypt" level: TLS or nothing, any certificate.
+    let sink = Sink::start(SinkOptions {
+        starttls: true,
+        require_tls: true,
+        ..SinkOptions::default()
+    });
+    let dns = DnsServer::start();
+    let relay = format!(
+        "[delivery.relay]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"starttls\"\n",
+        sink.port()
+    );
+    let server = TestServer::start(BIN.as_ref(), &delivery_config(1, &dns, &relay));
+    let id = submit(&server, &["ok@example.net"], &message("ok@example.net", ""));
+    server.wait_message(&id, WAIT, all_final);
+    assert_eq!(server.statuses(&id), ["delivered"]);
+    assert!(sink.wait_for(1, WAIT)[0].tls);
 }
 
 #[test]

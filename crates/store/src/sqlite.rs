@@ -41,12 +41,17 @@ enum Op {
         owner: Option<String>,
         batch: OutcomeBatch,
     },
+    Purge {
+        bodies_before: i64,
+        records_before: i64,
+    },
 }
 
 enum Done {
     Enqueued,
     Claimed(Vec<DueRecipient>),
     Recorded(Recorded),
+    Purged(u64, u64),
 }
 
 struct WriteJob {
@@ -215,6 +220,13 @@ async fn write_batch(conn: &mut SqliteConnection, batch: &mut [WriteJob]) -> Res
             } => Done::Claimed(claim(&mut tx, owner, *now, *lease_until, *limit).await?),
             Op::Record { owner, batch } => {
                 Done::Recorded(record(&mut tx, owner.as_deref(), std::mem::take(batch)).await?)
+            }
+            Op::Purge {
+                bodies_before,
+                records_before,
+            } => {
+                let (b, r) = purge(&mut tx, *bodies_before, *records_before).await?;
+                Done::Purged(b, r)
             }
         };
         results.push(done);
@@ -414,6 +426,40 @@ async fn record(
         insert_message(&mut *tx, notice).await?;
     }
     Ok(recorded)
+}
+
+/// Bodies, then whole records, of messages final long enough. In the
+/// writer, so it never waits on (or holds up) the group commit's lock.
+async fn purge(
+    tx: &mut SqliteConnection,
+    bodies_before: i64,
+    records_before: i64,
+) -> Result<(u64, u64)> {
+    let bodies = sqlx::query(
+        "UPDATE messages SET content = x'', content_purged = 1
+         WHERE completed_at IS NOT NULL AND completed_at <= ? AND content_purged = 0",
+    )
+    .bind(bodies_before)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    let old = "SELECT id FROM messages WHERE completed_at IS NOT NULL AND completed_at <= ?";
+    for table in ["attachments", "recipients"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM {table} WHERE message_id IN ({old})"
+        )))
+        .bind(records_before)
+        .execute(&mut *tx)
+        .await?;
+    }
+    let records = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DELETE FROM messages WHERE id IN ({old})"
+    )))
+    .bind(records_before)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    Ok((bodies, records))
 }
 
 fn parse_id(id: &str) -> Result<MessageId> {
@@ -793,33 +839,16 @@ impl Store for SqliteStore {
     }
 
     async fn purge(&self, bodies_before: i64, records_before: i64) -> Result<(u64, u64)> {
-        let bodies = sqlx::query(
-            "UPDATE messages SET content = x'', content_purged = 1
-             WHERE completed_at IS NOT NULL AND completed_at <= ? AND content_purged = 0",
-        )
-        .bind(bodies_before)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        let mut tx = self.pool.begin().await?;
-        let old = "SELECT id FROM messages WHERE completed_at IS NOT NULL AND completed_at <= ?";
-        for table in ["attachments", "recipients"] {
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DELETE FROM {table} WHERE message_id IN ({old})"
-            )))
-            .bind(records_before)
-            .execute(&mut *tx)
-            .await?;
+        match self
+            .write(Op::Purge {
+                bodies_before,
+                records_before,
+            })
+            .await?
+        {
+            Done::Purged(bodies, records) => Ok((bodies, records)),
+            _ => unreachable!("a purge answers with what it purged"),
         }
-        let records = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DELETE FROM messages WHERE id IN ({old})"
-        )))
-        .bind(records_before)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        tx.commit().await?;
-        Ok((bodies, records))
     }
 
     async fn add_suppression(&self, account_id: i64, address: &str, reason: &str) -> Result<()> {
