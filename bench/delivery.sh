@@ -301,7 +301,7 @@ run_posthorn() {
   tls_port=$(free_port)
   mkdir -p "$data"
   "$BIN" --data-dir "$data" account create bench >/dev/null
-  "$BIN" --data-dir "$data" domain add bench.test --account bench >/dev/null
+  "$BIN" --data-dir "$data" domain add bench.test --account bench --dkim "${DKIM:-rsa}" >/dev/null
   "$BIN" --data-dir "$data" sender add load@bench.test --account bench --password bench-password >/dev/null
   "$BIN" --data-dir "$data" account set bench messages_per_second 0 >/dev/null
   "$BIN" --data-dir "$data" account set bench pair_per_hour 0 >/dev/null

@@ -73,6 +73,9 @@ pub struct Engine {
     jobs: Arc<Semaphore>,
     max_jobs: usize,
     keys: Mutex<HashMap<String, CachedKey>>,
+    /// Signatures computed at once: one per core, so hundreds of waiting
+    /// jobs do not all sign at the same time and thrash the scheduler.
+    signing: Arc<Semaphore>,
     notices: Mutex<HashMap<i64, (Instant, bool)>>,
 }
 
@@ -92,6 +95,9 @@ impl Engine {
             jobs: Arc::new(Semaphore::new(max_jobs)),
             max_jobs,
             keys: Mutex::new(HashMap::new()),
+            signing: Arc::new(Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            )),
             notices: Mutex::new(HashMap::new()),
             config,
         }))
@@ -120,16 +126,18 @@ impl Engine {
         let upkeep = tokio::spawn(self.clone().upkeep_loop(shutdown.clone()));
 
         while !shutdown.is_cancelled() {
-            let free = self.jobs.available_permits();
-            if free == 0 {
+            // Claim in batches: wait until half the job slots are free, so
+            // one claim (one commit) feeds many jobs.
+            let low_water = (self.max_jobs / 2).max(1);
+            if self.jobs.available_permits() < low_water {
                 tokio::select! {
-                    p = self.jobs.clone().acquire_owned() => drop(p),
+                    p = self.jobs.acquire_many(low_water as u32) => drop(p),
                     _ = shutdown.cancelled() => break,
                 }
                 continue;
             }
             let now = unix_now();
-            let limit = self.config.claim_batch.min(free as u32 * 4).max(1);
+            let limit = self.config.claim_batch.max(1);
             let lease_until = now + self.config.lease.as_secs() as i64;
             let due = match self.store.claim_due(&node, now, lease_until, limit).await {
                 Ok(d) => d,
@@ -324,6 +332,7 @@ impl Engine {
             tracing::warn!(%domain, id = %job.message_id, "no DKIM key for the From domain; sending unsigned");
             return Ok(content);
         };
+        let _slot = self.signing.acquire().await.expect("never closed");
         let signed = tokio::task::spawn_blocking(move || {
             let header = key.sign(&content);
             (content, header)

@@ -90,13 +90,21 @@ pub async fn run(config: &Config, command: Command) -> anyhow::Result<()> {
                 );
             }
         }
-        Command::Domain(DomainCmd::Add { domain, account }) => {
+        Command::Domain(DomainCmd::Add {
+            domain,
+            account,
+            dkim,
+        }) => {
             let domain = domain.trim_end_matches('.').to_ascii_lowercase();
             if !is_domain(&domain) {
                 bail!("{domain:?} is not a domain name like example.com");
             }
             let acct = store.account(&account).await?;
-            let (private, public) = dkim::generate_rsa()?;
+            let (private, public) = match dkim.as_str() {
+                "rsa" => dkim::generate_rsa()?,
+                "ed25519" => dkim::generate_ed25519()?,
+                other => bail!("--dkim {other:?}: use rsa (rsa-sha256, the default) or ed25519"),
+            };
             let d = store
                 .add_domain(NewDomain {
                     account_id: acct.id,

@@ -91,6 +91,9 @@ pub enum DomainCmd {
         domain: String,
         #[arg(long)]
         account: String,
+        /// DKIM key type: rsa (RSA-2048, rsa-sha256) or ed25519 (ed25519-sha256, RFC 8463).
+        #[arg(long, default_value = "rsa", value_name = "TYPE")]
+        dkim: String,
     },
     /// Print the DNS records of a domain again.
     Records { domain: String },

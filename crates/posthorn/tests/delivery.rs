@@ -91,7 +91,11 @@ fn recipient<'a>(m: &'a Value, address: &str) -> &'a Value {
 
 /// The DKIM public key of [`DOMAIN`] as `domain records` prints it.
 fn publish_dkim(server: &TestServer, dns: &DnsServer) {
-    let records = server.cli_ok(&["domain", "records", DOMAIN]);
+    publish_dkim_of(server, dns, DOMAIN);
+}
+
+fn publish_dkim_of(server: &TestServer, dns: &DnsServer, domain: &str) {
+    let records = server.cli_ok(&["domain", "records", domain]);
     let line = records.lines().next().expect("the DKIM record");
     let (name, rest) = line.split_once(". IN TXT ").expect("zone-file line");
     let value: String = rest.split('"').skip(1).step_by(2).collect();
@@ -151,6 +155,48 @@ fn delivered_dkim_signed_without_bcc() {
     assert!(text.starts_with("DKIM-Signature: "), "{text}");
     assert!(!text.to_ascii_lowercase().contains("\nbcc:"), "{text}");
     assert_eq!(verify_dkim(&dns, &msg.data), DkimResult::Pass);
+}
+
+#[test]
+fn ed25519_domains_sign_with_ed25519() {
+    let sink = Sink::start(SinkOptions::default());
+    let dns = dns_for(&["example.net"]);
+    let server =
+        TestServer::start_with(BIN.as_ref(), &delivery_config(sink.port(), &dns, ""), |s| {
+            s.cli_ok(&[
+                "domain",
+                "add",
+                "ed.test",
+                "--account",
+                ACCOUNT,
+                "--dkim",
+                "ed25519",
+            ]);
+            s.cli_ok(&[
+                "sender",
+                "add",
+                "app@ed.test",
+                "--account",
+                ACCOUNT,
+                "--password",
+                SENDER_PASSWORD,
+            ]);
+        });
+    let records = server.cli_ok(&["domain", "records", "ed.test"]);
+    assert!(records.contains("k=ed25519"), "{records}");
+    publish_dkim_of(&server, &dns, "ed.test");
+    let (mut c, reply) = RawClient::login(server.submission_port, "app@ed.test", SENDER_PASSWORD);
+    assert!(reply.starts_with("235"), "{reply}");
+    assert!(c.cmd("MAIL FROM:<app@ed.test>").starts_with("250"));
+    assert!(c.cmd("RCPT TO:<ok@example.net>").starts_with("250"));
+    assert!(c.cmd("DATA").starts_with("354"));
+    c.send(b"From: app@ed.test\r\nTo: ok@example.net\r\nSubject: ed\r\n\r\nhi\r\n.\r\n");
+    let id = queued_id(&c.read_reply());
+    server.wait_message(&id, WAIT, all_final);
+    let got = sink.wait_for(1, WAIT);
+    let text = String::from_utf8_lossy(&got[0].data);
+    assert!(text.contains("a=ed25519-sha256"), "{text}");
+    assert_eq!(verify_dkim(&dns, &got[0].data), DkimResult::Pass);
 }
 
 #[test]

@@ -22,6 +22,9 @@ use tokio::sync::{mpsc, oneshot};
 /// many have run.
 const MIGRATIONS: &[&str] = &[include_str!("schema_v1.sql"), include_str!("schema_v2.sql")];
 
+/// Updates per statement when recording outcomes (7 parameters each).
+const UPDATE_CHUNK: usize = 128;
+
 /// Statuses after which nothing more happens to a recipient.
 const NOT_FINAL: &str = "('queued', 'deferred', 'sending')";
 
@@ -305,54 +308,74 @@ async fn claim(
     lease_until: i64,
     limit: u32,
 ) -> Result<Vec<DueRecipient>> {
-    // Leases that ran out first (rare), then what is due, earliest first.
-    let sql = "SELECT r.rowid AS rid, r.message_id, r.idx, r.address, r.attempts,
-                      m.account_id, m.mail_from, m.header_from, m.label, m.received_at, m.size, m.is_dsn
-               FROM recipients r JOIN messages m ON m.id = r.message_id
-               WHERE r.rowid IN (
-                   SELECT rowid FROM (SELECT rowid FROM recipients
-                                      WHERE status = 'sending' AND lease_until <= ?1
-                                      ORDER BY lease_until LIMIT ?2)
-                   UNION ALL
-                   SELECT rowid FROM (SELECT rowid FROM recipients
-                                      WHERE status IN ('queued', 'deferred') AND next_try <= ?1
-                                      ORDER BY next_try LIMIT ?2))
-               ORDER BY r.message_id, r.idx
-               LIMIT ?2";
-    let rows = sqlx::query(sql)
-        .bind(now)
-        .bind(i64::from(limit))
-        .fetch_all(&mut *tx)
-        .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let rid: i64 = row.get("rid");
-        sqlx::query(
-            "UPDATE recipients SET status = 'sending', lease_owner = ?, lease_until = ?, updated_at = ?
-             WHERE rowid = ?",
-        )
-        .bind(owner)
-        .bind(lease_until)
-        .bind(now)
-        .bind(rid)
-        .execute(&mut *tx)
-        .await?;
-        let id: String = row.get("message_id");
+    // One statement marks what is due (leases that ran out first, then the
+    // earliest planned), one reads its messages: two round trips to the
+    // database thread whatever the batch size.
+    let claimed = sqlx::query(
+        "UPDATE recipients SET status = 'sending', lease_owner = ?3, lease_until = ?4, updated_at = ?1
+         WHERE rowid IN (
+             SELECT rowid FROM (SELECT rowid FROM recipients
+                                WHERE status = 'sending' AND lease_until <= ?1
+                                ORDER BY lease_until LIMIT ?2)
+             UNION ALL
+             SELECT rowid FROM (SELECT rowid FROM recipients
+                                WHERE status IN ('queued', 'deferred') AND next_try <= ?1
+                                ORDER BY next_try LIMIT ?2)
+             LIMIT ?2)
+         RETURNING message_id, idx, address, attempts",
+    )
+    .bind(now)
+    .bind(i64::from(limit))
+    .bind(owner)
+    .bind(lease_until)
+    .fetch_all(&mut *tx)
+    .await?;
+    if claimed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut ids: Vec<String> = claimed.iter().map(|r| r.get("message_id")).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let rows = sqlx::query(
+        "SELECT id, account_id, mail_from, header_from, label, received_at, size, is_dsn
+         FROM messages WHERE id IN (SELECT value FROM json_each(?))",
+    )
+    .bind(json_array(&ids))
+    .fetch_all(&mut *tx)
+    .await?;
+    let messages: std::collections::HashMap<String, &sqlx::sqlite::SqliteRow> =
+        rows.iter().map(|r| (r.get::<String, _>("id"), r)).collect();
+    let mut out = Vec::with_capacity(claimed.len());
+    for r in &claimed {
+        let id: String = r.get("message_id");
+        let Some(m) = messages.get(&id) else {
+            return Err(StoreError::Backend(format!(
+                "recipient of a missing message {id}"
+            )));
+        };
         out.push(DueRecipient {
             message_id: parse_id(&id)?,
-            idx: row.get::<i64, _>("idx") as u32,
-            address: row.get("address"),
-            attempts: row.get::<i64, _>("attempts") as u32,
-            account_id: row.get("account_id"),
-            mail_from: row.get("mail_from"),
-            header_from: row.get("header_from"),
-            label: row.get("label"),
-            received_at: row.get("received_at"),
-            size: row.get::<i64, _>("size") as u64,
-            is_dsn: row.get("is_dsn"),
+            idx: r.get::<i64, _>("idx") as u32,
+            address: r.get("address"),
+            attempts: r.get::<i64, _>("attempts") as u32,
+            account_id: m.get("account_id"),
+            mail_from: m.get("mail_from"),
+            header_from: m.get("header_from"),
+            label: m.get("label"),
+            received_at: m.get("received_at"),
+            size: m.get::<i64, _>("size") as u64,
+            is_dsn: m.get("is_dsn"),
         });
     }
+    // Oldest messages first, a message's recipients together and in order.
+    out.sort_by_key(|r| (r.message_id, r.idx));
     Ok(out)
+}
+
+/// A JSON array of strings, for `json_each(?)`.
+fn json_array<S: AsRef<str>>(items: &[S]) -> String {
+    serde_json::to_string(&items.iter().map(AsRef::as_ref).collect::<Vec<&str>>())
+        .expect("strings serialize")
 }
 
 async fn record(
@@ -362,38 +385,53 @@ async fn record(
 ) -> Result<Recorded> {
     let now = now();
     let mut recorded = Recorded::default();
-    let mut touched: Vec<MessageId> = Vec::new();
-    let guard = match owner {
-        Some(_) => "status = 'sending' AND lease_owner = ?",
-        None => "status IN ('queued', 'deferred', 'sending') AND ? IS NULL",
-    };
-    let sql = format!(
-        "UPDATE recipients SET status = ?, attempts = ?, last_reply = ?, remote_host = ?, next_try = ?,
-                lease_owner = NULL, lease_until = NULL, updated_at = ?
-         WHERE message_id = ? AND idx = ? AND {guard}"
-    );
-    for u in &batch.updates {
-        let id = u.message_id.to_string();
-        let done = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
-            .bind(u.status.as_str())
-            .bind(i64::from(u.attempts))
-            .bind(&u.last_reply)
-            .bind(&u.remote_host)
-            .bind(u.next_try)
-            .bind(now)
-            .bind(&id)
-            .bind(i64::from(u.idx))
-            .bind(owner)
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            continue;
+    if !batch.updates.is_empty() {
+        // A statement per chunk of updates (rows of bound VALUES, no JSON
+        // to parse); RETURNING says which applied.
+        let guard = match owner {
+            Some(_) => "r.status = 'sending' AND r.lease_owner = ?",
+            None => "r.status IN ('queued', 'deferred', 'sending') AND ? IS NULL",
+        };
+        let mut applied_rows = Vec::with_capacity(batch.updates.len());
+        for chunk in batch.updates.chunks(UPDATE_CHUNK) {
+            let rows = vec!["(?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+            let sql = format!(
+                "WITH u(id, idx, status, attempts, last_reply, remote_host, next_try) AS (VALUES {rows})
+                 UPDATE recipients AS r SET status = u.status, attempts = u.attempts,
+                        last_reply = u.last_reply, remote_host = u.remote_host, next_try = u.next_try,
+                        lease_owner = NULL, lease_until = NULL, updated_at = ?
+                 FROM u
+                 WHERE r.message_id = u.id AND r.idx = u.idx AND {guard}
+                 RETURNING message_id, idx"
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for u in chunk {
+                q = q
+                    .bind(u.message_id.to_string())
+                    .bind(i64::from(u.idx))
+                    .bind(u.status.as_str())
+                    .bind(i64::from(u.attempts))
+                    .bind(u.last_reply.clone())
+                    .bind(u.remote_host.clone())
+                    .bind(u.next_try);
+            }
+            applied_rows.extend(q.bind(now).bind(owner).fetch_all(&mut *tx).await?);
         }
-        recorded.applied += 1;
-        if !touched.contains(&u.message_id) {
-            touched.push(u.message_id);
-        }
-        if let Some(reason) = &u.suppress {
+        let applied = applied_rows;
+        recorded.applied = applied.len() as u64;
+        let applied: std::collections::HashSet<(String, i64)> = applied
+            .iter()
+            .map(|r| (r.get("message_id"), r.get("idx")))
+            .collect();
+        let mut touched: Vec<String> = applied.iter().map(|(id, _)| id.clone()).collect();
+        touched.sort_unstable();
+        touched.dedup();
+        for u in &batch.updates {
+            let Some(reason) = &u.suppress else { continue };
+            let id = u.message_id.to_string();
+            if !applied.contains(&(id.clone(), i64::from(u.idx))) {
+                continue;
+            }
             sqlx::query(
                 "INSERT INTO suppressions (account_id, address, reason, message_id, created_at)
                  SELECT account_id, (SELECT address FROM recipients WHERE message_id = ?1 AND idx = ?2), ?3, ?1, ?4
@@ -408,18 +446,23 @@ async fn record(
             .execute(&mut *tx)
             .await?;
         }
-    }
-    for id in touched {
-        let done = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE messages SET completed_at = ? WHERE id = ? AND completed_at IS NULL
-               AND NOT EXISTS (SELECT 1 FROM recipients WHERE message_id = messages.id AND status IN {NOT_FINAL})"
-        )))
-        .bind(now)
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() > 0 {
-            recorded.completed.push(id);
+        if !touched.is_empty() {
+            let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE messages SET completed_at = ?1
+                 WHERE id IN (SELECT value FROM json_each(?2)) AND completed_at IS NULL
+                   AND NOT EXISTS (SELECT 1 FROM recipients WHERE message_id = messages.id AND status IN {NOT_FINAL})
+                 RETURNING id"
+            )))
+            .bind(now)
+            .bind(json_array(&touched))
+            .fetch_all(&mut *tx)
+            .await?;
+            for row in &done {
+                recorded
+                    .completed
+                    .push(parse_id(&row.get::<String, _>("id"))?);
+            }
+            recorded.completed.sort_unstable();
         }
     }
     for notice in &batch.notices {
