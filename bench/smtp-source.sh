@@ -57,6 +57,9 @@ account = "bench"
 [limits]
 new_connections_per_ip_per_minute = 0
 $ratelimit
+# Accept throughput only: nothing is delivered while it is measured.
+[delivery]
+enabled = false
 [log]
 level = "warn"
 TOML

@@ -85,6 +85,8 @@ pub struct Submitter {
     config: SubmitConfig,
     /// Effective limits per account, with the time they were read.
     limits_cache: Mutex<HashMap<i64, (Instant, AccountLimits)>>,
+    /// Room known to be left in sender→recipient pairs.
+    pair_headroom: rate::PairHeadroom,
     /// Told after every commit (the delivery engine waits on it).
     enqueued: Option<Arc<tokio::sync::Notify>>,
 }
@@ -105,6 +107,7 @@ impl Submitter {
             limiter,
             config,
             limits_cache: Mutex::new(HashMap::new()),
+            pair_headroom: rate::PairHeadroom::default(),
             enqueued: None,
         }
     }
@@ -288,6 +291,7 @@ impl Submitter {
         let limits = self.limits(who.account_id).await?;
         rate::pair_allowed(
             &*self.limiter,
+            &self.pair_headroom,
             who.account_id,
             from,
             to,

@@ -115,21 +115,70 @@ pub(crate) async fn give_back(limiter: &dyn Limiter, booking: Booking) {
     }
 }
 
+/// Room known to be left in sender→recipient pairs, so most RCPTs need no
+/// limiter round trip: when a pair's limit is large, one peek asks whether
+/// a tenth of it is still free, and that many RCPTs are then allowed here
+/// for [`HEADROOM_TTL`] before asking again. A pair near its limit is asked
+/// about every time. Another node may use the same room meanwhile, so a
+/// cluster can overshoot by at most a tenth of the limit per node per TTL;
+/// the booking at commit still counts every message.
+#[derive(Default)]
+pub(crate) struct PairHeadroom {
+    known: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, u64)>>,
+}
+
+/// How long known room is trusted.
+const HEADROOM_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+/// Entries kept before expired ones are swept.
+const HEADROOM_SWEEP: usize = 10_000;
+
+impl PairHeadroom {
+    /// Take one unit of known room for `key`, if there is any.
+    fn take(&self, key: &str) -> bool {
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        match known.get_mut(key) {
+            Some((until, left)) if *left > 0 && std::time::Instant::now() < *until => {
+                *left -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn learn(&self, key: String, room: u64) {
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        if known.len() >= HEADROOM_SWEEP {
+            known.retain(|_, (until, _)| *until > now);
+        }
+        known.insert(key, (now + HEADROOM_TTL, room));
+    }
+}
+
 /// Whether one more message from `from` to `to` fits in the hour.
 pub(crate) async fn pair_allowed(
     limiter: &dyn Limiter,
+    headroom: &PairHeadroom,
     account_id: i64,
     from: &str,
     to: &str,
     per_hour: u64,
 ) -> Result<(), SubmitError> {
-    let d = ask(
-        limiter,
-        &pair_key(account_id, from, to),
-        Quota::per_hour(per_hour),
-        Mode::Peek,
-    )
-    .await;
+    let key = pair_key(account_id, from, to);
+    let quota = Quota::per_hour(per_hour);
+    let probe = (per_hour / 10).min(1000);
+    if per_hour > 0 && probe >= 2 {
+        if headroom.take(&key) {
+            return Ok(());
+        }
+        if let Ok(d) = limiter.check(&key, quota, probe, Mode::Peek).await {
+            if d.is_allowed() {
+                headroom.learn(key, probe - 1);
+                return Ok(());
+            }
+        }
+    }
+    let d = ask(limiter, &key, quota, Mode::Peek).await;
     if d.is_allowed() {
         return Ok(());
     }
@@ -171,4 +220,46 @@ pub(crate) async fn api_call(
             retry_secs(d)
         ),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use posthorn_ratelimit::LocalLimiter;
+
+    async fn book(limiter: &LocalLimiter, n: u64, per_hour: u64) {
+        let key = pair_key(1, "a@x.test", "b@y.test");
+        limiter
+            .check(&key, Quota::per_hour(per_hour), n, Mode::Force)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn known_room_is_used_and_a_nearly_full_pair_is_asked_exactly() {
+        let limiter = LocalLimiter::new();
+        let room = PairHeadroom::default();
+        let allowed = |r: &Result<(), SubmitError>| r.is_ok();
+        // A tenth of 100 is free: learned, and nine more RCPTs need no ask.
+        let r = pair_allowed(&limiter, &room, 1, "a@x.test", "b@y.test", 100).await;
+        assert!(allowed(&r));
+        let key = pair_key(1, "a@x.test", "b@y.test");
+        for _ in 0..9 {
+            assert!(room.take(&key));
+        }
+        assert!(!room.take(&key));
+        // Nearly full: the probe fails, the exact peek decides.
+        book(&limiter, 95, 100).await;
+        room.known.lock().unwrap().clear();
+        let r = pair_allowed(&limiter, &room, 1, "a@x.test", "b@y.test", 100).await;
+        assert!(allowed(&r));
+        assert!(!room.take(&key), "no room learned near the limit");
+        book(&limiter, 5, 100).await;
+        let r = pair_allowed(&limiter, &room, 1, "a@x.test", "b@y.test", 100).await;
+        assert!(matches!(r, Err(SubmitError::Business(b)) if b.code == RECIPIENT_RATE_LIMIT));
+        // Small limits are always asked exactly.
+        let r = pair_allowed(&limiter, &room, 2, "a@x.test", "c@y.test", 10).await;
+        assert!(allowed(&r));
+        assert!(!room.take(&pair_key(2, "a@x.test", "c@y.test")));
+    }
 }
