@@ -24,8 +24,11 @@ if ! command -v smtp-source >/dev/null && [ ! -x /usr/sbin/smtp-source ]; then
 fi
 SMTP_SOURCE=$(command -v smtp-source || echo /usr/sbin/smtp-source)
 
-cargo build --release -q -p posthorn
-BIN=target/release/posthorn
+# BIN=path runs another build (e.g. an older commit's) instead.
+if [ -z "${BIN:-}" ]; then
+  cargo build --release -q -p posthorn
+  BIN=target/release/posthorn
+fi
 
 work=$(mktemp -d)
 trap 'kill $server 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
