@@ -111,7 +111,27 @@ impl TestServer {
         self.dir.path().join("posthorn.toml")
     }
 
+    /// Start the server; when a port it was given was taken in the
+    /// meantime (a free port is only free until someone binds it), try
+    /// again on other ports.
     fn spawn(&mut self) {
+        for _ in 0..5 {
+            match self.spawn_once() {
+                Ok(()) => return,
+                Err(log) if log.contains("Address already in use") => {
+                    self.smtps_port = free_port();
+                    self.submission_port = free_port();
+                }
+                Err(log) => panic!("{log}"),
+            }
+        }
+        panic!(
+            "no free ports for posthorn serve after 5 tries:\n{}",
+            self.log()
+        );
+    }
+
+    fn spawn_once(&mut self) -> Result<(), String> {
         let mut config = format!(
             "hostname = \"posthorn.test\"\n[smtp]\nimplicit_tls = [\"127.0.0.1:{}\"]\nstarttls = [\"127.0.0.1:{}\"]\nshutdown_grace_secs = 5\n{}\n",
             self.smtps_port, self.submission_port, self.extra_config
@@ -133,10 +153,10 @@ impl TestServer {
             .spawn()
             .expect("spawn posthorn serve");
         self.child = Some(child);
-        self.wait_ready();
+        self.wait_ready()
     }
 
-    fn wait_ready(&mut self) {
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(20);
         for port in [self.smtps_port, self.submission_port] {
             loop {
@@ -148,7 +168,11 @@ impl TestServer {
                     .as_mut()
                     .and_then(|c| c.try_wait().ok().flatten())
                 {
-                    panic!("posthorn serve exited with {status}:\n{}", self.log());
+                    self.child = None;
+                    return Err(format!(
+                        "posthorn serve exited with {status}:\n{}",
+                        self.log()
+                    ));
                 }
                 assert!(
                     Instant::now() < deadline,
@@ -158,6 +182,7 @@ impl TestServer {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
+        Ok(())
     }
 
     /// The server's process id.
