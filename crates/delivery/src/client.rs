@@ -887,8 +887,10 @@ fn verified_config(
     ))
 }
 
-/// Not verifying the certificate (opportunistic STARTTLS).
-fn unverified_config() -> Result<Arc<ClientConfig>, ClientError> {
+/// A TLS 1.2/1.3 client config (ring) that accepts any certificate but
+/// still checks the handshake signatures: opportunistic STARTTLS here, and
+/// the load generator, which measures real handshakes against test certs.
+pub fn unverified_config() -> Result<Arc<ClientConfig>, ClientError> {
     Ok(Arc::new(
         config_builder()?
             .dangerous()

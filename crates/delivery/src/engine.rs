@@ -614,9 +614,7 @@ impl Engine {
             }
         }
         let on = match self.store.account_settings(account_id).await {
-            Ok(settings) => !settings
-                .iter()
-                .any(|(k, v)| k == BOUNCE_NOTICES_SETTING && v == "0"),
+            Ok(settings) => bounce_notices_on(&settings),
             Err(_) => true,
         };
         self.notices
@@ -687,6 +685,14 @@ impl Engine {
             }
         }
     }
+}
+
+/// Whether an account's stored settings leave bounce notices on (they are
+/// unless `bounce_notices` is `0`).
+pub fn bounce_notices_on(settings: &[(String, String)]) -> bool {
+    !settings
+        .iter()
+        .any(|(k, v)| k == BOUNCE_NOTICES_SETTING && v == "0")
 }
 
 /// The message a bounce notice is about.

@@ -6,7 +6,7 @@ use crate::config::Config;
 use crate::dkim;
 use anyhow::{bail, Context};
 use posthorn_delivery::dsn::{DsnAction, DsnRecipient};
-use posthorn_delivery::engine::{bounce_notice, Bounced, BOUNCE_NOTICES_SETTING};
+use posthorn_delivery::engine::{bounce_notice, bounce_notices_on, Bounced};
 use posthorn_store::{
     MessageFilter, MessageRecord, NewDomain, OutcomeBatch, RecipientRecord, RecipientUpdate,
     SqliteStore, Store, Suppression,
@@ -340,12 +340,7 @@ async fn bounce(config: &Config, store: &SqliteStore, id: MessageId) -> anyhow::
     let notice = if !config.delivery.dsn {
         no_notice = Some("bounce notices are off ([delivery] dsn = false)");
         None
-    } else if store
-        .account_settings(m.account_id)
-        .await?
-        .iter()
-        .any(|(k, v)| k == BOUNCE_NOTICES_SETTING && v == "0")
-    {
+    } else if !bounce_notices_on(&store.account_settings(m.account_id).await?) {
         no_notice = Some("bounce notices are off for this account (bounce_notices = 0)");
         None
     } else {

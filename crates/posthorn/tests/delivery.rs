@@ -349,6 +349,62 @@ fn hard_bounce_suppresses_and_notifies_the_sender() {
 }
 
 #[test]
+fn connections_are_reused_within_the_caps() {
+    // One connection per host at most, recycled after two messages: no
+    // connection carries more than two, and some carry two (reused).
+    let sink = Sink::start(SinkOptions::default());
+    let dns = dns_for(&["example.net"]);
+    let server = TestServer::start(
+        BIN.as_ref(),
+        &delivery_config(
+            sink.port(),
+            &dns,
+            "max_connections_per_host = 1\nmax_messages_per_connection = 2",
+        ),
+    );
+    let ids: Vec<String> = (0..6)
+        .map(|_| submit(&server, &["ok@example.net"], &message("ok@example.net", "")))
+        .collect();
+    for id in &ids {
+        server.wait_message(id, WAIT, all_final);
+    }
+    let got = sink.wait_for(6, WAIT);
+    let mut per_connection = std::collections::BTreeMap::new();
+    for m in &got {
+        *per_connection.entry(m.connection).or_insert(0) += 1;
+    }
+    assert!(
+        per_connection.values().all(|&n| n <= 2),
+        "at most 2 messages per connection: {per_connection:?}"
+    );
+    assert!(
+        per_connection.values().any(|&n| n == 2),
+        "a connection was reused: {per_connection:?}"
+    );
+    assert!(sink.connections() <= 6);
+}
+
+#[test]
+fn an_account_can_turn_bounce_notices_off() {
+    let sink = Sink::start(SinkOptions::default());
+    let dns = dns_for(&["example.net", DOMAIN]);
+    let server =
+        TestServer::start_with(BIN.as_ref(), &delivery_config(sink.port(), &dns, ""), |s| {
+            s.cli_ok(&["account", "set", ACCOUNT, "bounce_notices", "0"]);
+        });
+    let id = submit(
+        &server,
+        &["permfail@example.net"],
+        &message("permfail@example.net", ""),
+    );
+    let m = server.wait_message(&id, WAIT, all_final);
+    assert_eq!(recipient(&m, "permfail@example.net")["status"], "bounced");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(server.messages().len(), 1, "no notice was queued");
+    assert!(sink.received().iter().all(|m| !m.mail_from.is_empty()));
+}
+
+#[test]
 fn a_bounce_notice_is_never_about_a_notice() {
     // The sender's own domain refuses everything: the notice bounces too,
     // and no notice is made about it.
