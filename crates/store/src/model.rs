@@ -150,7 +150,6 @@ pub struct DueRecipient {
     pub label: Option<String>,
     /// Unix seconds the message was accepted.
     pub received_at: i64,
-    pub size: u64,
     pub is_dsn: bool,
 }
 

@@ -337,7 +337,7 @@ async fn claim(
     ids.sort_unstable();
     ids.dedup();
     let rows = sqlx::query(
-        "SELECT id, account_id, mail_from, header_from, label, received_at, size, is_dsn
+        "SELECT id, account_id, mail_from, header_from, label, received_at, is_dsn
          FROM messages WHERE id IN (SELECT value FROM json_each(?))",
     )
     .bind(json_array(&ids))
@@ -363,7 +363,6 @@ async fn claim(
             header_from: m.get("header_from"),
             label: m.get("label"),
             received_at: m.get("received_at"),
-            size: m.get::<i64, _>("size") as u64,
             is_dsn: m.get("is_dsn"),
         });
     }
