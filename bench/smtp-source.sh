@@ -63,6 +63,8 @@ $ratelimit
 # Accept throughput only: nothing is delivered while it is measured.
 [delivery]
 enabled = false
+[http]
+enabled = false
 [log]
 level = "warn"
 TOML

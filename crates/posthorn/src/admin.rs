@@ -214,7 +214,7 @@ pub async fn run(config: &Config, command: Command) -> anyhow::Result<()> {
                 .messages(&MessageFilter {
                     status,
                     account_id,
-                    limit: None,
+                    ..Default::default()
                 })
                 .await?;
             if json {
@@ -288,6 +288,8 @@ pub async fn run(config: &Config, command: Command) -> anyhow::Result<()> {
             let bytes = store.message_content(parse_id(&id)?).await?;
             std::io::stdout().write_all(&bytes)?;
         }
+        Command::Apikey(cmd) => crate::api_cmds::apikey(&store, cmd).await?,
+        Command::Status { id, json } => crate::api_cmds::status(&store, &id, json).await?,
     }
     Ok(())
 }
@@ -447,7 +449,7 @@ fn suppression_json(s: &Suppression) -> serde_json::Value {
     })
 }
 
-fn parse_id(id: &str) -> anyhow::Result<MessageId> {
+pub(crate) fn parse_id(id: &str) -> anyhow::Result<MessageId> {
     id.parse()
         .with_context(|| format!("{id:?} is not a message id"))
 }
@@ -556,7 +558,7 @@ fn message_line(m: &MessageRecord) -> String {
     )
 }
 
-fn print_message(m: &MessageRecord) {
+pub(crate) fn print_message(m: &MessageRecord) {
     println!("id:          {}", m.id);
     println!("account:     {}", m.account);
     println!("received:    {}", rfc3339(m.received_at));

@@ -51,6 +51,51 @@ pub enum Command {
     /// An account's suppression list: recipients it will not send to.
     #[command(subcommand)]
     Suppression(SuppressionCmd),
+    /// HTTP API keys.
+    #[command(subcommand)]
+    Apikey(ApiKeyCmd),
+    /// A message's status, every recipient (same as GET /v1/messages/ID).
+    Status {
+        id: String,
+        /// Print JSON (the HTTP API's shape).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ApiKeyCmd {
+    /// Make a key and print it (only now: it is stored hashed).
+    Create {
+        /// The account the key acts as.
+        #[arg(
+            long,
+            value_name = "NAME",
+            required_unless_present = "admin",
+            conflicts_with = "admin"
+        )]
+        account: Option<String>,
+        /// An admin key (admin routes) instead.
+        #[arg(long)]
+        admin: bool,
+        /// What the key is for.
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List keys (ids, not secrets).
+    List {
+        #[arg(
+            long,
+            value_name = "NAME",
+            required_unless_present = "admin",
+            conflicts_with = "admin"
+        )]
+        account: Option<String>,
+        #[arg(long)]
+        admin: bool,
+    },
+    /// Revoke a key by its id (the part after ph_, before the second _).
+    Revoke { id: String },
 }
 
 #[derive(Args, Debug, Default)]
@@ -64,6 +109,9 @@ pub struct ServeArgs {
     /// Host name in the greeting, EHLO reply and generated certificate.
     #[arg(long, value_name = "NAME")]
     pub hostname: Option<String>,
+    /// HTTP API listener address, e.g. 127.0.0.1:8025; replaces [http] listen.
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -24,8 +24,59 @@ pub struct Config {
     pub limits: LimitsSection,
     pub ratelimit: RateLimitSection,
     pub delivery: DeliverySection,
+    pub http: HttpSection,
+    pub webhooks: WebhooksSection,
     pub tls: TlsSection,
     pub log: LogSection,
+}
+
+/// The HTTP API.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSection {
+    pub enabled: bool,
+    pub listen: String,
+    /// A key with admin rights (or make one: posthorn apikey create --admin).
+    pub admin_key: Option<String>,
+    pub max_body_bytes: usize,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        let d = posthorn_api::ApiConfig::default();
+        Self {
+            enabled: true,
+            listen: d.listen.to_string(),
+            admin_key: None,
+            max_body_bytes: d.max_body_bytes,
+        }
+    }
+}
+
+/// Webhook delivery. Durations as in [delivery].
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksSection {
+    pub retry_schedule: Vec<String>,
+    pub max_age: String,
+    pub timeout: String,
+    pub allow_private_networks: bool,
+}
+
+impl Default for WebhooksSection {
+    fn default() -> Self {
+        let d = posthorn_api::ApiConfig::default();
+        Self {
+            retry_schedule: d
+                .webhook_retry_schedule
+                .iter()
+                .map(|s| format!("{s}s"))
+                .collect(),
+            max_age: format!("{}h", d.webhook_max_age / 3600),
+            timeout: format!("{}s", d.webhook_timeout.as_secs()),
+            allow_private_networks: d.allow_private_networks,
+        }
+    }
 }
 
 /// Outbound delivery. Durations are strings such as "30s", "5m", "72h".
@@ -244,6 +295,8 @@ impl Default for Config {
             limits: LimitsSection::default(),
             ratelimit: RateLimitSection::default(),
             delivery: DeliverySection::default(),
+            http: HttpSection::default(),
+            webhooks: WebhooksSection::default(),
             tls: TlsSection::default(),
             log: LogSection::default(),
         }
@@ -303,6 +356,42 @@ impl Config {
                 .ok()
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| "localhost".into())
+        })
+    }
+
+    /// The HTTP API's settings from [http] and [webhooks].
+    pub fn api_config(&self) -> anyhow::Result<posthorn_api::ApiConfig> {
+        let h = &self.http;
+        let w = &self.webhooks;
+        let listen: SocketAddr = h.listen.parse().with_context(|| {
+            format!(
+                "[http] listen: {:?} is not an address like 127.0.0.1:8025",
+                h.listen
+            )
+        })?;
+        let dur = |key: &str, text: &str| {
+            parse_duration(text).map_err(|e| anyhow::anyhow!("[webhooks] {key}: {e}"))
+        };
+        let mut schedule = Vec::new();
+        for t in &w.retry_schedule {
+            schedule.push(dur("retry_schedule", t)?.as_secs().max(1));
+        }
+        if schedule.is_empty() {
+            bail!("[webhooks] retry_schedule is empty: give at least one delay, e.g. [\"1m\"]");
+        }
+        if let Some(k) = &h.admin_key {
+            if k.len() < 16 {
+                bail!("[http] admin_key is shorter than 16 characters: use a long random key (or posthorn apikey create --admin)");
+            }
+        }
+        Ok(posthorn_api::ApiConfig {
+            listen,
+            admin_key: h.admin_key.clone(),
+            max_body_bytes: h.max_body_bytes,
+            allow_private_networks: w.allow_private_networks,
+            webhook_retry_schedule: schedule,
+            webhook_max_age: dur("max_age", &w.max_age)?.as_secs(),
+            webhook_timeout: dur("timeout", &w.timeout)?,
         })
     }
 

@@ -1,6 +1,7 @@
 //! `posthorn`: the server and its admin command line.
 
 mod admin;
+mod api_cmds;
 mod cli;
 mod config;
 mod dkim;

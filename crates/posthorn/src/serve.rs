@@ -23,9 +23,15 @@ pub async fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
     if let Some(h) = args.hostname {
         config.hostname = Some(h);
     }
+    if let Some(addr) = args.http {
+        config.http.listen = addr;
+        config.http.enabled = true;
+    }
     init_logging(&config.log.level);
+    let metrics = posthorn_api::health::install_recorder();
 
     let listeners = config.listeners()?;
+    let api_config = config.api_config()?;
     let smtp_config = config.smtp_config()?;
     let store: Arc<dyn Store> = Arc::new(
         SqliteStore::open(&config.data_dir)
@@ -59,7 +65,7 @@ pub async fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
     }
     let submitter = Arc::new(submitter);
 
-    let server = SmtpServer::bind(&listeners, smtp_config, submitter, tls.clone())
+    let server = SmtpServer::bind(&listeners, smtp_config, submitter.clone(), tls.clone())
         .await
         .map_err(|e| {
             let flag = match e.kind {
@@ -80,13 +86,52 @@ pub async fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(%addr, kind = kind.name(), "listening");
     }
 
+    let http = if config.http.enabled {
+        let listener = tokio::net::TcpListener::bind(api_config.listen)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen for HTTP on {}; choose another address with --http ADDR or [http] listen (or [http] enabled = false)",
+                    api_config.listen
+                )
+            })?;
+        tracing::info!(addr = %listener.local_addr()?, kind = "http", "listening");
+        let mut state = posthorn_api::AppState::new(submitter.clone(), api_config);
+        state.metrics = metrics;
+        Some((listener, state))
+    } else {
+        tracing::info!("HTTP API off ([http] enabled = false)");
+        None
+    };
+
     let shutdown = CancellationToken::new();
     spawn_signal_handlers(shutdown.clone(), tls)?;
+    let mut background = Vec::new();
+    if let Some((listener, state)) = http {
+        let sender = posthorn_api::webhook_sender::WebhookSender::new(
+            state.store.clone(),
+            state.config.clone(),
+            state.webhook_wake.clone(),
+        );
+        let stop = shutdown.clone();
+        background.push(tokio::spawn(async move {
+            sender.run(stop.cancelled_owned()).await;
+        }));
+        let stop = shutdown.clone();
+        background.push(tokio::spawn(async move {
+            if let Err(e) = posthorn_api::serve(listener, state, stop.cancelled_owned()).await {
+                tracing::error!(error = %e, "HTTP API stopped");
+            }
+        }));
+    }
     let grace = std::time::Duration::from_secs(config.smtp.shutdown_grace_secs);
     let delivery = engine.map(|e| tokio::spawn(e.run(shutdown.clone(), grace)));
     server.run(shutdown).await;
     if let Some(d) = delivery {
         let _ = d.await;
+    }
+    for task in background {
+        let _ = task.await;
     }
     tracing::info!("stopped");
     Ok(())

@@ -484,7 +484,7 @@ fn a_listener_that_cannot_bind_names_the_port_and_the_fix() {
     let out = Command::new(BIN)
         .args(["--data-dir", dir.path().to_str().unwrap(), "serve"])
         .args(["--smtps", &format!("127.0.0.1:{port}")])
-        .args(["--submission", "127.0.0.1:0"])
+        .args(["--submission", "127.0.0.1:0", "--http", "127.0.0.1:0"])
         .output()
         .unwrap();
     assert!(!out.status.success());

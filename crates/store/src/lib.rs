@@ -9,12 +9,14 @@
 
 mod model;
 mod sqlite;
+mod sqlite_api;
 
 pub use model::*;
 pub use sqlite::SqliteStore;
+pub use sqlite_api::EVENT_KINDS;
 
 use async_trait::async_trait;
-use posthorn_types::MessageId;
+use posthorn_types::{MessageId, RecipientStatus};
 
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +118,47 @@ pub trait Store: Send + Sync + 'static {
     async fn remove_suppression(&self, account_id: i64, address: &str) -> Result<bool>;
     async fn suppressions(&self, account_id: i64) -> Result<Vec<Suppression>>;
     async fn is_suppressed(&self, account_id: i64, address: &str) -> Result<bool>;
+
+    // --- HTTP API keys --------------------------------------------------
+    async fn add_api_key(&self, key: ApiKey) -> Result<()>;
+    async fn api_key(&self, id: &str) -> Result<ApiKey>;
+    /// The keys of an account, or with `None` the admin keys.
+    async fn api_keys(&self, account_id: Option<i64>) -> Result<Vec<ApiKey>>;
+    /// False when it was not there.
+    async fn remove_api_key(&self, id: &str) -> Result<bool>;
+
+    // --- statistics -----------------------------------------------------
+    /// Per UTC day of acceptance, for messages with ids in
+    /// `[from, before)`, optionally of one label; bounce notices excluded.
+    async fn daily_stats(
+        &self,
+        account_id: i64,
+        from: MessageId,
+        before: MessageId,
+        label: Option<&str>,
+    ) -> Result<Vec<DayStats>>;
+    /// How many recipients are in each status, over every account.
+    async fn status_counts(&self) -> Result<Vec<(RecipientStatus, u64)>>;
+
+    // --- webhooks -------------------------------------------------------
+    async fn add_webhook(&self, webhook: Webhook) -> Result<()>;
+    async fn webhooks(&self, account_id: i64) -> Result<Vec<Webhook>>;
+    /// False when the account has no such webhook. Its pending deliveries
+    /// go with it.
+    async fn remove_webhook(&self, account_id: i64, id: &str) -> Result<bool>;
+    /// Claim up to `limit` webhook deliveries due at `now`: each is not
+    /// due again before `lease_until` unless its result says so.
+    async fn claim_webhook_deliveries(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> Result<Vec<DueWebhookDelivery>>;
+    /// Record how POSTs went; a delivery given up on has `retry_at: None`
+    /// and an error.
+    async fn record_webhook_results(&self, results: Vec<WebhookResult>) -> Result<()>;
+    /// Unix seconds of the earliest pending webhook delivery, if any.
+    async fn next_webhook_due(&self) -> Result<Option<i64>>;
 
     /// Counters of the commit path, for metrics and tests.
     fn commit_stats(&self) -> CommitStats;

@@ -131,6 +131,15 @@ pub struct MessageFilter {
     pub account_id: Option<i64>,
     /// At most this many (all when `None`).
     pub limit: Option<u32>,
+    /// Only messages with an id greater than this (a paging cursor).
+    pub after: Option<MessageId>,
+    /// Only messages with an id less than this (ids are time-ordered, so
+    /// `after` and `before` together make a time window).
+    pub before: Option<MessageId>,
+    /// Only messages with this recipient (case-insensitive).
+    pub recipient: Option<String>,
+    /// Only messages with this label.
+    pub label: Option<String>,
 }
 
 /// A recipient the scheduler claimed: due for an attempt, now `sending`
@@ -198,4 +207,86 @@ pub struct Suppression {
     /// The message whose bounce put it there, if any.
     pub message_id: Option<String>,
     pub created_at: i64,
+}
+
+/// An HTTP API key as stored: the secret only as an argon2id hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiKey {
+    /// The public part of the key (`ph_<id>_<secret>`).
+    pub id: String,
+    /// `None` for an admin key.
+    pub account_id: Option<i64>,
+    pub secret_hash: String,
+    pub description: String,
+    pub created_at: i64,
+}
+
+/// Counts of one day (UTC) of an account's recipients, by where they stand
+/// now.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DayStats {
+    /// `YYYY-MM-DD`.
+    pub day: String,
+    /// Messages accepted that day.
+    pub messages: u64,
+    /// Recipients of those messages (each is one requested email).
+    pub requests: u64,
+    pub delivered: u64,
+    /// Still to be tried again (deferred, queued or being sent).
+    pub deferred: u64,
+    pub bounced: u64,
+    pub expired: u64,
+    pub suppressed: u64,
+}
+
+/// A webhook subscription.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Webhook {
+    pub id: String,
+    pub account_id: i64,
+    pub url: String,
+    /// Event kinds: `delivered`, `deferred`, `bounced`, `expired`,
+    /// `suppressed`.
+    pub events: Vec<String>,
+    /// The HMAC-SHA256 signing secret (it must be kept to sign).
+    pub secret: String,
+    pub created_at: i64,
+}
+
+/// Something that happened to one recipient, as a webhook reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub id: i64,
+    pub account_id: i64,
+    /// `delivered`, `deferred`, `bounced`, `expired` or `suppressed`.
+    pub kind: String,
+    pub message_id: String,
+    pub recipient: String,
+    pub attempts: u32,
+    pub reply: Option<String>,
+    pub remote_host: Option<String>,
+    pub label: Option<String>,
+    pub created_at: i64,
+}
+
+/// An event due to be POSTed to one webhook, claimed by a sender.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DueWebhookDelivery {
+    pub webhook_id: String,
+    pub url: String,
+    pub secret: String,
+    /// Attempts made before this one.
+    pub attempts: u32,
+    pub event: Event,
+}
+
+/// How one webhook POST went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookResult {
+    pub webhook_id: String,
+    pub event_id: i64,
+    /// `None`: accepted (done). `Some(t)`: try again at Unix second `t`.
+    pub retry_at: Option<i64>,
+    /// Why it failed (status line or transport error).
+    pub error: Option<String>,
 }

@@ -5,6 +5,7 @@
 //! every message waiting at that moment into a single transaction (group
 //! commit), so many sessions share one fsync.
 
+use crate::sqlite_api as api;
 use crate::*;
 use posthorn_types::RecipientStatus;
 use sqlx::sqlite::{
@@ -20,7 +21,11 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how
 /// many have run.
-const MIGRATIONS: &[&str] = &[include_str!("schema_v1.sql"), include_str!("schema_v2.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("schema_v1.sql"),
+    include_str!("schema_v2.sql"),
+    include_str!("schema_v3.sql"),
+];
 
 /// Updates per statement when recording outcomes (7 parameters each).
 const UPDATE_CHUNK: usize = 128;
@@ -48,6 +53,12 @@ enum Op {
         bodies_before: i64,
         records_before: i64,
     },
+    ClaimWebhooks {
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    },
+    WebhookResults(Vec<WebhookResult>),
 }
 
 enum Done {
@@ -55,6 +66,8 @@ enum Done {
     Claimed(Vec<DueRecipient>),
     Recorded(Recorded),
     Purged(u64, u64),
+    WebhooksClaimed(Vec<DueWebhookDelivery>),
+    WebhooksRecorded,
 }
 
 struct WriteJob {
@@ -209,10 +222,17 @@ async fn writer_loop(
 async fn write_batch(conn: &mut SqliteConnection, batch: &mut [WriteJob]) -> Result<Vec<Done>> {
     let mut tx = conn.begin().await?;
     let mut results = Vec::with_capacity(batch.len());
+    // Events only while some webhook may want them (see sqlite_api).
+    let events_since = if api::webhooks_exist(&mut tx).await? {
+        Some(api::last_event_id(&mut tx).await?)
+    } else {
+        None
+    };
+    let events = events_since.is_some();
     for job in batch.iter_mut() {
         let done = match &mut job.op {
             Op::Enqueue(m) => {
-                insert_message(&mut tx, m).await?;
+                insert_message(&mut tx, m, events).await?;
                 Done::Enqueued
             }
             Op::Claim {
@@ -221,9 +241,9 @@ async fn write_batch(conn: &mut SqliteConnection, batch: &mut [WriteJob]) -> Res
                 lease_until,
                 limit,
             } => Done::Claimed(claim(&mut tx, owner, *now, *lease_until, *limit).await?),
-            Op::Record { owner, batch } => {
-                Done::Recorded(record(&mut tx, owner.as_deref(), std::mem::take(batch)).await?)
-            }
+            Op::Record { owner, batch } => Done::Recorded(
+                record(&mut tx, owner.as_deref(), std::mem::take(batch), events).await?,
+            ),
             Op::Purge {
                 bodies_before,
                 records_before,
@@ -231,14 +251,28 @@ async fn write_batch(conn: &mut SqliteConnection, batch: &mut [WriteJob]) -> Res
                 let (b, r) = purge(&mut tx, *bodies_before, *records_before).await?;
                 Done::Purged(b, r)
             }
+            Op::ClaimWebhooks {
+                now,
+                lease_until,
+                limit,
+            } => Done::WebhooksClaimed(
+                api::claim_webhook_deliveries(&mut tx, *now, *lease_until, *limit).await?,
+            ),
+            Op::WebhookResults(results) => {
+                api::record_webhook_results(&mut tx, results, now()).await?;
+                Done::WebhooksRecorded
+            }
         };
         results.push(done);
+    }
+    if let Some(since) = events_since {
+        api::fan_out(&mut tx, since, now()).await?;
     }
     tx.commit().await?;
     Ok(results)
 }
 
-async fn insert_message(tx: &mut SqliteConnection, m: &NewMessage) -> Result<()> {
+async fn insert_message(tx: &mut SqliteConnection, m: &NewMessage, events: bool) -> Result<()> {
     let id = m.id.to_string();
     let all_suppressed = m.recipients.is_empty();
     sqlx::query(
@@ -297,6 +331,13 @@ async fn insert_message(tx: &mut SqliteConnection, m: &NewMessage) -> Result<()>
         .bind(m.received_at)
         .execute(&mut *tx)
         .await?;
+    }
+    if events && !m.suppressed.is_empty() {
+        let first = m.recipients.len() as i64;
+        let suppressed: Vec<(String, i64)> = (first..first + m.suppressed.len() as i64)
+            .map(|idx| (id.clone(), idx))
+            .collect();
+        api::record_events(tx, &suppressed, m.received_at).await?;
     }
     Ok(())
 }
@@ -381,6 +422,7 @@ async fn record(
     tx: &mut SqliteConnection,
     owner: Option<&str>,
     batch: OutcomeBatch,
+    events: bool,
 ) -> Result<Recorded> {
     let now = now();
     let mut recorded = Recorded::default();
@@ -422,6 +464,10 @@ async fn record(
             .iter()
             .map(|r| (r.get("message_id"), r.get("idx")))
             .collect();
+        if events {
+            let changed: Vec<(String, i64)> = applied.iter().cloned().collect();
+            api::record_events(&mut *tx, &changed, now).await?;
+        }
         let mut touched: Vec<String> = applied.iter().map(|(id, _)| id.clone()).collect();
         touched.sort_unstable();
         touched.dedup();
@@ -465,7 +511,7 @@ async fn record(
         }
     }
     for notice in &batch.notices {
-        insert_message(&mut *tx, notice).await?;
+        insert_message(&mut *tx, notice, events).await?;
     }
     Ok(recorded)
 }
@@ -501,6 +547,7 @@ async fn purge(
     .execute(&mut *tx)
     .await?
     .rows_affected();
+    api::purge_events(tx, records_before).await?;
     Ok((bodies, records))
 }
 
@@ -955,6 +1002,78 @@ impl Store for SqliteStore {
         Ok(n as u64)
     }
 
+    async fn add_api_key(&self, key: ApiKey) -> Result<()> {
+        let id = key.id.clone();
+        api::add_api_key(&self.pool, &key)
+            .await
+            .map_err(duplicate("API key", &id))
+    }
+
+    async fn api_key(&self, id: &str) -> Result<ApiKey> {
+        api::api_key(&self.pool, id).await
+    }
+
+    async fn api_keys(&self, account_id: Option<i64>) -> Result<Vec<ApiKey>> {
+        api::api_keys(&self.pool, account_id).await
+    }
+
+    async fn remove_api_key(&self, id: &str) -> Result<bool> {
+        api::remove_api_key(&self.pool, id).await
+    }
+
+    async fn daily_stats(
+        &self,
+        account_id: i64,
+        from: MessageId,
+        before: MessageId,
+        label: Option<&str>,
+    ) -> Result<Vec<DayStats>> {
+        api::daily_stats(&self.pool, account_id, from, before, label).await
+    }
+
+    async fn status_counts(&self) -> Result<Vec<(RecipientStatus, u64)>> {
+        api::status_counts(&self.pool).await
+    }
+
+    async fn add_webhook(&self, webhook: Webhook) -> Result<()> {
+        api::add_webhook(&self.pool, &webhook).await
+    }
+
+    async fn webhooks(&self, account_id: i64) -> Result<Vec<Webhook>> {
+        api::webhooks(&self.pool, account_id).await
+    }
+
+    async fn remove_webhook(&self, account_id: i64, id: &str) -> Result<bool> {
+        api::remove_webhook(&self.pool, account_id, id).await
+    }
+
+    async fn claim_webhook_deliveries(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> Result<Vec<DueWebhookDelivery>> {
+        match self
+            .write(Op::ClaimWebhooks {
+                now,
+                lease_until,
+                limit,
+            })
+            .await?
+        {
+            Done::WebhooksClaimed(d) => Ok(d),
+            _ => unreachable!("a webhook claim answers with what it claimed"),
+        }
+    }
+
+    async fn record_webhook_results(&self, results: Vec<WebhookResult>) -> Result<()> {
+        self.write(Op::WebhookResults(results)).await.map(|_| ())
+    }
+
+    async fn next_webhook_due(&self) -> Result<Option<i64>> {
+        api::next_webhook_due(&self.pool).await
+    }
+
     fn commit_stats(&self) -> CommitStats {
         CommitStats {
             commits: self.counters.commits.load(Ordering::Relaxed),
@@ -993,12 +1112,20 @@ impl Store for SqliteStore {
             "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN accounts a ON a.id = m.account_id
              WHERE (?1 IS NULL OR m.account_id = ?1)
                AND (?2 IS NULL OR EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id AND r.status = ?2))
+               AND (?4 IS NULL OR m.id > ?4)
+               AND (?5 IS NULL OR m.id < ?5)
+               AND (?6 IS NULL OR m.id IN (SELECT message_id FROM recipients WHERE address = ?6 COLLATE NOCASE))
+               AND (?7 IS NULL OR m.label = ?7)
              ORDER BY m.id LIMIT ?3"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(filter.account_id)
             .bind(filter.status.map(|s| s.as_str()))
             .bind(filter.limit.map_or(-1, i64::from))
+            .bind(filter.after.map(|id| id.to_string()))
+            .bind(filter.before.map(|id| id.to_string()))
+            .bind(filter.recipient.as_deref())
+            .bind(filter.label.as_deref())
             .fetch_all(&self.pool)
             .await?;
         let mut out = Vec::with_capacity(rows.len());

@@ -9,7 +9,7 @@ mod rate;
 mod received;
 mod settings;
 
-pub use password::{generate_secret, hash_secret, verify_secret};
+pub use password::{burn_time, generate_secret, hash_secret, verify_secret};
 pub use posthorn_policy::PolicyLimits;
 pub use settings::{
     apply_settings, validate_setting, AccountLimits, RateLimits, SettingKey, SETTING_KEYS,
@@ -251,6 +251,19 @@ impl Submitter {
         Ok(())
     }
 
+    /// Count one HTTP call of an API key against the account's
+    /// `api_calls_per_minute` (an SMTP transaction of an API user is
+    /// counted by [`Submitter::check_sender`]).
+    pub async fn api_call(&self, who: &Identity) -> Result<(), SubmitError> {
+        let name = match &who.login {
+            LoginKind::ApiKey { id } => format!("key:{id}"),
+            LoginKind::ApiUser { name } => name.clone(),
+            _ => return Ok(()),
+        };
+        let limits = self.limits(who.account_id).await?;
+        rate::api_call(&*self.limiter, &name, limits.rate.api_calls_per_minute).await
+    }
+
     async fn sender_allowed(&self, who: &Identity, from: &str) -> Result<(), SubmitError> {
         let refused = || SubmitError::SenderNotAllowed(from.to_string());
         if from.is_empty() {
@@ -259,7 +272,7 @@ impl Submitter {
         match &who.login {
             LoginKind::Sender { address } if address.eq_ignore_ascii_case(from) => Ok(()),
             LoginKind::Sender { .. } => Err(refused()),
-            LoginKind::ApiUser { .. } | LoginKind::TrustedNetwork => {
+            LoginKind::ApiUser { .. } | LoginKind::ApiKey { .. } | LoginKind::TrustedNetwork => {
                 match self.store.sender(from).await {
                     Ok(s) if s.account_id == who.account_id => Ok(()),
                     Ok(_) | Err(StoreError::NotFound(_)) => Err(refused()),

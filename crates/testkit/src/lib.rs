@@ -40,6 +40,8 @@ pub struct TestServer {
     child: Option<Child>,
     pub smtps_port: u16,
     pub submission_port: u16,
+    /// The HTTP API (`serve --http 127.0.0.1:PORT`).
+    pub http_port: u16,
     extra_config: String,
 }
 
@@ -62,6 +64,7 @@ impl TestServer {
             child: None,
             smtps_port: free_port(),
             submission_port: free_port(),
+            http_port: free_port(),
             extra_config: extra_config.to_string(),
         };
         server.cli_ok(&["account", "create", ACCOUNT]);
@@ -121,6 +124,7 @@ impl TestServer {
                 Err(log) if log.contains("Address already in use") => {
                     self.smtps_port = free_port();
                     self.submission_port = free_port();
+                    self.http_port = free_port();
                 }
                 Err(log) => panic!("{log}"),
             }
@@ -147,6 +151,8 @@ impl TestServer {
             .arg("--data-dir")
             .arg(self.dir.path())
             .arg("serve")
+            .arg("--http")
+            .arg(format!("127.0.0.1:{}", self.http_port))
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
@@ -158,7 +164,7 @@ impl TestServer {
 
     fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(20);
-        for port in [self.smtps_port, self.submission_port] {
+        for port in [self.smtps_port, self.submission_port, self.http_port] {
             loop {
                 if TcpStream::connect(("127.0.0.1", port)).is_ok() {
                     break;

@@ -33,6 +33,9 @@ pub enum LoginKind {
     /// The login name is an API user (SendCloud style); the connection may
     /// send from any sender address of the account.
     ApiUser { name: String },
+    /// An HTTP API key (its public id); like an API user, it may send from
+    /// any sender address of the account.
+    ApiKey { id: String },
     /// No login: the client's address is in `trusted_networks`, mapped to an
     /// account (opt-in, for benchmarks and legacy hosts).
     TrustedNetwork,
@@ -55,6 +58,7 @@ impl Identity {
         match &self.login {
             LoginKind::Sender { address } => address,
             LoginKind::ApiUser { name } => name,
+            LoginKind::ApiKey { id } => id,
             LoginKind::TrustedNetwork => "trusted-network",
         }
     }

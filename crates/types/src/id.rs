@@ -31,6 +31,17 @@ impl MessageId {
         Self(id)
     }
 
+    /// The smallest identifier made at Unix millisecond `ms` (ids made
+    /// from then on are not less): a bound for time windows.
+    pub fn first_at(ms: u64) -> Self {
+        Self((ms as u128) << 80)
+    }
+
+    /// The identifier just before this one, if any.
+    pub fn checked_pred(&self) -> Option<Self> {
+        self.0.checked_sub(1).map(Self)
+    }
+
     /// Milliseconds since the Unix epoch at which the identifier was made.
     pub fn timestamp_ms(&self) -> u64 {
         (self.0 >> 80) as u64

@@ -69,3 +69,65 @@ mod tests {
         assert_eq!(super::rfc5322(0), "Thu, 1 Jan 1970 00:00:00 +0000");
     }
 }
+
+/// Unix seconds of midnight UTC starting the day `YYYY-MM-DD`, or `None`
+/// when the text is not such a date (years 1970–9999).
+pub fn parse_date(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let s = &text[r];
+        s.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    if y < 1970 || !(1..=12).contains(&m) || d < 1 {
+        return None;
+    }
+    let days = days_from_civil(y, m as u32, d as u32);
+    // Reject 2026-02-30 and the like: it must come back the same.
+    (civil_from_days(days) == (y, m as u32, d as u32)).then_some(days * 86_400)
+}
+
+/// Howard Hinnant's civil-to-days algorithm.
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m as i64 + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod date_tests {
+    use super::*;
+
+    #[test]
+    fn dates_parse_to_midnight_and_round_trip() {
+        assert_eq!(parse_date("1970-01-01"), Some(0));
+        let t = parse_date("2026-11-23").unwrap();
+        assert_eq!(rfc3339(t), "2026-11-23T00:00:00Z");
+        assert_eq!(
+            parse_date("2024-02-29").map(rfc3339).unwrap(),
+            "2024-02-29T00:00:00Z"
+        );
+        for bad in [
+            "2026-02-30",
+            "2026-13-01",
+            "26-11-23",
+            "2026/11/23",
+            "2026-1-023",
+            "",
+            "1969-12-31",
+            "2026-11-2x",
+        ] {
+            assert_eq!(parse_date(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations:
+//! every route is registered together with its documentation (utoipa-axum),
+//! so the two cannot drift.
+
+use crate::AppState;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Posthorn HTTP API",
+        description = "Send mail, follow every recipient's status, get statistics and webhooks, administer accounts. Errors are `{\"error\": {\"code\", \"message\", \"request_id\"}}` with stable codes (docs/errors.md).",
+    ),
+    modifiers(&BearerKey),
+    tags(
+        (name = "messages", description = "send and status"),
+        (name = "stats", description = "daily statistics"),
+        (name = "webhooks", description = "event subscriptions"),
+        (name = "admin", description = "the admin key only"),
+        (name = "operations", description = "health and metrics"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerKey;
+
+impl Modify for BearerKey {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("ph_<id>_<secret>")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Every documented route.
+pub fn routes() -> OpenApiRouter<AppState> {
+    use crate::{admin, health, messages, stats, webhooks};
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(messages::send, messages::list_messages))
+        .routes(routes!(messages::send_raw))
+        .routes(routes!(messages::get_message))
+        .routes(routes!(stats::stats))
+        .routes(routes!(webhooks::create, webhooks::list))
+        .routes(routes!(webhooks::delete))
+        .routes(routes!(admin::list_accounts, admin::create_account))
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics))
+}
+
+/// The document as served at `/openapi.json`.
+pub fn document() -> utoipa::openapi::OpenApi {
+    routes().split_for_parts().1
+}
