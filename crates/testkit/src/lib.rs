@@ -3,6 +3,7 @@
 //! the store holds through the same CLI an operator uses.
 
 pub mod dns;
+pub mod http;
 pub mod sink;
 
 use serde_json::Value;
@@ -220,6 +221,20 @@ impl TestServer {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8(out.stdout).expect("utf-8 output")
+    }
+
+    /// A new HTTP API key for `account` (`apikey create`).
+    pub fn http_key(&self, account: &str) -> String {
+        self.cli_ok(&["apikey", "create", "--account", account])
+            .trim()
+            .to_string()
+    }
+
+    /// A new admin HTTP API key (`apikey create --admin`).
+    pub fn admin_http_key(&self) -> String {
+        self.cli_ok(&["apikey", "create", "--admin"])
+            .trim()
+            .to_string()
     }
 
     /// `queue list --json`.
