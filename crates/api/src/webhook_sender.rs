@@ -23,7 +23,7 @@ const BATCH: u32 = 64;
 /// POSTs in flight at once.
 const PARALLEL: usize = 16;
 /// Longest wait between looks at the store when nothing is due.
-const IDLE: Duration = Duration::from_secs(5);
+const IDLE: Duration = Duration::from_secs(1);
 
 /// The JSON POSTed for one event.
 #[derive(Serialize, Debug)]

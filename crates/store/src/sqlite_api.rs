@@ -31,7 +31,8 @@ pub(crate) async fn last_event_id(tx: &mut SqliteConnection) -> Result<i64> {
 }
 
 /// Write an event for each of these recipients (`(message id, idx)`) whose
-/// account has a webhook for its new status.
+/// account has a webhook for its new status. Bounce notices Posthorn made
+/// have none: the bounce itself was the event.
 pub(crate) async fn record_events(
     tx: &mut SqliteConnection,
     recipients: &[(String, i64)],
@@ -46,6 +47,7 @@ pub(crate) async fn record_events(
              FROM t JOIN recipients r ON r.message_id = t.id AND r.idx = t.idx
                     JOIN messages m ON m.id = r.message_id
              WHERE r.status IN ('delivered', 'deferred', 'bounced', 'expired', 'suppressed')
+               AND m.is_dsn = 0
                AND EXISTS (SELECT 1 FROM webhooks w WHERE w.account_id = m.account_id
                            AND instr(w.events, ',' || r.status || ',') > 0)"
         );
@@ -333,4 +335,38 @@ pub(crate) async fn next_webhook_due(pool: &SqlitePool) -> Result<Option<i64>> {
             .fetch_one(pool)
             .await?,
     )
+}
+
+/// `(name, created_at)` rows of one of the admin listings, in name order.
+pub(crate) async fn listed_names(
+    pool: &SqlitePool,
+    table: ListedTable,
+    account_id: i64,
+) -> Result<Vec<ListedName>> {
+    let sql = match table {
+        ListedTable::Senders => {
+            "SELECT address AS name, created_at FROM senders WHERE account_id = ? ORDER BY address"
+        }
+        ListedTable::ApiUsers => {
+            "SELECT name, created_at FROM api_users WHERE account_id = ? ORDER BY name"
+        }
+        ListedTable::Labels => {
+            "SELECT label AS name, created_at FROM labels WHERE account_id = ? ORDER BY label"
+        }
+    };
+    let rows = sqlx::query(sql).bind(account_id).fetch_all(pool).await?;
+    Ok(rows
+        .iter()
+        .map(|r| ListedName {
+            name: r.get("name"),
+            created_at: r.get("created_at"),
+        })
+        .collect())
+}
+
+#[derive(Clone, Copy)]
+pub(crate) enum ListedTable {
+    Senders,
+    ApiUsers,
+    Labels,
 }

@@ -81,7 +81,10 @@ pub fn post_json(port: u16, path: &str, key: &str, body: &serde_json::Value) -> 
         port,
         "POST",
         path,
-        &[("Authorization", &auth), ("Content-Type", "application/json")],
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
         body.to_string().as_bytes(),
     )
 }
@@ -175,7 +178,12 @@ pub struct Receiver {
 
 impl Receiver {
     pub fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind receiver");
+        Self::start_on(0)
+    }
+
+    /// A receiver on a given port (0: any).
+    pub fn start_on(port: u16) -> Self {
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind receiver");
         let port = listener.local_addr().unwrap().port();
         let got = Arc::new(Mutex::new(Vec::new()));
         let answers = Arc::new(Mutex::new(VecDeque::new()));
