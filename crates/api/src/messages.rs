@@ -169,7 +169,6 @@ async fn submit(
         tls: None,
     };
     let id = submitter.submit(who, &origin, envelope, content).await?;
-    metrics::counter!("posthorn_submissions_total", "via" => "http").increment(1);
     Ok((
         StatusCode::ACCEPTED,
         Json(SendResponse {

@@ -538,6 +538,11 @@ impl Engine {
             let d = decide(&result, r.attempts, job.received_at, now, &policy);
             metrics::counter!("posthorn_deliveries_total", "outcome" => d.status.as_str())
                 .increment(1);
+            if d.status == RecipientStatus::Delivered {
+                // Acceptance to delivery, in seconds.
+                metrics::histogram!("posthorn_delivery_latency_seconds")
+                    .record((now - job.received_at).max(0) as f64);
+            }
             tracing::info!(id = %job.message_id, rcpt = %r.address, status = %d.status, attempts = d.attempts, reply = %result.reply, "delivery attempt");
             if matches!(
                 d.status,

@@ -123,13 +123,15 @@ async fn accept_loop(
         match accepted {
             Ok((stream, peer)) => {
                 backoff = Duration::from_millis(5);
-                conns.spawn(connection::serve(
-                    stream,
-                    peer,
-                    kind,
-                    shared.clone(),
-                    shutdown.clone(),
-                ));
+                metrics::counter!("posthorn_smtp_connections_total", "listener" => kind.name())
+                    .increment(1);
+                let serve = connection::serve(stream, peer, kind, shared.clone(), shutdown.clone());
+                conns.spawn(async move {
+                    let open = metrics::gauge!("posthorn_smtp_connections_open");
+                    open.increment(1.0);
+                    serve.await;
+                    open.decrement(1.0);
+                });
             }
             Err(e) => {
                 // Out of file descriptors and the like: wait, then go on.

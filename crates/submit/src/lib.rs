@@ -144,6 +144,19 @@ impl Submitter {
         &self.store
     }
 
+    /// What this submitter was configured with (the host name, the
+    /// default limits).
+    pub fn config(&self) -> &SubmitConfig {
+        &self.config
+    }
+
+    /// Drop the cached limits of an account, so a setting just changed
+    /// applies from the next message on (on this node; others see it
+    /// within `settings_ttl`).
+    pub fn forget_limits(&self, account_id: i64) {
+        self.limits_cache.lock().expect("cache").remove(&account_id);
+    }
+
     /// Check a login. The user is a sender address (it may then send only
     /// from itself) or an API user (any sender address of its account);
     /// either may end in `#label_id`, naming a label of the account. An
@@ -242,6 +255,12 @@ impl Submitter {
     /// address of its account. The null sender is never allowed for
     /// submission.
     pub async fn check_sender(&self, who: &Identity, from: &str) -> Result<(), SubmitError> {
+        self.sender_checks(who, from)
+            .await
+            .inspect_err(count_refusal)
+    }
+
+    async fn sender_checks(&self, who: &Identity, from: &str) -> Result<(), SubmitError> {
         self.sender_allowed(who, from).await?;
         if let LoginKind::ApiUser { name } = &who.login {
             // Each transaction is one call of the API user.
@@ -291,6 +310,17 @@ impl Submitter {
         from: &str,
         to: &str,
     ) -> Result<(), SubmitError> {
+        self.recipient_checks(who, from, to)
+            .await
+            .inspect_err(count_refusal)
+    }
+
+    async fn recipient_checks(
+        &self,
+        who: &Identity,
+        from: &str,
+        to: &str,
+    ) -> Result<(), SubmitError> {
         if self.store.is_suppressed(who.account_id, to).await? {
             return Err(SubmitError::Business(BusinessError {
                 smtp_code: 550,
@@ -317,6 +347,26 @@ impl Submitter {
     /// headers, and commit it. Returns its id once it is on stable storage;
     /// nothing is stored when it is refused.
     pub async fn submit(
+        &self,
+        who: &Identity,
+        origin: &Origin,
+        envelope: Envelope,
+        content: Vec<u8>,
+    ) -> Result<MessageId, SubmitError> {
+        let via = if origin.protocol == "HTTP" {
+            "http"
+        } else {
+            "smtp"
+        };
+        let result = self.check_and_commit(who, origin, envelope, content).await;
+        match &result {
+            Ok(_) => metrics::counter!("posthorn_submissions_total", "via" => via).increment(1),
+            Err(e) => count_refusal(e),
+        }
+        result
+    }
+
+    async fn check_and_commit(
         &self,
         who: &Identity,
         origin: &Origin,
@@ -389,6 +439,16 @@ impl Submitter {
         }
         Ok(id)
     }
+}
+
+/// Count a refusal by its code (`posthorn_refusals_total{code}`).
+pub fn count_refusal(e: &SubmitError) {
+    let code = match e {
+        SubmitError::SenderNotAllowed(_) => "SenderNotAllowed",
+        SubmitError::Business(b) => b.code,
+        SubmitError::Temporary(_) => "Temporary",
+    };
+    metrics::counter!("posthorn_refusals_total", "code" => code).increment(1);
 }
 
 /// Whether a refusal of [`Submitter::check_recipient`] is for a
