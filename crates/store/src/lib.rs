@@ -160,6 +160,14 @@ pub trait Store: Send + Sync + 'static {
     /// Unix seconds of the earliest pending webhook delivery, if any.
     async fn next_webhook_due(&self) -> Result<Option<i64>>;
 
+    // --- admin listings -------------------------------------------------
+    /// The sender addresses of an account, by address.
+    async fn senders(&self, account_id: i64) -> Result<Vec<ListedName>>;
+    /// The API users of an account, by name.
+    async fn api_users(&self, account_id: i64) -> Result<Vec<ListedName>>;
+    /// The labels of an account, by label.
+    async fn labels(&self, account_id: i64) -> Result<Vec<ListedName>>;
+
     /// Counters of the commit path, for metrics and tests.
     fn commit_stats(&self) -> CommitStats;
 }

@@ -290,3 +290,11 @@ pub struct WebhookResult {
     /// Why it failed (status line or transport error).
     pub error: Option<String>,
 }
+
+/// A sender address, API user or label of an account, as listed (no
+/// secrets).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListedName {
+    pub name: String,
+    pub created_at: i64,
+}

@@ -1074,6 +1074,18 @@ impl Store for SqliteStore {
         api::next_webhook_due(&self.pool).await
     }
 
+    async fn senders(&self, account_id: i64) -> Result<Vec<ListedName>> {
+        api::listed_names(&self.pool, api::ListedTable::Senders, account_id).await
+    }
+
+    async fn api_users(&self, account_id: i64) -> Result<Vec<ListedName>> {
+        api::listed_names(&self.pool, api::ListedTable::ApiUsers, account_id).await
+    }
+
+    async fn labels(&self, account_id: i64) -> Result<Vec<ListedName>> {
+        api::listed_names(&self.pool, api::ListedTable::Labels, account_id).await
+    }
+
     fn commit_stats(&self) -> CommitStats {
         CommitStats {
             commits: self.counters.commits.load(Ordering::Relaxed),
