@@ -110,7 +110,9 @@ impl From<SubmitError> for ApiError {
                 format!("{from:?} is not a sender address of this account"),
             ),
             SubmitError::Business(b) => {
-                let status = if b.code.starts_with("RequestLimitExceeded.") {
+                // Temporary refusals (the rate limits, 45x in SMTP) are
+                // 429; the message's own faults 422.
+                let status = if b.smtp_code / 100 == 4 {
                     StatusCode::TOO_MANY_REQUESTS
                 } else {
                     StatusCode::UNPROCESSABLE_ENTITY

@@ -235,7 +235,10 @@ fn sent_over_http_is_delivered_listed_and_counted() {
             .map(|m| m["id"].as_str().unwrap().to_string())
             .collect()
     };
-    assert_eq!(ids("recipient=PERMFAIL@example.net"), std::slice::from_ref(&bounced));
+    assert_eq!(
+        ids("recipient=PERMFAIL@example.net"),
+        std::slice::from_ref(&bounced)
+    );
     assert_eq!(ids("status=bounced"), std::slice::from_ref(&bounced));
     assert_eq!(ids(&format!("label={LABEL}")), std::slice::from_ref(&rich));
     assert!(ids("date=2001-01-01").is_empty());
