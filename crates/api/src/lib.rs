@@ -48,6 +48,9 @@ pub struct ApiConfig {
     pub webhook_max_age: u64,
     /// How long one webhook POST may take.
     pub webhook_timeout: std::time::Duration,
+    /// The name servers the domain check asks (`[delivery] nameservers`);
+    /// empty: those of `/etc/resolv.conf`.
+    pub nameservers: Vec<SocketAddr>,
 }
 
 impl Default for ApiConfig {
@@ -60,6 +63,7 @@ impl Default for ApiConfig {
             webhook_retry_schedule: vec![10, 60, 300, 900, 1800, 3600, 7200, 14400],
             webhook_max_age: 24 * 3600,
             webhook_timeout: std::time::Duration::from_secs(10),
+            nameservers: Vec::new(),
         }
     }
 }

@@ -435,6 +435,7 @@ impl From<MessageRecord> for MessageView {
         (status = 200, description = "the message", body = MessageView),
         (status = 400, description = "not a message id", body = ErrorBody),
         (status = 401, description = "no or a wrong API key", body = ErrorBody),
+        (status = 403, description = "the admin key: this route acts as an account", body = ErrorBody),
         (status = 404, description = "no such message of this account", body = ErrorBody),
     ),
     security(("api_key" = [])))]
@@ -494,6 +495,7 @@ pub struct MessagePage {
         (status = 200, description = "one page", body = MessagePage),
         (status = 400, description = "a malformed parameter", body = ErrorBody),
         (status = 401, description = "no or a wrong API key", body = ErrorBody),
+        (status = 403, description = "the admin key: this route acts as an account", body = ErrorBody),
     ),
     security(("api_key" = [])))]
 pub async fn list_messages(

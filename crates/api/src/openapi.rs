@@ -52,7 +52,42 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(stats::stats))
         .routes(routes!(webhooks::create, webhooks::list))
         .routes(routes!(webhooks::delete))
-        .routes(routes!(admin::list_accounts, admin::create_account))
+        .routes(routes!(
+            admin::accounts::list_accounts,
+            admin::accounts::create_account
+        ))
+        .routes(routes!(admin::accounts::show_account))
+        .routes(routes!(
+            admin::accounts::set_setting,
+            admin::accounts::clear_setting
+        ))
+        .routes(routes!(
+            admin::domains::list_domains,
+            admin::domains::add_domain
+        ))
+        .routes(routes!(admin::domains::show_domain))
+        .routes(routes!(admin::domains::check_domain))
+        .routes(routes!(
+            admin::credentials::list_senders,
+            admin::credentials::create_sender
+        ))
+        .routes(routes!(admin::credentials::set_sender_password))
+        .routes(routes!(
+            admin::credentials::list_api_users,
+            admin::credentials::create_api_user
+        ))
+        .routes(routes!(
+            admin::credentials::list_labels,
+            admin::credentials::create_label
+        ))
+        .routes(routes!(
+            admin::suppressions::list_suppressions,
+            admin::suppressions::add_suppression
+        ))
+        .routes(routes!(admin::suppressions::remove_suppression))
+        .routes(routes!(admin::suppressions::export_suppressions))
+        .routes(routes!(admin::keys::list_keys, admin::keys::create_key))
+        .routes(routes!(admin::keys::revoke_key))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))

@@ -54,6 +54,7 @@ pub struct StatsResponse {
         (status = 200, description = "one row per day with messages", body = StatsResponse),
         (status = 400, description = "a malformed date or a window too long", body = ErrorBody),
         (status = 401, description = "no or a wrong API key", body = ErrorBody),
+        (status = 403, description = "the admin key: this route acts as an account", body = ErrorBody),
     ),
     security(("api_key" = [])))]
 pub async fn stats(

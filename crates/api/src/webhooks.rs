@@ -135,6 +135,9 @@ pub async fn check_url(url: &str, allow_private: bool) -> Result<(), String> {
         (status = 201, description = "created; the secret is shown only now", body = CreatedWebhook),
         (status = 400, description = "a bad URL or event kind", body = ErrorBody),
         (status = 401, description = "no or a wrong API key", body = ErrorBody),
+        (status = 403, description = "the admin key: this route acts as an account", body = ErrorBody),
+        (status = 413, description = "the body is too large", body = ErrorBody),
+        (status = 415, description = "not JSON", body = ErrorBody),
     ),
     security(("api_key" = [])))]
 pub async fn create(
@@ -192,6 +195,7 @@ pub async fn create(
     responses(
         (status = 200, description = "the webhooks", body = WebhookList),
         (status = 401, description = "no or a wrong API key", body = ErrorBody),
+        (status = 403, description = "the admin key: this route acts as an account", body = ErrorBody),
     ),
     security(("api_key" = [])))]
 pub async fn list(
@@ -218,6 +222,7 @@ pub async fn list(
     responses(
         (status = 204, description = "removed"),
         (status = 401, description = "no or a wrong API key", body = ErrorBody),
+        (status = 403, description = "the admin key: this route acts as an account", body = ErrorBody),
         (status = 404, description = "no such webhook of this account", body = ErrorBody),
     ),
     security(("api_key" = [])))]

@@ -392,6 +392,18 @@ impl Config {
             webhook_retry_schedule: schedule,
             webhook_max_age: dur("max_age", &w.max_age)?.as_secs(),
             webhook_timeout: dur("timeout", &w.timeout)?,
+            nameservers: self
+                .delivery
+                .nameservers
+                .iter()
+                .map(|n| {
+                    n.parse::<SocketAddr>().with_context(|| {
+                        format!(
+                            "[delivery] nameservers: {n:?} is not an address like \"127.0.0.1:53\""
+                        )
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?,
         })
     }
 
