@@ -419,27 +419,6 @@ fn one_line(text: &str) -> String {
         .collect()
 }
 
-/// An address as an operator types it for the suppression list: one '@'
-/// with something on both sides, no spaces, no angle brackets.
-fn check_address(address: &str) -> anyhow::Result<()> {
-    let ok = match address.split_once('@') {
-        Some((local, domain)) => {
-            !local.is_empty()
-                && !domain.is_empty()
-                && !domain.contains('@')
-                && address.len() <= 320
-                && !address
-                    .chars()
-                    .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>')
-        }
-        None => false,
-    };
-    if !ok {
-        bail!("{address:?} is not an email address like name@example.com");
-    }
-    Ok(())
-}
-
 fn suppression_json(s: &Suppression) -> serde_json::Value {
     json!({
         "address": s.address,
@@ -454,44 +433,25 @@ pub(crate) fn parse_id(id: &str) -> anyhow::Result<MessageId> {
         .with_context(|| format!("{id:?} is not a message id"))
 }
 
-fn check_name(what: &str, name: &str) -> anyhow::Result<()> {
-    if name.is_empty()
-        || name.len() > 128
-        || name.chars().any(|c| c.is_whitespace() || c.is_control())
-    {
-        bail!("{what} {name:?} must be 1 to 128 characters without spaces");
-    }
-    Ok(())
+// The name and address rules are the admin API's, so the CLI and the API
+// accept the same things; these only turn its errors into the CLI's.
+fn checked<T>(r: posthorn_api::error::ApiResult<T>) -> anyhow::Result<T> {
+    r.map_err(|e| anyhow::anyhow!(e.message))
 }
 
-fn is_domain(d: &str) -> bool {
-    d.len() <= 253
-        && d.contains('.')
-        && d.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        })
+fn check_name(what: &str, name: &str) -> anyhow::Result<()> {
+    checked(posthorn_api::admin::check_name(what, name))
+}
+
+fn check_address(address: &str) -> anyhow::Result<()> {
+    checked(posthorn_api::admin::check_address(address))
 }
 
 fn address_domain(address: &str) -> anyhow::Result<&str> {
-    match address.split_once('@') {
-        Some((local, domain))
-            if !local.is_empty()
-                && local.len() <= 64
-                && !domain.contains('@')
-                && is_domain(&domain.to_ascii_lowercase())
-                && !local
-                    .chars()
-                    .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>') =>
-        {
-            Ok(domain)
-        }
-        _ => bail!("{address:?} is not an email address like name@example.com"),
-    }
+    checked(posthorn_api::admin::address_domain(address))
 }
+
+use posthorn_api::admin::is_domain;
 
 fn password_or_generated(given: Option<String>) -> anyhow::Result<(String, bool)> {
     match given {
