@@ -97,6 +97,11 @@ pub struct Args {
     /// Stop starting new messages after this many seconds.
     #[arg(long, value_name = "SECS")]
     pub duration_limit: Option<f64>,
+    /// Offer at most this many messages per second in all: message i is not
+    /// started before i/RATE seconds after the start (default: each session
+    /// sends as fast as the server answers).
+    #[arg(long, value_name = "MSGS_PER_SEC")]
+    pub rate: Option<f64>,
     /// Timeout for connecting, the TLS handshake and each reply, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 30.0)]
     pub timeout: f64,
@@ -160,6 +165,11 @@ async fn prepare(args: &Args) -> anyhow::Result<(Plan, SocketAddr)> {
         Some(secs) => Some(seconds("--duration-limit", secs)?),
         None => None,
     };
+    if let Some(rate) = args.rate {
+        if !(rate.is_finite() && rate > 0.0) {
+            bail!("--rate must be a positive number of messages per second, not {rate}");
+        }
+    }
     let (host, _port) = split_host_port(&args.server)?;
     let addr = tokio::net::lookup_host(args.server.as_str())
         .await

@@ -21,6 +21,8 @@ pub struct Report {
     pub pipelining: bool,
     pub tls: &'static str,
     pub auth: bool,
+    /// `--rate`: offered messages per second.
+    pub offered: Option<f64>,
     pub ok: u64,
     pub failed: u64,
     pub elapsed: Duration,
@@ -91,6 +93,7 @@ impl Report {
             pipelining: args.pipelining,
             tls: args.tls.name(),
             auth: args.user.is_some(),
+            offered: args.rate,
             ok: 0,
             failed: 0,
             elapsed,
@@ -172,6 +175,7 @@ impl Report {
             "pipelining": self.pipelining,
             "tls": self.tls,
             "auth": self.auth,
+            "offered_rate": self.offered,
             "ok": self.ok,
             "failed": self.failed,
             "elapsed_s": (self.elapsed.as_secs_f64() * 1e6).round() / 1e6,
@@ -190,7 +194,7 @@ impl Report {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "posthorn-loadgen: {}{}, {} sessions, {} messages x {} bytes, {} rcpt(s), {}, {}, tls {}{}",
+            "posthorn-loadgen: {}{}, {} sessions, {} messages x {} bytes, {} rcpt(s), {}, {}, tls {}{}{}",
             self.server,
             if self.addr.to_string() == self.server {
                 String::new()
@@ -205,6 +209,10 @@ impl Report {
             if self.pipelining { "pipelining" } else { "no pipelining" },
             self.tls,
             if self.auth { ", AUTH PLAIN" } else { "" },
+            match self.offered {
+                Some(rate) => format!(", offered {rate}/s"),
+                None => String::new(),
+            },
         );
         let _ = writeln!(
             out,

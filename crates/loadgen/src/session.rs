@@ -31,6 +31,8 @@ pub struct Plan {
     pipelining: bool,
     timeout: Duration,
     duration_limit: Option<Duration>,
+    /// Offered messages per second in all (`--rate`).
+    rate: Option<f64>,
     /// Expected messages per session, to size the latency vector.
     per_session: usize,
 }
@@ -62,6 +64,7 @@ impl Plan {
             pipelining: args.pipelining,
             timeout,
             duration_limit,
+            rate: args.rate,
             per_session: (args.messages / u64::from(args.sessions.max(1))).min(1 << 20) as usize
                 + 1,
         }
@@ -85,12 +88,19 @@ impl Shared {
         }
     }
 
-    fn claim(&self, deadline: Option<Instant>) -> bool {
+    /// The index of the next message to send, if any is left.
+    fn claim(&self, deadline: Option<Instant>) -> Option<u64> {
         if deadline.is_some_and(|d| Instant::now() >= d) {
-            return false;
+            return None;
         }
-        self.next.fetch_add(1, Ordering::Relaxed) < self.total
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        (i < self.total).then_some(i)
     }
+}
+
+/// When message `index` may start at `rate` messages per second offered.
+fn due(start: Instant, index: u64, rate: f64) -> Instant {
+    start + Duration::from_secs_f64(index as f64 / rate)
 }
 
 /// What one session saw; merged into the report at the end.
@@ -183,7 +193,10 @@ pub async fn run(plan: Arc<Plan>, shared: Arc<Shared>, addr: SocketAddr, start: 
         lines: Vec::new(),
     };
     let mut ready: Option<Ready> = None;
-    while s.shared.claim(deadline) {
+    while let Some(index) = s.shared.claim(deadline) {
+        if let Some(rate) = s.plan.rate {
+            tokio::time::sleep_until(due(start, index, rate).into()).await;
+        }
         let mut r = match ready.take() {
             Some(r) => r,
             None => match s.open().await {
@@ -474,5 +487,28 @@ impl Session {
             Err(e) => self.stats.error(e.kind("quit")),
         }
         r.conn.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paced_start_times() {
+        let t0 = Instant::now();
+        assert_eq!(due(t0, 0, 1000.0), t0);
+        assert_eq!(due(t0, 1000, 1000.0), t0 + Duration::from_secs(1));
+        assert_eq!(due(t0, 5, 2.0), t0 + Duration::from_millis(2500));
+    }
+
+    #[test]
+    fn claims_stop_at_the_total() {
+        let shared = Shared::new(2);
+        assert_eq!(shared.claim(None), Some(0));
+        assert_eq!(shared.claim(None), Some(1));
+        assert_eq!(shared.claim(None), None);
+        let shared = Shared::new(5);
+        assert_eq!(shared.claim(Some(Instant::now())), None);
     }
 }

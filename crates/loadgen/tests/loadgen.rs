@@ -570,6 +570,33 @@ async fn duration_limit_stops_early() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_paces_the_messages() {
+    let r = Responder::start(Opts::default()).await;
+    let server = r.server();
+    let started = Instant::now();
+    let report = loadgen_json(&[
+        "--server",
+        &server,
+        "--sessions",
+        "4",
+        "--messages",
+        "20",
+        "--reuse",
+        "--rate",
+        "100",
+    ])
+    .await;
+    // Message 19 may not start before 190 ms.
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(190), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+    assert_eq!(report["ok"], 20, "{report:#}");
+    assert_eq!(report["offered_rate"], 100.0);
+    assert!(report["elapsed_s"].as_f64().unwrap() >= 0.19, "{report:#}");
+    assert_eq!(r.count(|c| &c.accepted), 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exit_codes() {
     // Nothing listening: 1, quickly, with the error counted.
     let port = {
@@ -595,6 +622,7 @@ async fn exit_codes() {
         &["--server", "127.0.0.1:25", "--tls", "sometimes"],
         &["--server", "127.0.0.1:25", "--user", "u"],
         &["--server", "127.0.0.1:25", "--to", "nobody"],
+        &["--server", "127.0.0.1:25", "--rate", "0"],
         &["--messages", "1"],
     ] {
         let (code, _, stderr) = loadgen(bad).await;
