@@ -11,6 +11,11 @@
 #   postfix_queue_count [QUEUE...]        # files in maildrop/incoming/active/deferred/hold
 #   postfix_stop                          # idempotent; safe in an EXIT trap
 #
+#   postfix_tls CERT KEY                  # after setup: STARTTLS offered, AUTH only after it
+#   postfix_sasl USER PASSWORD            # after setup: AUTH PLAIN/LOGIN via Cyrus sasldb,
+#                                         # relaying only for logged-in clients
+#   postfix_master_pid                    # the running instance's master (for RSS sampling)
+#
 # One instance at a time per sourcing shell (the POSTFIX_* globals below
 # describe it). Everything lives under WORKDIR/postfix: its own config_directory (etc),
 # queue_directory (queue), data_directory (data) and log file (maillog).
@@ -19,7 +24,8 @@
 # read, started or stopped. Loopback only: inet_interfaces = 127.0.0.1,
 # mydestination empty (nothing is delivered locally), relayhost =
 # [127.0.0.1]:RELAY_PORT (no DNS, no MX lookup). No TLS in either
-# direction. Must run as root (Postfix's master does).
+# direction unless postfix_tls turns it on for smtpd, no SASL unless
+# postfix_sasl does. Must run as root (Postfix's master does).
 #
 # Performance settings (concurrency, process limits, connection cache) are
 # left at Postfix's defaults so comparisons are fair; postfix_print_settings
@@ -45,6 +51,21 @@ postfix_install() {
   echo "installing postfix (No configuration)..." >&2
   echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix >/dev/null
+}
+
+# postfix_install_sasl: also the Cyrus SASL tools and mechanisms that
+# postfix_sasl needs (saslpasswd2; the sasldb, PLAIN and LOGIN plugins).
+# Runs apt-get update first when a package is missing.
+postfix_install_sasl() {
+  local missing=() p
+  for p in postfix sasl2-bin libsasl2-modules; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "installing ${missing[*]} (postfix: No configuration)..." >&2
+  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
 # postfix_setup WORKDIR LISTEN_PORT RELAY_PORT: write main.cf and master.cf
@@ -122,8 +143,62 @@ retry      unix  -       -       n       -       -       error
 discard    unix  -       -       n       -       -       discard
 anvil      unix  -       -       n       -       1       anvil
 scache     unix  -       -       n       -       1       scache
+tlsmgr     unix  -       -       n       1000?   1       tlsmgr
 postlog    unix-dgram n  -       n       -       1       postlogd
 EOF
+}
+
+# postfix_tls CERT KEY: smtpd offers STARTTLS with this certificate and
+# key (PEM) and offers AUTH only after it (smtpd_tls_auth_only, as Posthorn
+# does). Other TLS settings stay at Postfix's defaults (TLS 1.2 and 1.3,
+# session tickets). Call after postfix_setup, before postfix_start (or
+# reload).
+postfix_tls() {
+  _postfix_need_setup
+  install -m 644 "$1" "$POSTFIX_CONF/cert.pem"
+  install -m 600 "$2" "$POSTFIX_CONF/key.pem"
+  postconf -c "$POSTFIX_CONF" -e \
+    smtpd_tls_security_level=may \
+    "smtpd_tls_cert_file=$POSTFIX_CONF/cert.pem" \
+    "smtpd_tls_key_file=$POSTFIX_CONF/key.pem" \
+    smtpd_tls_auth_only=yes \
+    smtpd_tls_loglevel=0
+}
+
+# postfix_sasl USER PASSWORD: AUTH PLAIN and LOGIN through Cyrus SASL with
+# a private sasldb (auxprop), and relaying only for logged-in clients
+# (smtpd_relay_restrictions = permit_sasl_authenticated, reject), so every
+# message is sent by a client that logged in. USER is user@realm, the way
+# saslpasswd2 -u stores it. Chroot is off in this instance's master.cf, so
+# smtpd (user postfix) reads the sasldb and smtpd.conf where they are.
+postfix_sasl() {
+  _postfix_need_setup
+  local user=${1%@*} realm=${1#*@} db=$POSTFIX_DIR/sasldb2
+  mkdir -p "$POSTFIX_CONF/sasl"
+  cat >"$POSTFIX_CONF/sasl/smtpd.conf" <<EOF
+pwcheck_method: auxprop
+auxprop_plugin: sasldb
+mech_list: PLAIN LOGIN
+sasldb_path: $db
+EOF
+  rm -f "$db"
+  printf '%s' "$2" | saslpasswd2 -p -c -f "$db" -u "$realm" "$user"
+  chown root:postfix "$db"
+  chmod 640 "$db"
+  postconf -c "$POSTFIX_CONF" -e \
+    smtpd_sasl_auth_enable=yes \
+    smtpd_sasl_type=cyrus \
+    smtpd_sasl_path=smtpd \
+    "cyrus_sasl_config_path=$POSTFIX_CONF/sasl" \
+    smtpd_sasl_security_options=noanonymous \
+    "smtpd_relay_restrictions=permit_sasl_authenticated, reject"
+}
+
+# postfix_master_pid: the pid of the running instance's master process.
+postfix_master_pid() {
+  _postfix_need_setup
+  local pidfile=$POSTFIX_QUEUE/pid/master.pid
+  [ -f "$pidfile" ] && tr -dc '0-9' <"$pidfile"
 }
 
 _postfix_need_setup() {
