@@ -10,6 +10,7 @@
 mod model;
 mod sqlite;
 mod sqlite_api;
+mod sqlite_writer;
 
 pub use model::*;
 pub use sqlite::SqliteStore;

@@ -1,11 +1,14 @@
 //! The embedded store: one SQLite database in the data directory, WAL
 //! journal, `synchronous=FULL` (every commit is fsync'd).
 //!
-//! Reads go through a small pool. Enqueues go to one writer task that puts
-//! every message waiting at that moment into a single transaction (group
-//! commit), so many sessions share one fsync.
+//! Reads and the rare admin writes go through a small sqlx pool. The hot
+//! writes (enqueues, delivery claims and outcomes, webhook bookkeeping, the
+//! purge) go to one writer thread (`sqlite_writer`) that puts every write
+//! waiting at that moment into a single transaction (group commit), so many
+//! sessions share one fsync.
 
 use crate::sqlite_api as api;
+use crate::sqlite_writer::{self as writer, Counters, Done, Op, WriteJob};
 use crate::*;
 use posthorn_types::RecipientStatus;
 use sqlx::sqlite::{
@@ -14,10 +17,10 @@ use sqlx::sqlite::{
 };
 use sqlx::{ConnectOptions, Connection, Row};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how
 /// many have run.
@@ -27,65 +30,11 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema_v3.sql"),
 ];
 
-/// Updates per statement when recording outcomes (7 parameters each).
-const UPDATE_CHUNK: usize = 128;
-
-/// Statuses after which nothing more happens to a recipient.
-const NOT_FINAL: &str = "('queued', 'deferred', 'sending')";
-
-/// Most messages one group commit carries.
-const MAX_BATCH: usize = 512;
-
-/// A write the writer task carries out inside its next group commit.
-enum Op {
-    Enqueue(NewMessage),
-    Claim {
-        owner: String,
-        now: i64,
-        lease_until: i64,
-        limit: u32,
-    },
-    Record {
-        owner: Option<String>,
-        batch: OutcomeBatch,
-    },
-    Purge {
-        bodies_before: i64,
-        records_before: i64,
-    },
-    ClaimWebhooks {
-        now: i64,
-        lease_until: i64,
-        limit: u32,
-    },
-    WebhookResults(Vec<WebhookResult>),
-}
-
-enum Done {
-    Enqueued,
-    Claimed(Vec<DueRecipient>),
-    Recorded(Recorded),
-    Purged(u64, u64),
-    WebhooksClaimed(Vec<DueWebhookDelivery>),
-    WebhooksRecorded,
-}
-
-struct WriteJob {
-    op: Op,
-    done: oneshot::Sender<Result<Done>>,
-}
-
 /// See the module documentation.
 pub struct SqliteStore {
     pool: SqlitePool,
-    writer: mpsc::Sender<WriteJob>,
+    writer: std::sync::mpsc::Sender<WriteJob>,
     counters: Arc<Counters>,
-}
-
-#[derive(Default)]
-struct Counters {
-    commits: AtomicU64,
-    messages: AtomicU64,
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -130,15 +79,18 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        let mut writer_conn = options.connect().await?;
-        migrate(&mut writer_conn).await?;
+        let mut migrator = options.connect().await?;
+        migrate(&mut migrator).await?;
+        migrator.close().await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            // No ping before each acquire: one more round trip to the
+            // connection's worker thread, for a local file that cannot drop.
+            .test_before_acquire(false)
             .connect_with(options)
             .await?;
-        let (tx, rx) = mpsc::channel(4096);
         let counters = Arc::new(Counters::default());
-        tokio::spawn(writer_loop(writer_conn, rx, counters.clone()));
+        let tx = writer::spawn(&dir.join("posthorn.db"), counters.clone())?;
         Ok(Self {
             pool,
             writer: tx,
@@ -148,13 +100,12 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
-    /// Hand a write to the writer task and wait for its commit.
+    /// Hand a write to the writer thread and wait for its commit.
     async fn write(&self, op: Op) -> Result<Done> {
         let (done, wait) = oneshot::channel();
         let stopped = || StoreError::Backend("the store writer has stopped".into());
         self.writer
             .send(WriteJob { op, done })
-            .await
             .map_err(|_| stopped())?;
         wait.await.map_err(|_| stopped())?
     }
@@ -178,377 +129,6 @@ async fn migrate(conn: &mut SqliteConnection) -> Result<()> {
         tx.commit().await?;
     }
     Ok(())
-}
-
-async fn writer_loop(
-    mut conn: SqliteConnection,
-    mut rx: mpsc::Receiver<WriteJob>,
-    counters: Arc<Counters>,
-) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let enqueued = batch
-            .iter()
-            .filter(|j| matches!(j.op, Op::Enqueue(_)))
-            .count();
-        let result = write_batch(&mut conn, &mut batch).await;
-        match &result {
-            Ok(_) => {
-                counters.commits.fetch_add(1, Ordering::Relaxed);
-                counters
-                    .messages
-                    .fetch_add(enqueued as u64, Ordering::Relaxed);
-            }
-            Err(e) => {
-                tracing::error!(error = %e, jobs = batch.len(), "group commit failed")
-            }
-        }
-        match result {
-            Ok(results) => {
-                for (job, done) in batch.drain(..).zip(results) {
-                    let _ = job.done.send(Ok(done));
-                }
-            }
-            Err(e) => {
-                for job in batch.drain(..) {
-                    let _ = job.done.send(Err(StoreError::Backend(e.to_string())));
-                }
-            }
-        }
-    }
-}
-
-/// Every job in one transaction; the results in the jobs' order.
-async fn write_batch(conn: &mut SqliteConnection, batch: &mut [WriteJob]) -> Result<Vec<Done>> {
-    let mut tx = conn.begin().await?;
-    let mut results = Vec::with_capacity(batch.len());
-    // Events only while some webhook may want them (see sqlite_api).
-    let events_since = if api::webhooks_exist(&mut tx).await? {
-        Some(api::last_event_id(&mut tx).await?)
-    } else {
-        None
-    };
-    let events = events_since.is_some();
-    for job in batch.iter_mut() {
-        let done = match &mut job.op {
-            Op::Enqueue(m) => {
-                insert_message(&mut tx, m, events).await?;
-                Done::Enqueued
-            }
-            Op::Claim {
-                owner,
-                now,
-                lease_until,
-                limit,
-            } => Done::Claimed(claim(&mut tx, owner, *now, *lease_until, *limit).await?),
-            Op::Record { owner, batch } => Done::Recorded(
-                record(&mut tx, owner.as_deref(), std::mem::take(batch), events).await?,
-            ),
-            Op::Purge {
-                bodies_before,
-                records_before,
-            } => {
-                let (b, r) = purge(&mut tx, *bodies_before, *records_before).await?;
-                Done::Purged(b, r)
-            }
-            Op::ClaimWebhooks {
-                now,
-                lease_until,
-                limit,
-            } => Done::WebhooksClaimed(
-                api::claim_webhook_deliveries(&mut tx, *now, *lease_until, *limit).await?,
-            ),
-            Op::WebhookResults(results) => {
-                api::record_webhook_results(&mut tx, results, now()).await?;
-                Done::WebhooksRecorded
-            }
-        };
-        results.push(done);
-    }
-    if let Some(since) = events_since {
-        api::fan_out(&mut tx, since, now()).await?;
-    }
-    tx.commit().await?;
-    Ok(results)
-}
-
-async fn insert_message(tx: &mut SqliteConnection, m: &NewMessage, events: bool) -> Result<()> {
-    let id = m.id.to_string();
-    let all_suppressed = m.recipients.is_empty();
-    sqlx::query(
-        "INSERT INTO messages (id, account_id, mail_from, auth_user, label, size, received_at, subject, header_from, content, is_dsn, completed_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&id)
-    .bind(m.account_id)
-    .bind(&m.mail_from)
-    .bind(&m.auth_user)
-    .bind(&m.label)
-    .bind(m.content.len() as i64)
-    .bind(m.received_at)
-    .bind(&m.subject)
-    .bind(&m.header_from)
-    .bind(&m.content)
-    .bind(m.is_dsn)
-    .bind(all_suppressed.then_some(m.received_at))
-    .execute(&mut *tx)
-    .await?;
-    for (idx, a) in m.attachments.iter().enumerate() {
-        sqlx::query(
-            "INSERT INTO attachments (message_id, idx, filename, content_type, size) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(&id)
-        .bind(idx as i64)
-        .bind(&a.filename)
-        .bind(&a.content_type)
-        .bind(a.size as i64)
-        .execute(&mut *tx)
-        .await?;
-    }
-    let queued = m.recipients.iter().map(|r| (r, RecipientStatus::Queued));
-    let suppressed = m
-        .suppressed
-        .iter()
-        .map(|r| (r, RecipientStatus::Suppressed));
-    for (idx, (rcpt, status)) in queued.chain(suppressed).enumerate() {
-        let (next_try, reply) = match status {
-            RecipientStatus::Queued => (Some(m.received_at), None),
-            _ => (
-                None,
-                Some("550 5.1.1 recipient is on the account's suppression list"),
-            ),
-        };
-        sqlx::query(
-            "INSERT INTO recipients (message_id, idx, address, status, next_try, last_reply, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&id)
-        .bind(idx as i64)
-        .bind(rcpt)
-        .bind(status.as_str())
-        .bind(next_try)
-        .bind(reply)
-        .bind(m.received_at)
-        .execute(&mut *tx)
-        .await?;
-    }
-    if events && !m.suppressed.is_empty() {
-        let first = m.recipients.len() as i64;
-        let suppressed: Vec<(String, i64)> = (first..first + m.suppressed.len() as i64)
-            .map(|idx| (id.clone(), idx))
-            .collect();
-        api::record_events(tx, &suppressed, m.received_at).await?;
-    }
-    Ok(())
-}
-
-async fn claim(
-    tx: &mut SqliteConnection,
-    owner: &str,
-    now: i64,
-    lease_until: i64,
-    limit: u32,
-) -> Result<Vec<DueRecipient>> {
-    // One statement marks what is due (leases that ran out first, then the
-    // earliest planned), one reads its messages: two round trips to the
-    // database thread whatever the batch size.
-    let claimed = sqlx::query(
-        "UPDATE recipients SET status = 'sending', lease_owner = ?3, lease_until = ?4, updated_at = ?1
-         WHERE rowid IN (
-             SELECT rowid FROM (SELECT rowid FROM recipients
-                                WHERE status = 'sending' AND lease_until <= ?1
-                                ORDER BY lease_until LIMIT ?2)
-             UNION ALL
-             SELECT rowid FROM (SELECT rowid FROM recipients
-                                WHERE status IN ('queued', 'deferred') AND next_try <= ?1
-                                ORDER BY next_try LIMIT ?2)
-             LIMIT ?2)
-         RETURNING message_id, idx, address, attempts",
-    )
-    .bind(now)
-    .bind(i64::from(limit))
-    .bind(owner)
-    .bind(lease_until)
-    .fetch_all(&mut *tx)
-    .await?;
-    if claimed.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut ids: Vec<String> = claimed.iter().map(|r| r.get("message_id")).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    let rows = sqlx::query(
-        "SELECT id, account_id, mail_from, header_from, label, received_at, is_dsn
-         FROM messages WHERE id IN (SELECT value FROM json_each(?))",
-    )
-    .bind(json_array(&ids))
-    .fetch_all(&mut *tx)
-    .await?;
-    let messages: std::collections::HashMap<String, &sqlx::sqlite::SqliteRow> =
-        rows.iter().map(|r| (r.get::<String, _>("id"), r)).collect();
-    let mut out = Vec::with_capacity(claimed.len());
-    for r in &claimed {
-        let id: String = r.get("message_id");
-        let Some(m) = messages.get(&id) else {
-            return Err(StoreError::Backend(format!(
-                "recipient of a missing message {id}"
-            )));
-        };
-        out.push(DueRecipient {
-            message_id: parse_id(&id)?,
-            idx: r.get::<i64, _>("idx") as u32,
-            address: r.get("address"),
-            attempts: r.get::<i64, _>("attempts") as u32,
-            account_id: m.get("account_id"),
-            mail_from: m.get("mail_from"),
-            header_from: m.get("header_from"),
-            label: m.get("label"),
-            received_at: m.get("received_at"),
-            is_dsn: m.get("is_dsn"),
-        });
-    }
-    // Oldest messages first, a message's recipients together and in order.
-    out.sort_by_key(|r| (r.message_id, r.idx));
-    Ok(out)
-}
-
-/// A JSON array of strings, for `json_each(?)`.
-fn json_array<S: AsRef<str>>(items: &[S]) -> String {
-    serde_json::to_string(&items.iter().map(AsRef::as_ref).collect::<Vec<&str>>())
-        .expect("strings serialize")
-}
-
-async fn record(
-    tx: &mut SqliteConnection,
-    owner: Option<&str>,
-    batch: OutcomeBatch,
-    events: bool,
-) -> Result<Recorded> {
-    let now = now();
-    let mut recorded = Recorded::default();
-    if !batch.updates.is_empty() {
-        // A statement per chunk of updates (rows of bound VALUES, no JSON
-        // to parse); RETURNING says which applied.
-        let guard = match owner {
-            Some(_) => "r.status = 'sending' AND r.lease_owner = ?",
-            None => "r.status IN ('queued', 'deferred', 'sending') AND ? IS NULL",
-        };
-        let mut applied_rows = Vec::with_capacity(batch.updates.len());
-        for chunk in batch.updates.chunks(UPDATE_CHUNK) {
-            let rows = vec!["(?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
-            let sql = format!(
-                "WITH u(id, idx, status, attempts, last_reply, remote_host, next_try) AS (VALUES {rows})
-                 UPDATE recipients AS r SET status = u.status, attempts = u.attempts,
-                        last_reply = u.last_reply, remote_host = u.remote_host, next_try = u.next_try,
-                        lease_owner = NULL, lease_until = NULL, updated_at = ?
-                 FROM u
-                 WHERE r.message_id = u.id AND r.idx = u.idx AND {guard}
-                 RETURNING message_id, idx"
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for u in chunk {
-                q = q
-                    .bind(u.message_id.to_string())
-                    .bind(i64::from(u.idx))
-                    .bind(u.status.as_str())
-                    .bind(i64::from(u.attempts))
-                    .bind(u.last_reply.clone())
-                    .bind(u.remote_host.clone())
-                    .bind(u.next_try);
-            }
-            applied_rows.extend(q.bind(now).bind(owner).fetch_all(&mut *tx).await?);
-        }
-        let applied = applied_rows;
-        recorded.applied = applied.len() as u64;
-        let applied: std::collections::HashSet<(String, i64)> = applied
-            .iter()
-            .map(|r| (r.get("message_id"), r.get("idx")))
-            .collect();
-        if events {
-            let changed: Vec<(String, i64)> = applied.iter().cloned().collect();
-            api::record_events(&mut *tx, &changed, now).await?;
-        }
-        let mut touched: Vec<String> = applied.iter().map(|(id, _)| id.clone()).collect();
-        touched.sort_unstable();
-        touched.dedup();
-        for u in &batch.updates {
-            let Some(reason) = &u.suppress else { continue };
-            let id = u.message_id.to_string();
-            if !applied.contains(&(id.clone(), i64::from(u.idx))) {
-                continue;
-            }
-            sqlx::query(
-                "INSERT INTO suppressions (account_id, address, reason, message_id, created_at)
-                 SELECT account_id, (SELECT address FROM recipients WHERE message_id = ?1 AND idx = ?2), ?3, ?1, ?4
-                 FROM messages WHERE id = ?1
-                 ON CONFLICT (account_id, address) DO UPDATE SET reason = excluded.reason,
-                     message_id = excluded.message_id, created_at = excluded.created_at",
-            )
-            .bind(&id)
-            .bind(i64::from(u.idx))
-            .bind(reason)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        if !touched.is_empty() {
-            let done = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "UPDATE messages SET completed_at = ?1
-                 WHERE id IN (SELECT value FROM json_each(?2)) AND completed_at IS NULL
-                   AND NOT EXISTS (SELECT 1 FROM recipients WHERE message_id = messages.id AND status IN {NOT_FINAL})
-                 RETURNING id"
-            )))
-            .bind(now)
-            .bind(json_array(&touched))
-            .fetch_all(&mut *tx)
-            .await?;
-            for row in &done {
-                recorded
-                    .completed
-                    .push(parse_id(&row.get::<String, _>("id"))?);
-            }
-            recorded.completed.sort_unstable();
-        }
-    }
-    for notice in &batch.notices {
-        insert_message(&mut *tx, notice, events).await?;
-    }
-    Ok(recorded)
-}
-
-/// Bodies, then whole records, of messages final long enough. In the
-/// writer, so it never waits on (or holds up) the group commit's lock.
-async fn purge(
-    tx: &mut SqliteConnection,
-    bodies_before: i64,
-    records_before: i64,
-) -> Result<(u64, u64)> {
-    let bodies = sqlx::query(
-        "UPDATE messages SET content = x'', content_purged = 1
-         WHERE completed_at IS NOT NULL AND completed_at <= ? AND content_purged = 0",
-    )
-    .bind(bodies_before)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    let old = "SELECT id FROM messages WHERE completed_at IS NOT NULL AND completed_at <= ?";
-    for table in ["attachments", "recipients"] {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DELETE FROM {table} WHERE message_id IN ({old})"
-        )))
-        .bind(records_before)
-        .execute(&mut *tx)
-        .await?;
-    }
-    let records = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DELETE FROM messages WHERE id IN ({old})"
-    )))
-    .bind(records_before)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    api::purge_events(tx, records_before).await?;
-    Ok((bodies, records))
 }
 
 fn parse_id(id: &str) -> Result<MessageId> {

@@ -1,0 +1,661 @@
+//! The embedded store's writer: one OS thread with its own SQLite
+//! connection (rusqlite, synchronous), fed by a channel. Every write
+//! waiting when a commit starts goes into that one transaction (group
+//! commit), so many sessions share one fsync.
+//!
+//! Why a thread of its own and not an async driver: every statement an
+//! async SQLite driver runs is a round trip to that driver's worker
+//! thread, two thread wake-ups, which on a small VM costs more than the
+//! statement. Here a commit costs its SQL and its fsync, nothing else.
+//! Statements are prepared once and cached by their text; a batch uses a
+//! fixed number of them however many messages it carries.
+
+use crate::*;
+use posthorn_types::RecipientStatus;
+use rusqlite::types::Value;
+use rusqlite::{params, params_from_iter, Connection, ToSql, TransactionBehavior};
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// Most jobs one group commit carries.
+const MAX_BATCH: usize = 512;
+/// Messages per multi-row INSERT (12 parameters each; SQLite allows 32,766).
+const MESSAGE_CHUNK: usize = 256;
+/// Rows per multi-row INSERT or UPDATE of the smaller tables.
+const ROW_CHUNK: usize = 512;
+/// Updates per statement when recording outcomes (7 parameters each).
+const UPDATE_CHUNK: usize = 128;
+/// Statuses after which nothing more happens to a recipient.
+const NOT_FINAL: &str = "('queued', 'deferred', 'sending')";
+const SUPPRESSED_REPLY: &str = "550 5.1.1 recipient is on the account's suppression list";
+
+/// A write the writer carries out inside its next group commit.
+pub(crate) enum Op {
+    Enqueue(NewMessage),
+    Claim {
+        owner: String,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    },
+    Record {
+        owner: Option<String>,
+        batch: OutcomeBatch,
+    },
+    Purge {
+        bodies_before: i64,
+        records_before: i64,
+    },
+    ClaimWebhooks {
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    },
+    WebhookResults(Vec<WebhookResult>),
+}
+
+pub(crate) enum Done {
+    Enqueued,
+    Claimed(Vec<DueRecipient>),
+    Recorded(Recorded),
+    Purged(u64, u64),
+    WebhooksClaimed(Vec<DueWebhookDelivery>),
+    WebhooksRecorded,
+}
+
+pub(crate) struct WriteJob {
+    pub op: Op,
+    pub done: oneshot::Sender<Result<Done>>,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub commits: AtomicU64,
+    pub messages: AtomicU64,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        if let rusqlite::Error::SqliteFailure(f, msg) = &e {
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+            {
+                return StoreError::Duplicate(msg.clone().unwrap_or_else(|| e.to_string()));
+            }
+        }
+        StoreError::Backend(e.to_string())
+    }
+}
+
+/// Open the writer's connection to `db` (already migrated) and start its
+/// thread; it stops when every sender is dropped.
+pub(crate) fn spawn(db: &Path, counters: Arc<Counters>) -> Result<mpsc::Sender<WriteJob>> {
+    let conn = Connection::open(db)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // Every commit is on stable storage before its writers hear of it.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.set_prepared_statement_cache_capacity(128);
+    let (tx, rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("store-writer".into())
+        .spawn(move || run(conn, rx, counters))
+        .map_err(|e| StoreError::Backend(format!("cannot start the store writer: {e}")))?;
+    Ok(tx)
+}
+
+fn run(mut conn: Connection, rx: mpsc::Receiver<WriteJob>, counters: Arc<Counters>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Ok(first) = rx.recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let enqueued = batch
+            .iter()
+            .filter(|j| matches!(j.op, Op::Enqueue(_)))
+            .count();
+        match write_batch(&mut conn, &mut batch) {
+            Ok(results) => {
+                counters.commits.fetch_add(1, Ordering::Relaxed);
+                counters
+                    .messages
+                    .fetch_add(enqueued as u64, Ordering::Relaxed);
+                for (job, done) in batch.drain(..).zip(results) {
+                    let _ = job.done.send(Ok(done));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, jobs = batch.len(), "group commit failed");
+                for job in batch.drain(..) {
+                    let _ = job.done.send(Err(StoreError::Backend(e.to_string())));
+                }
+            }
+        }
+    }
+}
+
+/// Every job in one transaction; the results in the jobs' order.
+fn write_batch(conn: &mut Connection, batch: &mut [WriteJob]) -> Result<Vec<Done>> {
+    // IMMEDIATE: take the write lock now (waiting out the pool's admin
+    // writes), so no read snapshot can go stale under this transaction.
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let now = crate::sqlite::now();
+    // Events only while some webhook may want them (see sqlite_api).
+    let webhooks: bool = tx
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM webhooks)")?
+        .query_row([], |r| r.get(0))?;
+    let events_since: Option<i64> = if webhooks {
+        Some(
+            tx.prepare_cached("SELECT COALESCE(MAX(id), 0) FROM events")?
+                .query_row([], |r| r.get(0))?,
+        )
+    } else {
+        None
+    };
+    let events = events_since.is_some();
+    // The batch's messages first, together; the other writes may then
+    // already see them (they commit together either way).
+    let messages: Vec<&NewMessage> = batch
+        .iter()
+        .filter_map(|j| match &j.op {
+            Op::Enqueue(m) => Some(m),
+            _ => None,
+        })
+        .collect();
+    insert_messages(&tx, &messages, events)?;
+    let mut results = Vec::with_capacity(batch.len());
+    for job in batch.iter_mut() {
+        let done = match &mut job.op {
+            Op::Enqueue(_) => Done::Enqueued,
+            Op::Claim {
+                owner,
+                now,
+                lease_until,
+                limit,
+            } => Done::Claimed(claim(&tx, owner, *now, *lease_until, *limit)?),
+            Op::Record { owner, batch } => Done::Recorded(record(
+                &tx,
+                owner.as_deref(),
+                std::mem::take(batch),
+                events,
+                now,
+            )?),
+            Op::Purge {
+                bodies_before,
+                records_before,
+            } => {
+                let (b, r) = purge(&tx, *bodies_before, *records_before)?;
+                Done::Purged(b, r)
+            }
+            Op::ClaimWebhooks {
+                now,
+                lease_until,
+                limit,
+            } => Done::WebhooksClaimed(claim_webhook_deliveries(&tx, *now, *lease_until, *limit)?),
+            Op::WebhookResults(results) => {
+                record_webhook_results(&tx, results, now)?;
+                Done::WebhooksRecorded
+            }
+        };
+        results.push(done);
+    }
+    if let Some(since) = events_since {
+        fan_out(&tx, since, now)?;
+    }
+    tx.commit()?;
+    Ok(results)
+}
+
+/// `(?, ?, …)` rows for a multi-row `VALUES`.
+fn rows(n: usize, width: usize) -> String {
+    let one = format!("({})", vec!["?"; width].join(", "));
+    vec![one.as_str(); n].join(", ")
+}
+
+/// Insert messages with a fixed number of statements: messages,
+/// attachments and recipients each as chunked multi-row `VALUES`.
+fn insert_messages(tx: &Connection, messages: &[&NewMessage], events: bool) -> Result<()> {
+    if messages.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<String> = messages.iter().map(|m| m.id.to_string()).collect();
+    let both: Vec<(&String, &NewMessage)> = ids.iter().zip(messages.iter().copied()).collect();
+    let completed: Vec<Option<i64>> = messages
+        .iter()
+        .map(|m| m.recipients.is_empty().then_some(m.received_at))
+        .collect();
+    let sizes: Vec<i64> = messages.iter().map(|m| m.content.len() as i64).collect();
+    for (n, chunk) in both.chunks(MESSAGE_CHUNK).enumerate() {
+        let sql = format!(
+            "INSERT INTO messages (id, account_id, mail_from, auth_user, label, size, received_at, subject, header_from, content, is_dsn, completed_at)
+             VALUES {}",
+            rows(chunk.len(), 12)
+        );
+        let mut args: Vec<&dyn ToSql> = Vec::with_capacity(chunk.len() * 12);
+        for (i, (id, m)) in chunk.iter().enumerate() {
+            let at = n * MESSAGE_CHUNK + i;
+            args.extend([
+                *id as &dyn ToSql,
+                &m.account_id,
+                &m.mail_from,
+                &m.auth_user,
+                &m.label,
+                &sizes[at],
+                &m.received_at,
+                &m.subject,
+                &m.header_from,
+                &m.content,
+                &m.is_dsn,
+                &completed[at],
+            ]);
+        }
+        tx.prepare_cached(&sql)?.execute(params_from_iter(args))?;
+    }
+
+    let attachments: Vec<(&String, i64, &AttachmentRecord, i64)> = both
+        .iter()
+        .flat_map(|(id, m)| {
+            m.attachments
+                .iter()
+                .enumerate()
+                .map(move |(i, a)| (*id, i as i64, a, a.size as i64))
+        })
+        .collect();
+    for chunk in attachments.chunks(ROW_CHUNK) {
+        let sql = format!(
+            "INSERT INTO attachments (message_id, idx, filename, content_type, size) VALUES {}",
+            rows(chunk.len(), 5)
+        );
+        let mut args: Vec<&dyn ToSql> = Vec::with_capacity(chunk.len() * 5);
+        for (id, idx, a, size) in chunk {
+            args.extend([*id as &dyn ToSql, idx, &a.filename, &a.content_type, size]);
+        }
+        tx.prepare_cached(&sql)?.execute(params_from_iter(args))?;
+    }
+
+    let mut recipients: Vec<RecipientRow> = Vec::new();
+    let mut suppressed_events = Vec::new();
+    for (id, m) in &both {
+        let queued = m.recipients.iter().map(|r| (r, RecipientStatus::Queued));
+        let suppressed = m
+            .suppressed
+            .iter()
+            .map(|r| (r, RecipientStatus::Suppressed));
+        for (idx, (rcpt, status)) in queued.chain(suppressed).enumerate() {
+            let is_queued = status == RecipientStatus::Queued;
+            if events && !is_queued {
+                suppressed_events.push(((*id).clone(), idx as i64));
+            }
+            recipients.push((
+                *id,
+                idx as i64,
+                rcpt,
+                status.as_str(),
+                is_queued.then_some(m.received_at),
+                (!is_queued).then_some(SUPPRESSED_REPLY),
+                m.received_at,
+            ));
+        }
+    }
+    for chunk in recipients.chunks(ROW_CHUNK) {
+        let sql = format!(
+            "INSERT INTO recipients (message_id, idx, address, status, next_try, last_reply, updated_at)
+             VALUES {}",
+            rows(chunk.len(), 7)
+        );
+        let mut args: Vec<&dyn ToSql> = Vec::with_capacity(chunk.len() * 7);
+        for (id, idx, rcpt, status, next_try, reply, at) in chunk {
+            args.extend([*id as &dyn ToSql, idx, *rcpt, status, next_try, reply, at]);
+        }
+        tx.prepare_cached(&sql)?.execute(params_from_iter(args))?;
+    }
+    if !suppressed_events.is_empty() {
+        let now = messages.iter().map(|m| m.received_at).max().unwrap_or(0);
+        record_events(tx, &suppressed_events, now)?;
+    }
+    Ok(())
+}
+
+/// (message id, idx, address, status, next_try, last_reply, updated_at)
+type RecipientRow<'a> = (
+    &'a String,
+    i64,
+    &'a String,
+    &'static str,
+    Option<i64>,
+    Option<&'static str>,
+    i64,
+);
+
+fn claim(
+    tx: &Connection,
+    owner: &str,
+    now: i64,
+    lease_until: i64,
+    limit: u32,
+) -> Result<Vec<DueRecipient>> {
+    // One statement marks what is due (leases that ran out first, then the
+    // earliest planned), one reads its messages.
+    let mut stmt = tx.prepare_cached(
+        "UPDATE recipients SET status = 'sending', lease_owner = ?3, lease_until = ?4, updated_at = ?1
+         WHERE rowid IN (
+             SELECT rowid FROM (SELECT rowid FROM recipients
+                                WHERE status = 'sending' AND lease_until <= ?1
+                                ORDER BY lease_until LIMIT ?2)
+             UNION ALL
+             SELECT rowid FROM (SELECT rowid FROM recipients
+                                WHERE status IN ('queued', 'deferred') AND next_try <= ?1
+                                ORDER BY next_try LIMIT ?2)
+             LIMIT ?2)
+         RETURNING message_id, idx, address, attempts",
+    )?;
+    let claimed: Vec<(String, i64, String, i64)> = stmt
+        .query_map(params![now, i64::from(limit), owner, lease_until], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    if claimed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut ids: Vec<&str> = claimed.iter().map(|c| c.0.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    struct Msg {
+        account_id: i64,
+        mail_from: String,
+        header_from: String,
+        label: Option<String>,
+        received_at: i64,
+        is_dsn: bool,
+    }
+    let mut messages: HashMap<String, Msg> = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(ROW_CHUNK) {
+        let sql = format!(
+            "SELECT id, account_id, mail_from, header_from, label, received_at, is_dsn
+             FROM messages WHERE id IN ({})",
+            vec!["?"; chunk.len()].join(", ")
+        );
+        let mut stmt = tx.prepare_cached(&sql)?;
+        let found = stmt.query_map(params_from_iter(chunk.iter()), |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                Msg {
+                    account_id: r.get(1)?,
+                    mail_from: r.get(2)?,
+                    header_from: r.get(3)?,
+                    label: r.get(4)?,
+                    received_at: r.get(5)?,
+                    is_dsn: r.get(6)?,
+                },
+            ))
+        })?;
+        for row in found {
+            let (id, m) = row?;
+            messages.insert(id, m);
+        }
+    }
+    let mut out = Vec::with_capacity(claimed.len());
+    for (id, idx, address, attempts) in claimed {
+        let Some(m) = messages.get(&id) else {
+            return Err(StoreError::Backend(format!(
+                "recipient of a missing message {id}"
+            )));
+        };
+        out.push(DueRecipient {
+            message_id: parse_id(&id)?,
+            idx: idx as u32,
+            address,
+            attempts: attempts as u32,
+            account_id: m.account_id,
+            mail_from: m.mail_from.clone(),
+            header_from: m.header_from.clone(),
+            label: m.label.clone(),
+            received_at: m.received_at,
+            is_dsn: m.is_dsn,
+        });
+    }
+    // Oldest messages first, a message's recipients together and in order.
+    out.sort_by_key(|r| (r.message_id, r.idx));
+    Ok(out)
+}
+
+fn record(
+    tx: &Connection,
+    owner: Option<&str>,
+    batch: OutcomeBatch,
+    events: bool,
+    now: i64,
+) -> Result<Recorded> {
+    let mut recorded = Recorded::default();
+    if !batch.updates.is_empty() {
+        // A statement per chunk of updates; RETURNING says which applied.
+        let guard = match owner {
+            Some(_) => "r.status = 'sending' AND r.lease_owner = ?",
+            None => "r.status IN ('queued', 'deferred', 'sending') AND ? IS NULL",
+        };
+        let mut applied: HashSet<(String, i64)> = HashSet::with_capacity(batch.updates.len());
+        for chunk in batch.updates.chunks(UPDATE_CHUNK) {
+            let sql = format!(
+                "WITH u(id, idx, status, attempts, last_reply, remote_host, next_try) AS (VALUES {})
+                 UPDATE recipients AS r SET status = u.status, attempts = u.attempts,
+                        last_reply = u.last_reply, remote_host = u.remote_host, next_try = u.next_try,
+                        lease_owner = NULL, lease_until = NULL, updated_at = ?
+                 FROM u
+                 WHERE r.message_id = u.id AND r.idx = u.idx AND {guard}
+                 RETURNING message_id, idx",
+                rows(chunk.len(), 7)
+            );
+            let mut args: Vec<Value> = Vec::with_capacity(chunk.len() * 7 + 2);
+            for u in chunk {
+                args.push(Value::Text(u.message_id.to_string()));
+                args.push(Value::Integer(i64::from(u.idx)));
+                args.push(Value::Text(u.status.as_str().to_string()));
+                args.push(Value::Integer(i64::from(u.attempts)));
+                args.push(u.last_reply.clone().map_or(Value::Null, Value::Text));
+                args.push(u.remote_host.clone().map_or(Value::Null, Value::Text));
+                args.push(u.next_try.map_or(Value::Null, Value::Integer));
+            }
+            args.push(Value::Integer(now));
+            args.push(owner.map_or(Value::Null, |o| Value::Text(o.to_string())));
+            let mut stmt = tx.prepare_cached(&sql)?;
+            let done = stmt.query_map(params_from_iter(args), |r| Ok((r.get(0)?, r.get(1)?)))?;
+            for row in done {
+                applied.insert(row?);
+            }
+        }
+        recorded.applied = applied.len() as u64;
+        if events {
+            let changed: Vec<(String, i64)> = applied.iter().cloned().collect();
+            record_events(tx, &changed, now)?;
+        }
+        let mut touched: Vec<&str> = applied.iter().map(|(id, _)| id.as_str()).collect();
+        touched.sort_unstable();
+        touched.dedup();
+        for u in &batch.updates {
+            let Some(reason) = &u.suppress else { continue };
+            let id = u.message_id.to_string();
+            if !applied.contains(&(id.clone(), i64::from(u.idx))) {
+                continue;
+            }
+            tx.prepare_cached(
+                "INSERT INTO suppressions (account_id, address, reason, message_id, created_at)
+                 SELECT account_id, (SELECT address FROM recipients WHERE message_id = ?1 AND idx = ?2), ?3, ?1, ?4
+                 FROM messages WHERE id = ?1
+                 ON CONFLICT (account_id, address) DO UPDATE SET reason = excluded.reason,
+                     message_id = excluded.message_id, created_at = excluded.created_at",
+            )?
+            .execute(params![id, i64::from(u.idx), reason, now])?;
+        }
+        for chunk in touched.chunks(ROW_CHUNK) {
+            let sql = format!(
+                "UPDATE messages SET completed_at = ?
+                 WHERE id IN ({}) AND completed_at IS NULL
+                   AND NOT EXISTS (SELECT 1 FROM recipients WHERE message_id = messages.id AND status IN {NOT_FINAL})
+                 RETURNING id",
+                vec!["?"; chunk.len()].join(", ")
+            );
+            let mut args: Vec<&dyn ToSql> = vec![&now];
+            args.extend(chunk.iter().map(|id| id as &dyn ToSql));
+            let mut stmt = tx.prepare_cached(&sql)?;
+            let done = stmt.query_map(params_from_iter(args), |r| r.get::<_, String>(0))?;
+            for id in done {
+                recorded.completed.push(parse_id(&id?)?);
+            }
+        }
+        recorded.completed.sort_unstable();
+    }
+    let notices: Vec<&NewMessage> = batch.notices.iter().collect();
+    insert_messages(tx, &notices, events)?;
+    Ok(recorded)
+}
+
+/// Bodies, then whole records, of messages final long enough. In the
+/// writer, so it never waits on (or holds up) the group commit's lock.
+fn purge(tx: &Connection, bodies_before: i64, records_before: i64) -> Result<(u64, u64)> {
+    let bodies = tx
+        .prepare_cached(
+            "UPDATE messages SET content = x'', content_purged = 1
+             WHERE completed_at IS NOT NULL AND completed_at <= ? AND content_purged = 0",
+        )?
+        .execute([bodies_before])? as u64;
+    let old = "SELECT id FROM messages WHERE completed_at IS NOT NULL AND completed_at <= ?";
+    for table in ["attachments", "recipients"] {
+        tx.prepare_cached(&format!("DELETE FROM {table} WHERE message_id IN ({old})"))?
+            .execute([records_before])?;
+    }
+    let records = tx
+        .prepare_cached(&format!("DELETE FROM messages WHERE id IN ({old})"))?
+        .execute([records_before])? as u64;
+    // Webhook deliveries and events that nothing waits for any more.
+    tx.prepare_cached("DELETE FROM webhook_deliveries WHERE done_at IS NOT NULL AND done_at <= ?")?
+        .execute([records_before])?;
+    tx.prepare_cached(
+        "DELETE FROM events WHERE created_at <= ?
+         AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = events.id)",
+    )?
+    .execute([records_before])?;
+    Ok((bodies, records))
+}
+
+/// Write an event for each of these recipients (`(message id, idx)`) whose
+/// account has a webhook for its new status. Bounce notices Posthorn made
+/// have none: the bounce itself was the event.
+fn record_events(tx: &Connection, recipients: &[(String, i64)], now: i64) -> Result<()> {
+    for chunk in recipients.chunks(256) {
+        let sql = format!(
+            "WITH t(id, idx) AS (VALUES {})
+             INSERT INTO events (account_id, kind, message_id, recipient, attempts, reply, remote_host, label, created_at)
+             SELECT m.account_id, r.status, r.message_id, r.address, r.attempts, r.last_reply, r.remote_host, m.label, ?
+             FROM t JOIN recipients r ON r.message_id = t.id AND r.idx = t.idx
+                    JOIN messages m ON m.id = r.message_id
+             WHERE r.status IN ('delivered', 'deferred', 'bounced', 'expired', 'suppressed')
+               AND m.is_dsn = 0
+               AND EXISTS (SELECT 1 FROM webhooks w WHERE w.account_id = m.account_id
+                           AND instr(w.events, ',' || r.status || ',') > 0)",
+            rows(chunk.len(), 2)
+        );
+        let mut args: Vec<&dyn ToSql> = Vec::with_capacity(chunk.len() * 2 + 1);
+        for (id, idx) in chunk {
+            args.push(id);
+            args.push(idx);
+        }
+        args.push(&now);
+        tx.prepare_cached(&sql)?.execute(params_from_iter(args))?;
+    }
+    Ok(())
+}
+
+/// A delivery row for every event after `since` and every webhook that
+/// wants it: one statement per commit.
+fn fan_out(tx: &Connection, since: i64, now: i64) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO webhook_deliveries (webhook_id, event_id, next_try)
+         SELECT w.id, e.id, ? FROM events e
+         JOIN webhooks w ON w.account_id = e.account_id AND instr(w.events, ',' || e.kind || ',') > 0
+         WHERE e.id > ?",
+    )?
+    .execute(params![now, since])?;
+    Ok(())
+}
+
+fn claim_webhook_deliveries(
+    tx: &Connection,
+    now: i64,
+    lease_until: i64,
+    limit: u32,
+) -> Result<Vec<DueWebhookDelivery>> {
+    let claimed: Vec<(String, i64, i64)> = tx
+        .prepare_cached(
+            "UPDATE webhook_deliveries SET next_try = ?3
+             WHERE rowid IN (SELECT rowid FROM webhook_deliveries
+                             WHERE done_at IS NULL AND next_try <= ?1 ORDER BY next_try LIMIT ?2)
+             RETURNING webhook_id, event_id, attempts",
+        )?
+        .query_map(params![now, i64::from(limit), lease_until], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut out = Vec::with_capacity(claimed.len());
+    let mut stmt = tx.prepare_cached(
+        "SELECT w.url, w.secret, e.id, e.account_id, e.kind, e.message_id, e.recipient, e.attempts,
+                e.reply, e.remote_host, e.label, e.created_at
+         FROM webhooks w, events e WHERE w.id = ? AND e.id = ?",
+    )?;
+    for (webhook_id, event_id, attempts) in claimed {
+        let (url, secret, event) = stmt.query_row(params![webhook_id, event_id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                Event {
+                    id: r.get(2)?,
+                    account_id: r.get(3)?,
+                    kind: r.get(4)?,
+                    message_id: r.get(5)?,
+                    recipient: r.get(6)?,
+                    attempts: r.get::<_, i64>(7)? as u32,
+                    reply: r.get(8)?,
+                    remote_host: r.get(9)?,
+                    label: r.get(10)?,
+                    created_at: r.get(11)?,
+                },
+            ))
+        })?;
+        out.push(DueWebhookDelivery {
+            webhook_id,
+            url,
+            secret,
+            attempts: attempts as u32,
+            event,
+        });
+    }
+    out.sort_by_key(|d| d.event.id);
+    Ok(out)
+}
+
+fn record_webhook_results(tx: &Connection, results: &[WebhookResult], now: i64) -> Result<()> {
+    let mut stmt = tx.prepare_cached(
+        "UPDATE webhook_deliveries SET attempts = attempts + 1, last_error = ?1,
+                next_try = COALESCE(?2, next_try),
+                done_at = CASE WHEN ?2 IS NULL THEN ?3 ELSE NULL END
+         WHERE webhook_id = ?4 AND event_id = ?5 AND done_at IS NULL",
+    )?;
+    for r in results {
+        stmt.execute(params![r.error, r.retry_at, now, r.webhook_id, r.event_id])?;
+    }
+    Ok(())
+}
+
+fn parse_id(id: &str) -> Result<MessageId> {
+    id.parse()
+        .map_err(|e| StoreError::Backend(format!("stored id {id:?}: {e}")))
+}
