@@ -10,6 +10,7 @@
 mod model;
 mod sqlite;
 mod sqlite_api;
+mod sqlite_reader;
 mod sqlite_writer;
 
 pub use model::*;

@@ -8,9 +8,11 @@
 //! sessions share one fsync.
 
 use crate::sqlite_api as api;
+use crate::sqlite_reader::PointReads;
 use crate::sqlite_writer::{self as writer, Counters, Done, Op, WriteJob};
 use crate::*;
 use posthorn_types::RecipientStatus;
+use rusqlite::OptionalExtension;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
@@ -34,6 +36,7 @@ const MIGRATIONS: &[&str] = &[
 pub struct SqliteStore {
     pool: SqlitePool,
     writer: std::sync::mpsc::Sender<WriteJob>,
+    point_reads: PointReads,
     counters: Arc<Counters>,
 }
 
@@ -94,6 +97,7 @@ impl SqliteStore {
         Ok(Self {
             pool,
             writer: tx,
+            point_reads: PointReads::new(dir.join("posthorn.db")),
             counters,
         })
     }
@@ -327,15 +331,20 @@ impl Store for SqliteStore {
     }
 
     async fn sender(&self, address: &str) -> Result<Sender> {
-        sqlx::query("SELECT address, account_id, password_hash FROM senders WHERE address = ?")
-            .bind(address)
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|r| Sender {
-                account_id: r.get("account_id"),
-                address: r.get("address"),
-                password_hash: r.get("password_hash"),
-            })
+        self.point_reads
+            .read(|c| {
+                c.prepare_cached(
+                    "SELECT address, account_id, password_hash FROM senders WHERE address = ?",
+                )?
+                .query_row([address], |r| {
+                    Ok(Sender {
+                        address: r.get(0)?,
+                        account_id: r.get(1)?,
+                        password_hash: r.get(2)?,
+                    })
+                })
+                .optional()
+            })?
             .ok_or_else(|| StoreError::NotFound(format!("no sender address {address:?}")))
     }
 
@@ -355,15 +364,18 @@ impl Store for SqliteStore {
     }
 
     async fn api_user(&self, name: &str) -> Result<ApiUser> {
-        sqlx::query("SELECT name, account_id, key_hash FROM api_users WHERE name = ?")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|r| ApiUser {
-                account_id: r.get("account_id"),
-                name: r.get("name"),
-                key_hash: r.get("key_hash"),
-            })
+        self.point_reads
+            .read(|c| {
+                c.prepare_cached("SELECT name, account_id, key_hash FROM api_users WHERE name = ?")?
+                    .query_row([name], |r| {
+                        Ok(ApiUser {
+                            name: r.get(0)?,
+                            account_id: r.get(1)?,
+                            key_hash: r.get(2)?,
+                        })
+                    })
+                    .optional()
+            })?
             .ok_or_else(|| StoreError::NotFound(format!("no API user {name:?}")))
     }
 
@@ -563,12 +575,10 @@ impl Store for SqliteStore {
     }
 
     async fn is_suppressed(&self, account_id: i64, address: &str) -> Result<bool> {
-        let found = sqlx::query("SELECT 1 FROM suppressions WHERE account_id = ? AND address = ?")
-            .bind(account_id)
-            .bind(address)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(found.is_some())
+        self.point_reads.read(|c| {
+            c.prepare_cached("SELECT 1 FROM suppressions WHERE account_id = ? AND address = ?")?
+                .exists(rusqlite::params![account_id, address])
+        })
     }
 
     async fn count_messages_since(&self, account_id: i64, since: i64) -> Result<u64> {
