@@ -1,11 +1,81 @@
 //! Secrets (SMTP passwords, API keys) are kept only as argon2id hashes in
 //! PHC string form. Hashing and checking run on the blocking pool: they
-//! take tens of milliseconds by design.
+//! take tens of milliseconds and 19 MiB each by design, so at most one per
+//! core runs at a time (a burst of logins queues instead of taking a
+//! gigabyte).
+//!
+//! A check that succeeded is remembered for [`VERIFIED_FOR`] under an
+//! HMAC-SHA-256, with a key drawn at start, of the stored hash and the
+//! secret: an application that opens a connection per message logs in with
+//! the same password again and again, and pays argon2 once a minute, not
+//! once per message. Only successes are remembered (a wrong password always
+//! costs the full check); a changed password has a new hash, so the entry
+//! no longer matches; the remembered value is useless without the process's
+//! key.
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use hmac::{Hmac, Mac};
 use rand::Rng;
-use std::sync::OnceLock;
+use sha2::Sha256;
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+
+/// How long a successful check is remembered.
+pub const VERIFIED_FOR: Duration = Duration::from_secs(60);
+/// Most remembered checks (expired ones are dropped first).
+const REMEMBERED: usize = 10_000;
+
+struct Verified {
+    key: [u8; 32],
+    at: Mutex<HashMap<[u8; 32], Instant>>,
+}
+
+fn verified() -> &'static Verified {
+    static V: OnceLock<Verified> = OnceLock::new();
+    V.get_or_init(|| Verified {
+        key: rand::random(),
+        at: Mutex::new(HashMap::new()),
+    })
+}
+
+fn fingerprint(secret: &str, hash: &str) -> [u8; 32] {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&verified().key).expect("any key length");
+    mac.update(hash.as_bytes());
+    mac.update(&[0]);
+    mac.update(secret.as_bytes());
+    mac.finalize().into_bytes().into()
+}
+
+fn remembered(print: &[u8; 32]) -> bool {
+    let map = verified().at.lock().expect("verified checks");
+    map.get(print).is_some_and(|at| at.elapsed() < VERIFIED_FOR)
+}
+
+fn remember(print: [u8; 32]) {
+    let mut map = verified().at.lock().expect("verified checks");
+    if map.len() >= REMEMBERED {
+        map.retain(|_, at| at.elapsed() < VERIFIED_FOR);
+        if map.len() >= REMEMBERED {
+            map.clear();
+        }
+    }
+    map.insert(print, Instant::now());
+}
+
+/// One argon2 computation per core at a time.
+fn hashing_slots() -> &'static Semaphore {
+    static S: OnceLock<Semaphore> = OnceLock::new();
+    S.get_or_init(|| {
+        Semaphore::new(
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+        )
+    })
+}
 
 /// A random secret of 24 characters from a 62-letter alphabet (~143 bits).
 pub fn generate_secret() -> String {
@@ -34,8 +104,24 @@ fn check(secret: &str, hash: &str) -> bool {
     }
 }
 
-/// Whether `secret` matches the PHC `hash`, computed off the async threads.
+/// Whether `secret` matches the PHC `hash`, computed off the async threads
+/// (or remembered from a check that succeeded within [`VERIFIED_FOR`]).
 pub async fn verify_secret(secret: String, hash: String) -> bool {
+    let print = fingerprint(&secret, &hash);
+    if remembered(&print) {
+        return true;
+    }
+    let ok = argon2_check(secret, hash).await;
+    if ok {
+        remember(print);
+    }
+    ok
+}
+
+async fn argon2_check(secret: String, hash: String) -> bool {
+    let Ok(_slot) = hashing_slots().acquire().await else {
+        return false;
+    };
     tokio::task::spawn_blocking(move || check(&secret, &hash))
         .await
         .unwrap_or(false)
@@ -46,7 +132,7 @@ pub async fn verify_secret(secret: String, hash: String) -> bool {
 pub async fn burn_time(secret: String) {
     static DUMMY: OnceLock<String> = OnceLock::new();
     let hash = DUMMY.get_or_init(|| hash_secret("posthorn-dummy")).clone();
-    let _ = verify_secret(secret, hash).await;
+    let _ = argon2_check(secret, hash).await;
 }
 
 #[cfg(test)]
@@ -61,5 +147,20 @@ mod tests {
         assert!(!verify_secret("nope".into(), h).await);
         assert!(!verify_secret("x".into(), "not a hash".into()).await);
         assert_eq!(generate_secret().len(), 24);
+    }
+
+    #[tokio::test]
+    async fn a_success_is_remembered_for_that_hash_only() {
+        let h = hash_secret("again");
+        assert!(!remembered(&fingerprint("again", &h)));
+        assert!(verify_secret("again".into(), h.clone()).await);
+        assert!(remembered(&fingerprint("again", &h)));
+        // Wrong secrets are never remembered, and another hash of the same
+        // secret (a changed password) does not match the entry.
+        assert!(!verify_secret("wrong".into(), h.clone()).await);
+        assert!(!remembered(&fingerprint("wrong", &h)));
+        let other = hash_secret("again");
+        assert!(!remembered(&fingerprint("again", &other)));
+        assert!(!verify_secret("again".into(), "not a hash".into()).await);
     }
 }
