@@ -12,6 +12,7 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    keep_large_allocations_out_of_the_heap();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -34,5 +35,18 @@ fn main() -> ExitCode {
             eprintln!("error: {msg}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Allocations of 1 MiB and more get their own mapping, returned to the
+/// system when freed. glibc otherwise raises that threshold after the first
+/// such free (up to 32 MiB), so every argon2 check's 19 MiB buffer then
+/// stays in a malloc heap: 20 logins left 240 MiB resident instead of 66.
+fn keep_large_allocations_out_of_the_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; it is called before
+    // any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
     }
 }

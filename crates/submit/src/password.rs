@@ -1,8 +1,7 @@
 //! Secrets (SMTP passwords, API keys) are kept only as argon2id hashes in
-//! PHC string form. Hashing and checking run on the blocking pool: they
-//! take tens of milliseconds and 19 MiB each by design, so at most one per
-//! core runs at a time (a burst of logins queues instead of taking a
-//! gigabyte).
+//! PHC string form. Checks run on one thread per core, off the async
+//! threads: they take tens of milliseconds and 19 MiB each by design, so a
+//! burst of logins queues instead of taking a gigabyte.
 //!
 //! A check that succeeded is remembered for [`VERIFIED_FOR`] under an
 //! HMAC-SHA-256, with a key drawn at start, of the stored hash and the
@@ -19,9 +18,8 @@ use hmac::{Hmac, Mac};
 use rand::Rng;
 use sha2::Sha256;
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
 
 /// How long a successful check is remembered.
 pub const VERIFIED_FOR: Duration = Duration::from_secs(60);
@@ -65,15 +63,34 @@ fn remember(print: [u8; 32]) {
     map.insert(print, Instant::now());
 }
 
-/// One argon2 computation per core at a time.
-fn hashing_slots() -> &'static Semaphore {
-    static S: OnceLock<Semaphore> = OnceLock::new();
-    S.get_or_init(|| {
-        Semaphore::new(
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2),
-        )
+/// A check for the argon2 threads: secret, PHC hash, where the answer goes.
+type CheckJob = (String, String, tokio::sync::oneshot::Sender<bool>);
+
+/// The argon2 threads, one per core: at most that many checks run at once,
+/// and their 19 MiB buffers come from that many malloc arenas only (on
+/// the blocking pool each new thread kept its own, which held 300 MiB after
+/// a burst of logins).
+fn argon2_threads() -> &'static std::sync::Mutex<std::sync::mpsc::Sender<CheckJob>> {
+    static T: OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<CheckJob>>> = OnceLock::new();
+    T.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<CheckJob>();
+        let rx = Arc::new(Mutex::new(rx));
+        let n = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        for i in 0..n {
+            let rx = rx.clone();
+            let _ = std::thread::Builder::new()
+                .name(format!("argon2-{i}"))
+                .spawn(move || loop {
+                    let job = rx.lock().expect("argon2 jobs").recv();
+                    let Ok((secret, hash, answer)) = job else {
+                        return;
+                    };
+                    let _ = answer.send(check(&secret, &hash));
+                });
+        }
+        Mutex::new(tx)
     })
 }
 
@@ -119,12 +136,12 @@ pub async fn verify_secret(secret: String, hash: String) -> bool {
 }
 
 async fn argon2_check(secret: String, hash: String) -> bool {
-    let Ok(_slot) = hashing_slots().acquire().await else {
-        return false;
-    };
-    tokio::task::spawn_blocking(move || check(&secret, &hash))
-        .await
-        .unwrap_or(false)
+    let (answer, wait) = tokio::sync::oneshot::channel();
+    let sent = argon2_threads()
+        .lock()
+        .expect("argon2 jobs")
+        .send((secret, hash, answer));
+    sent.is_ok() && wait.await.unwrap_or(false)
 }
 
 /// Do the work of one verification against a hash nobody knows, so a login
