@@ -24,7 +24,7 @@ venv="${ST_VENV:-$PWD/target/schemathesis-venv}"
 # the profile `cargo test` uses, so nothing is built twice).
 if [ -z "${POSTHORN_BIN:-}" ]; then
   cargo build --quiet -p posthorn --bin posthorn
-  POSTHORN_BIN="$PWD/target/debug/posthorn"
+  POSTHORN_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/posthorn"
 fi
 [ -x "$POSTHORN_BIN" ] || { echo "schemathesis: no binary at $POSTHORN_BIN" >&2; exit 1; }
 
