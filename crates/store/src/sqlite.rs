@@ -135,7 +135,7 @@ async fn migrate(conn: &mut SqliteConnection) -> Result<()> {
     Ok(())
 }
 
-fn parse_id(id: &str) -> Result<MessageId> {
+pub(crate) fn parse_id(id: &str) -> Result<MessageId> {
     id.parse()
         .map_err(|e| StoreError::Backend(format!("stored id {id:?}: {e}")))
 }

@@ -10,6 +10,7 @@
 //! Statements are prepared once and cached by their text; a batch uses a
 //! fixed number of them however many messages it carries.
 
+use crate::sqlite::{now, parse_id};
 use crate::*;
 use posthorn_types::RecipientStatus;
 use rusqlite::types::Value;
@@ -149,7 +150,7 @@ fn write_batch(conn: &mut Connection, batch: &mut [WriteJob]) -> Result<Vec<Done
     // IMMEDIATE: take the write lock now (waiting out the pool's admin
     // writes), so no read snapshot can go stale under this transaction.
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let now = crate::sqlite::now();
+    let now = now();
     // Events only while some webhook may want them (see sqlite_api).
     let webhooks: bool = tx
         .prepare_cached("SELECT EXISTS (SELECT 1 FROM webhooks)")?
@@ -230,33 +231,36 @@ fn insert_messages(tx: &Connection, messages: &[&NewMessage], events: bool) -> R
     }
     let ids: Vec<String> = messages.iter().map(|m| m.id.to_string()).collect();
     let both: Vec<(&String, &NewMessage)> = ids.iter().zip(messages.iter().copied()).collect();
-    let completed: Vec<Option<i64>> = messages
+    // The two derived columns, next to their message: (id, message, size,
+    // completed_at, which only a message without queued recipients has).
+    let message_rows: Vec<(&String, &NewMessage, i64, Option<i64>)> = both
         .iter()
-        .map(|m| m.recipients.is_empty().then_some(m.received_at))
+        .map(|(id, m)| {
+            let completed = m.recipients.is_empty().then_some(m.received_at);
+            (*id, *m, m.content.len() as i64, completed)
+        })
         .collect();
-    let sizes: Vec<i64> = messages.iter().map(|m| m.content.len() as i64).collect();
-    for (n, chunk) in both.chunks(MESSAGE_CHUNK).enumerate() {
+    for chunk in message_rows.chunks(MESSAGE_CHUNK) {
         let sql = format!(
             "INSERT INTO messages (id, account_id, mail_from, auth_user, label, size, received_at, subject, header_from, content, is_dsn, completed_at)
              VALUES {}",
             rows(chunk.len(), 12)
         );
         let mut args: Vec<&dyn ToSql> = Vec::with_capacity(chunk.len() * 12);
-        for (i, (id, m)) in chunk.iter().enumerate() {
-            let at = n * MESSAGE_CHUNK + i;
+        for (id, m, size, completed) in chunk {
             args.extend([
                 *id as &dyn ToSql,
                 &m.account_id,
                 &m.mail_from,
                 &m.auth_user,
                 &m.label,
-                &sizes[at],
+                size,
                 &m.received_at,
                 &m.subject,
                 &m.header_from,
                 &m.content,
                 &m.is_dsn,
-                &completed[at],
+                completed,
             ]);
         }
         tx.prepare_cached(&sql)?.execute(params_from_iter(args))?;
@@ -284,6 +288,7 @@ fn insert_messages(tx: &Connection, messages: &[&NewMessage], events: bool) -> R
     }
 
     let mut recipients: Vec<RecipientRow> = Vec::new();
+    // (message id, idx, the message's received_at) of suppressed recipients.
     let mut suppressed_events = Vec::new();
     for (id, m) in &both {
         let queued = m.recipients.iter().map(|r| (r, RecipientStatus::Queued));
@@ -294,7 +299,7 @@ fn insert_messages(tx: &Connection, messages: &[&NewMessage], events: bool) -> R
         for (idx, (rcpt, status)) in queued.chain(suppressed).enumerate() {
             let is_queued = status == RecipientStatus::Queued;
             if events && !is_queued {
-                suppressed_events.push(((*id).clone(), idx as i64));
+                suppressed_events.push(((*id).clone(), idx as i64, m.received_at));
             }
             recipients.push((
                 *id,
@@ -319,9 +324,14 @@ fn insert_messages(tx: &Connection, messages: &[&NewMessage], events: bool) -> R
         }
         tx.prepare_cached(&sql)?.execute(params_from_iter(args))?;
     }
-    if !suppressed_events.is_empty() {
-        let now = messages.iter().map(|m| m.received_at).max().unwrap_or(0);
-        record_events(tx, &suppressed_events, now)?;
+    // Rare (a webhook subscribed and a recipient suppressed at RCPT): a
+    // statement per message, each event stamped with its message's time.
+    for group in suppressed_events.chunk_by(|a, b| a.0 == b.0) {
+        let recipients: Vec<(String, i64)> = group
+            .iter()
+            .map(|(id, idx, _)| (id.clone(), *idx))
+            .collect();
+        record_events(tx, &recipients, group[0].2)?;
     }
     Ok(())
 }
@@ -655,7 +665,86 @@ fn record_webhook_results(tx: &Connection, results: &[WebhookResult], now: i64) 
     Ok(())
 }
 
-fn parse_id(id: &str) -> Result<MessageId> {
-    id.parse()
-        .map_err(|e| StoreError::Backend(format!("stored id {id:?}: {e}")))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(account_id: i64, n: usize) -> NewMessage {
+        NewMessage {
+            id: MessageId::generate(),
+            account_id,
+            mail_from: "a@x.test".into(),
+            // Every 7th message has only a suppressed recipient.
+            recipients: if n.is_multiple_of(7) {
+                Vec::new()
+            } else {
+                vec![format!("r{n}@y.test")]
+            },
+            auth_user: "a@x.test".into(),
+            label: None,
+            received_at: 1_000 + n as i64,
+            subject: format!("m{n}"),
+            header_from: "a@x.test".into(),
+            attachments: (0..2)
+                .map(|i| AttachmentRecord {
+                    filename: Some(format!("f{i}.txt")),
+                    content_type: "text/plain".into(),
+                    size: 10 + i,
+                })
+                .collect(),
+            content: vec![b'x'; n + 1],
+            suppressed: vec![format!("s{n}@y.test")],
+            is_dsn: false,
+        }
+    }
+
+    /// Past every chunk size at once: 300 messages (chunks of 256), 600
+    /// attachments and 557 recipients (chunks of 512), in one transaction.
+    #[tokio::test]
+    async fn a_batch_larger_than_every_chunk_is_stored_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::SqliteStore::open(dir.path()).await.unwrap();
+        let account = store.create_account("shop").await.unwrap();
+        let messages: Vec<NewMessage> = (0..300).map(|n| message(account.id, n)).collect();
+        let mut conn = Connection::open(dir.path().join("posthorn.db")).unwrap();
+        let tx = conn.transaction().unwrap();
+        insert_messages(&tx, &messages.iter().collect::<Vec<_>>(), false).unwrap();
+        tx.commit().unwrap();
+
+        let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+        assert_eq!(count("SELECT COUNT(*) FROM messages"), 300);
+        assert_eq!(count("SELECT COUNT(*) FROM attachments"), 600);
+        assert_eq!(count("SELECT COUNT(*) FROM recipients"), 300 + 257);
+        assert_eq!(
+            count("SELECT COUNT(*) FROM recipients WHERE status = 'suppressed' AND idx = 1"),
+            257
+        );
+        // The last message (past the first chunk) kept its own columns.
+        let last = &messages[299];
+        let (size, subject, completed): (i64, String, Option<i64>) = conn
+            .query_row(
+                "SELECT size, subject, completed_at FROM messages WHERE id = ?",
+                [last.id.to_string()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!((size, subject.as_str(), completed), (300, "m299", None));
+        let only_suppressed = &messages[294];
+        let completed: Option<i64> = conn
+            .query_row(
+                "SELECT completed_at FROM messages WHERE id = ?",
+                [only_suppressed.id.to_string()],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(completed, Some(1_294));
+        let attachment_size: i64 = conn
+            .query_row(
+                "SELECT size FROM attachments WHERE message_id = ? AND idx = 1",
+                [last.id.to_string()],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(attachment_size, 11);
+    }
 }

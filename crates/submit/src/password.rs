@@ -70,8 +70,8 @@ type CheckJob = (String, String, tokio::sync::oneshot::Sender<bool>);
 /// and their 19 MiB buffers come from that many malloc arenas only (on
 /// the blocking pool each new thread kept its own, which held 300 MiB after
 /// a burst of logins).
-fn argon2_threads() -> &'static std::sync::Mutex<std::sync::mpsc::Sender<CheckJob>> {
-    static T: OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<CheckJob>>> = OnceLock::new();
+fn argon2_threads() -> &'static std::sync::mpsc::Sender<CheckJob> {
+    static T: OnceLock<std::sync::mpsc::Sender<CheckJob>> = OnceLock::new();
     T.get_or_init(|| {
         let (tx, rx) = std::sync::mpsc::channel::<CheckJob>();
         let rx = Arc::new(Mutex::new(rx));
@@ -90,7 +90,7 @@ fn argon2_threads() -> &'static std::sync::Mutex<std::sync::mpsc::Sender<CheckJo
                     let _ = answer.send(check(&secret, &hash));
                 });
         }
-        Mutex::new(tx)
+        tx
     })
 }
 
@@ -137,10 +137,7 @@ pub async fn verify_secret(secret: String, hash: String) -> bool {
 
 async fn argon2_check(secret: String, hash: String) -> bool {
     let (answer, wait) = tokio::sync::oneshot::channel();
-    let sent = argon2_threads()
-        .lock()
-        .expect("argon2 jobs")
-        .send((secret, hash, answer));
+    let sent = argon2_threads().send((secret, hash, answer));
     sent.is_ok() && wait.await.unwrap_or(false)
 }
 
