@@ -4,7 +4,8 @@
 //! arithmetic, a pure function of the time) and lockouts. [`LocalLimiter`]
 //! keeps the state in this process; [`RedisLimiter`] keeps it in Redis so a
 //! cluster shares it (atomic in a Lua script; concurrent checks share one
-//! script run);
+//! script run; large limits are mostly answered from room this node
+//! learned, see [`slices`]);
 //! [`FallbackLimiter`] uses Redis and falls back to local limits while Redis
 //! is unreachable. [`ConnectionCounter`] caps concurrent connections per key
 //! on this node.
@@ -14,6 +15,7 @@ mod fallback;
 pub mod gcra;
 mod local;
 mod redis_limiter;
+pub mod slices;
 
 pub use conns::{ConnectionCounter, ConnectionGuard};
 pub use fallback::FallbackLimiter;

@@ -11,6 +11,10 @@
 //! idle keys go away on their own. Lockouts are plain keys with a `PX`
 //! expiry.
 //!
+//! Checks of large limits are mostly answered on this node from room it
+//! learned from Redis, and booked in Redis in bulk a moment later (see
+//! [`crate::slices`]); small limits are checked exactly every time.
+//!
 //! Every call has a short deadline ([`CALL_TIMEOUT`] by default): a Redis
 //! that is slow or gone gives [`LimiterError::Unavailable`] quickly, and
 //! [`FallbackLimiter`](crate::FallbackLimiter) answers from local limits.
@@ -22,11 +26,13 @@
 //! then both deny.
 
 use crate::gcra::{Decision, Mode, Quota};
+use crate::slices::{Route, Slices, FLUSH_EVERY};
 use crate::{Check, Limiter, LimiterError};
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::future::Future;
-use std::time::Duration;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 /// Default deadline of one call (check, lock, is_locked).
@@ -157,6 +163,70 @@ async fn batch_loop(
     }
 }
 
+/// One check as the script takes it: key, cost (µs), period (µs), mode.
+fn job_check(key: &str, quota: Quota, n: u64, mode: Mode) -> (String, u64, u64, &'static str) {
+    (
+        key.to_string(),
+        quota.emission_interval_us().saturating_mul(n).min(LUA_MAX),
+        quota.period_us.min(LUA_MAX),
+        mode_name(mode),
+    )
+}
+
+/// Send one gated group to the batch task and wait, at most `timeout`, for
+/// its `(allowed, retry_after_us)` answers.
+async fn send(
+    batches: &mpsc::Sender<Job>,
+    checks: Vec<(String, u64, u64, &'static str)>,
+    timeout: Duration,
+) -> Result<Vec<(i64, i64)>, LimiterError> {
+    let (reply, answer) = oneshot::channel();
+    let job = Job { checks, reply };
+    tokio::time::timeout(timeout, async {
+        batches
+            .send(job)
+            .await
+            .map_err(|_| unavailable("the Redis batch task has stopped"))?;
+        answer
+            .await
+            .map_err(|_| unavailable("the Redis batch task has stopped"))?
+    })
+    .await
+    .map_err(|_| unavailable(format!("no answer from Redis within {timeout:?}")))?
+}
+
+/// Most checks one flush sends in one group.
+const FLUSH_CHUNK: usize = 512;
+
+/// Books the bookings [`Slices`] answered on this node in Redis, every
+/// [`FLUSH_EVERY`], until the limiter is dropped. What Redis does not take
+/// is kept for the next round.
+async fn flush_loop(slices: Weak<Slices>, batches: mpsc::Sender<Job>, timeout: Duration) {
+    let mut tick = tokio::time::interval(FLUSH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(slices) = slices.upgrade() else {
+            return;
+        };
+        let mut drained = slices.drain(Instant::now());
+        while !drained.is_empty() {
+            let rest = drained.split_off(drained.len().min(FLUSH_CHUNK));
+            let sent = drained
+                .iter()
+                .map(|c| job_check(&c.key, c.quota, c.n, c.mode))
+                .collect();
+            if let Err(e) = send(&batches, sent, timeout).await {
+                tracing::debug!(error = %e, "pending rate-limit bookings kept for the next flush");
+                slices.restore(drained);
+                slices.restore(rest);
+                break;
+            }
+            drained = rest;
+        }
+    }
+}
+
 /// Leases: KEYS[1] is a sorted set of holders scored by expiry (ms of the
 /// Redis clock). ARGV[1]: holder, ARGV[2]: ttl (ms), ARGV[3]: limit (0 for a
 /// renewal, which only extends a lease still held). Returns 1 when held.
@@ -183,6 +253,8 @@ pub struct RedisLimiter {
     lease_script: redis::Script,
     batches: mpsc::Sender<Job>,
     call_timeout: Duration,
+    /// Room in large limits known here (see [`crate::slices`]).
+    slices: Arc<Slices>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> LimiterError {
@@ -229,7 +301,14 @@ impl RedisLimiter {
             CALL_TIMEOUT,
             rx,
         ));
+        let slices = Arc::new(Slices::default());
+        tokio::spawn(flush_loop(
+            Arc::downgrade(&slices),
+            batches.clone(),
+            CALL_TIMEOUT,
+        ));
         Ok(Self {
+            slices,
             conn,
             prefix: prefix.to_string(),
             lease_script: redis::Script::new(LEASE_LUA),
@@ -323,57 +402,63 @@ impl Limiter for RedisLimiter {
     }
 
     async fn check_all(&self, checks: &[Check]) -> Result<Vec<Decision>, LimiterError> {
-        // Unlimited quotas are answered here and never sent.
-        let sent: Vec<usize> = (0..checks.len())
-            .filter(|&i| !checks[i].quota.is_unlimited())
-            .collect();
         let mut decisions = vec![Decision::Allowed; checks.len()];
+        let keys: Vec<String> = checks.iter().map(|c| self.key(&c.key)).collect();
+        let now = Instant::now();
+        let routes = self.slices.route(&keys, checks, now);
+        let mut sent = Vec::new();
+        for ((key, c), route) in keys.iter().zip(checks).zip(&routes) {
+            match *route {
+                Route::Free | Route::Local => {}
+                Route::Exact { n } => sent.push(job_check(key, c.quota, n, c.mode)),
+                Route::Learn { slice, carried } => {
+                    let n = c.n.saturating_add(carried);
+                    sent.push(job_check(key, c.quota, n, c.mode));
+                    let probe = n.saturating_add(slice);
+                    sent.push(job_check(key, c.quota, probe, Mode::Peek));
+                }
+            }
+        }
         if sent.is_empty() {
             return Ok(decisions);
         }
-        let job_checks = sent
-            .iter()
-            .map(|&i| {
-                let c = &checks[i];
-                (
-                    self.key(&c.key),
-                    c.quota
-                        .emission_interval_us()
-                        .saturating_mul(c.n)
-                        .min(LUA_MAX),
-                    c.quota.period_us.min(LUA_MAX),
-                    mode_name(c.mode),
-                )
-            })
-            .collect();
-        let (reply, answer) = oneshot::channel();
-        let job = Job {
-            checks: job_checks,
-            reply,
-        };
-        let waited = tokio::time::timeout(self.call_timeout, async {
-            self.batches
-                .send(job)
-                .await
-                .map_err(|_| unavailable("the Redis batch task has stopped"))?;
-            answer
-                .await
-                .map_err(|_| unavailable("the Redis batch task has stopped"))?
-        })
-        .await
-        .map_err(|_| {
-            unavailable(format!(
-                "no answer from Redis within {:?}",
-                self.call_timeout
-            ))
-        })??;
-        for (j, &i) in sent.iter().enumerate() {
-            let (allowed, retry) = waited[j];
-            if allowed != 1 {
-                decisions[i] = Decision::Denied {
-                    retry_after_us: retry.max(0) as u64,
-                };
+        let answers = match send(&self.batches, sent, self.call_timeout).await {
+            Ok(a) => a,
+            Err(e) => {
+                self.slices.undo(&keys, checks, &routes);
+                return Err(e);
             }
+        };
+        let denied = |(allowed, retry): (i64, i64)| {
+            (allowed != 1).then_some(Decision::Denied {
+                retry_after_us: retry.max(0) as u64,
+            })
+        };
+        let mut answers = answers.into_iter();
+        let mut booked = true;
+        let mut learned = Vec::new();
+        for (i, route) in routes.iter().enumerate() {
+            let answer = match *route {
+                Route::Free | Route::Local => continue,
+                Route::Exact { .. } => answers.next(),
+                Route::Learn { slice, .. } => {
+                    let answer = answers.next();
+                    let peek = answers.next().and_then(denied);
+                    learned.push((i, if peek.is_none() { slice } else { 0 }));
+                    answer
+                }
+            };
+            if let Some(d) = answer.and_then(denied) {
+                decisions[i] = d;
+                booked &= checks[i].mode != Mode::Consume;
+            }
+        }
+        if booked {
+            for (i, room) in learned {
+                self.slices.learn(&keys[i], checks[i].quota, room, now);
+            }
+        } else {
+            self.slices.undo(&keys, checks, &routes);
         }
         Ok(decisions)
     }

@@ -3,7 +3,7 @@
 //! `redis-server` this test starts, stops and restarts.
 
 use posthorn_ratelimit::{
-    Decision, FallbackLimiter, Limiter, LocalLimiter, Mode, Quota, RedisLimiter,
+    slices, Decision, FallbackLimiter, Limiter, LocalLimiter, Mode, Quota, RedisLimiter,
 };
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
@@ -735,4 +735,62 @@ async fn a_batch_is_one_gated_step_like_the_local_one() {
         .await
         .unwrap()
         .is_allowed());
+}
+
+/// Quota with a slice of 100 (see `posthorn_ratelimit::slices`), one event
+/// per 6 ms.
+const LARGE: Quota = Quota::per_minute(10_000);
+
+#[tokio::test]
+async fn large_limits_are_answered_here_and_booked_in_redis_soon() {
+    let Some(url) = redis_url() else { return };
+    let prefix = unique_prefix("slices");
+    let a = RedisLimiter::connect(&url, &prefix).await.unwrap();
+    let start = Instant::now();
+    for i in 0..1_000 {
+        let d = a.check("big", LARGE, 1, Mode::Consume).await.unwrap();
+        assert!(d.is_allowed(), "check {i}");
+    }
+    // Past a flush, another node sees all 1,000: 9,000 more fit, and not
+    // 100 more than that plus what drained while the test ran.
+    tokio::time::sleep(slices::FLUSH_EVERY * 4).await;
+    let b = RedisLimiter::connect(&url, &prefix).await.unwrap();
+    let elapsed = start.elapsed();
+    assert!(elapsed < Duration::from_millis(600), "{elapsed:?}");
+    let fits = |n| b.check("big", LARGE, n, Mode::Peek);
+    assert!(fits(9_000).await.unwrap().is_allowed());
+    assert!(!fits(9_100).await.unwrap().is_allowed(), "bookings lost");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_share_a_large_limit_within_two_slices_each() {
+    let Some(url) = redis_url() else { return };
+    let prefix = unique_prefix("slices2");
+    let a = Arc::new(RedisLimiter::connect(&url, &prefix).await.unwrap());
+    let b = Arc::new(RedisLimiter::connect(&url, &prefix).await.unwrap());
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        let node = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.spawn(async move {
+            let mut allowed = 0u64;
+            for _ in 0..300 {
+                let d = node.check("shared", LARGE, 1, Mode::Consume).await;
+                allowed += u64::from(d.unwrap().is_allowed());
+            }
+            allowed
+        });
+    }
+    let mut allowed = 0u64;
+    while let Some(r) = tasks.join_next().await {
+        allowed += r.unwrap();
+    }
+    let elapsed = start.elapsed();
+    let drained = elapsed.as_micros() as u64 / LARGE.emission_interval_us() + 1;
+    let slice = slices::slice_of(LARGE).unwrap();
+    println!("{allowed} of 12,000 allowed in {elapsed:?}");
+    assert!(
+        (LARGE.limit..=LARGE.limit + 2 * 2 * slice + drained).contains(&allowed),
+        "{allowed} allowed in {elapsed:?}"
+    );
 }
