@@ -230,18 +230,24 @@ pub fn enhanced_code(code: u16, text: &str) -> Option<String> {
 /// terminating `.\r\n`.
 pub fn dot_stuff(message: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(message.len() + message.len() / 64 + 5);
-    let mut line_start = true;
-    let mut prev = 0u8;
-    for &b in message {
-        if line_start && b == b'.' {
+    // Line by line, so the bytes in between are copied in bulk.
+    let mut rest = message;
+    while !rest.is_empty() {
+        let (line, next) = match memchr::memchr(b'\n', rest) {
+            Some(i) => rest.split_at(i + 1),
+            None => (rest, &[][..]),
+        };
+        if line[0] == b'.' {
             out.push(b'.');
         }
-        if b == b'\n' && prev != b'\r' {
-            out.push(b'\r');
+        match line.strip_suffix(b"\n") {
+            Some(text) if !text.ends_with(b"\r") => {
+                out.extend_from_slice(text);
+                out.extend_from_slice(b"\r\n");
+            }
+            _ => out.extend_from_slice(line),
         }
-        out.push(b);
-        line_start = b == b'\n';
-        prev = b;
+        rest = next;
     }
     if !out.is_empty() && !out.ends_with(b"\r\n") {
         out.extend_from_slice(b"\r\n");
@@ -487,7 +493,7 @@ impl Connection {
         if self.ext.size.is_some() {
             mail.push_str(&format!(" SIZE={}", message.len()));
         }
-        if self.ext.eightbitmime && message.iter().any(|&b| b >= 0x80) {
+        if self.ext.eightbitmime && !message.is_ascii() {
             mail.push_str(" BODY=8BITMIME");
         }
         let pipelined = self.ext.pipelining;
@@ -990,5 +996,7 @@ mod tests {
         assert_eq!(dot_stuff(b".\r\nx"), b"..\r\nx\r\n.\r\n");
         assert_eq!(dot_stuff(b"a\nb\n"), b"a\r\nb\r\n.\r\n");
         assert_eq!(dot_stuff(b""), b".\r\n");
+        assert_eq!(dot_stuff(b"\n\n.\r"), b"\r\n\r\n..\r\r\n.\r\n");
+        assert_eq!(dot_stuff(b"a\r\n\r\n.x"), b"a\r\n\r\n..x\r\n.\r\n");
     }
 }

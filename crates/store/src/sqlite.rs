@@ -30,6 +30,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema_v1.sql"),
     include_str!("schema_v2.sql"),
     include_str!("schema_v3.sql"),
+    include_str!("schema_v4.sql"),
 ];
 
 /// See the module documentation.
@@ -696,17 +697,21 @@ impl Store for SqliteStore {
     }
 
     async fn message_content(&self, id: MessageId) -> Result<Vec<u8>> {
-        let row = sqlx::query("SELECT content, content_purged FROM messages WHERE id = ?")
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("no message {id}")))?;
+        let row = sqlx::query(
+            "SELECT c.content, m.content_purged FROM messages m
+             LEFT JOIN message_contents c ON c.message_id = m.id WHERE m.id = ?",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("no message {id}")))?;
         if row.get::<bool, _>("content_purged") {
             return Err(StoreError::NotFound(format!(
                 "the content of message {id} was deleted after its retention time (every recipient is final)"
             )));
         }
-        Ok(row.get("content"))
+        row.get::<Option<Vec<u8>>, _>("content")
+            .ok_or_else(|| StoreError::Backend(format!("message {id} has no stored content")))
     }
 
     async fn messages(&self, filter: &MessageFilter) -> Result<Vec<MessageRecord>> {
@@ -762,6 +767,45 @@ mod tests {
             suppressed: Vec::new(),
             is_dsn: false,
         }
+    }
+
+    #[tokio::test]
+    async fn contents_stored_before_version_4_are_moved_to_their_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = SqliteConnectOptions::new()
+            .filename(dir.path().join("posthorn.db"))
+            .create_if_missing(true);
+        let mut conn = options.connect().await.unwrap();
+        for sql in &MIGRATIONS[..3] {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(*sql))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+        sqlx::raw_sql(
+            "PRAGMA user_version = 3;
+             INSERT INTO accounts (id, name, created_at) VALUES (1, 'shop', 0);
+             INSERT INTO messages (id, account_id, mail_from, auth_user, size, received_at, content)
+                 VALUES ('kept', 1, 'a@x.test', 'a@x.test', 2, 0, x'6869');
+             INSERT INTO messages (id, account_id, mail_from, auth_user, size, received_at, content, content_purged, completed_at)
+                 VALUES ('purged', 1, 'a@x.test', 'a@x.test', 2, 0, x'', 1, 0);",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        conn.close().await.unwrap();
+        let store = SqliteStore::open(dir.path()).await.unwrap();
+        let content: Vec<u8> =
+            sqlx::query_scalar("SELECT content FROM message_contents WHERE message_id = 'kept'")
+                .fetch_one(&store.pool)
+                .await
+                .unwrap();
+        assert_eq!(content, b"hi");
+        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM message_contents")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(rows, 1, "a purged content is not carried over");
     }
 
     #[tokio::test]

@@ -242,11 +242,11 @@ fn insert_messages(tx: &Connection, messages: &[&NewMessage], events: bool) -> R
         .collect();
     for chunk in message_rows.chunks(MESSAGE_CHUNK) {
         let sql = format!(
-            "INSERT INTO messages (id, account_id, mail_from, auth_user, label, size, received_at, subject, header_from, content, is_dsn, completed_at)
+            "INSERT INTO messages (id, account_id, mail_from, auth_user, label, size, received_at, subject, header_from, is_dsn, completed_at)
              VALUES {}",
-            rows(chunk.len(), 12)
+            rows(chunk.len(), 11)
         );
-        let mut args: Vec<&dyn ToSql> = Vec::with_capacity(chunk.len() * 12);
+        let mut args: Vec<&dyn ToSql> = Vec::with_capacity(chunk.len() * 11);
         for (id, m, size, completed) in chunk {
             args.extend([
                 *id as &dyn ToSql,
@@ -258,10 +258,21 @@ fn insert_messages(tx: &Connection, messages: &[&NewMessage], events: bool) -> R
                 &m.received_at,
                 &m.subject,
                 &m.header_from,
-                &m.content,
                 &m.is_dsn,
                 completed,
             ]);
+        }
+        tx.prepare_cached(&sql)?.execute(params_from_iter(args))?;
+    }
+    // The content in its own table (see schema_v4.sql).
+    for chunk in both.chunks(MESSAGE_CHUNK) {
+        let sql = format!(
+            "INSERT INTO message_contents (message_id, content) VALUES {}",
+            rows(chunk.len(), 2)
+        );
+        let mut args: Vec<&dyn ToSql> = Vec::with_capacity(chunk.len() * 2);
+        for (id, m) in chunk {
+            args.extend([*id as &dyn ToSql, &m.content]);
         }
         tx.prepare_cached(&sql)?.execute(params_from_iter(args))?;
     }
@@ -532,14 +543,18 @@ fn record(
 /// Bodies, then whole records, of messages final long enough. In the
 /// writer, so it never waits on (or holds up) the group commit's lock.
 fn purge(tx: &Connection, bodies_before: i64, records_before: i64) -> Result<(u64, u64)> {
+    let final_before = "completed_at IS NOT NULL AND completed_at <= ? AND content_purged = 0";
+    tx.prepare_cached(&format!(
+        "DELETE FROM message_contents WHERE message_id IN (SELECT id FROM messages WHERE {final_before})"
+    ))?
+    .execute([bodies_before])?;
     let bodies = tx
-        .prepare_cached(
-            "UPDATE messages SET content = x'', content_purged = 1
-             WHERE completed_at IS NOT NULL AND completed_at <= ? AND content_purged = 0",
-        )?
+        .prepare_cached(&format!(
+            "UPDATE messages SET content_purged = 1 WHERE {final_before}"
+        ))?
         .execute([bodies_before])? as u64;
     let old = "SELECT id FROM messages WHERE completed_at IS NOT NULL AND completed_at <= ?";
-    for table in ["attachments", "recipients"] {
+    for table in ["attachments", "recipients", "message_contents"] {
         tx.prepare_cached(&format!("DELETE FROM {table} WHERE message_id IN ({old})"))?
             .execute([records_before])?;
     }
