@@ -58,9 +58,14 @@ impl Canonical {
         if content.len() > self.limits.max_line {
             return self.fail(DataError::LineTooLong);
         }
-        // Every CR left in `content` is bare, and is stored as CRLF.
-        let bare_crs = memchr::memchr_iter(b'\r', content).count();
-        let has_bare_cr = bare_crs > 0;
+        // Every CR left in `content` is bare, and is stored as CRLF. Most
+        // lines have none: look for one before counting them.
+        let has_bare_cr = memchr::memchr(b'\r', content).is_some();
+        let bare_crs = if has_bare_cr {
+            memchr::memchr_iter(b'\r', content).count()
+        } else {
+            0
+        };
         if (bare_end || has_bare_cr) && self.limits.line_endings == LineEndings::Reject {
             return self.fail(DataError::BareLineEnding);
         }
