@@ -51,6 +51,9 @@ struct Job {
     /// The recipients' domain (empty in relay mode).
     domain: String,
     rcpts: Vec<DueRecipient>,
+    /// The signed content, shared by the jobs of one message in a claim
+    /// (one per destination domain), so it is read and signed once.
+    signed: Arc<tokio::sync::OnceCell<Arc<Vec<u8>>>>,
 }
 
 /// A domain's signing key (or that it has none) and when it was read.
@@ -199,6 +202,8 @@ impl Engine {
         let relay = self.config.relay.is_some();
         let mut jobs: Vec<Job> = Vec::new();
         let mut index: HashMap<(MessageId, String), usize> = HashMap::new();
+        let mut signed: HashMap<MessageId, Arc<tokio::sync::OnceCell<Arc<Vec<u8>>>>> =
+            HashMap::new();
         for r in due {
             let domain = if relay {
                 String::new()
@@ -221,6 +226,7 @@ impl Engine {
                         received_at: r.received_at,
                         is_dsn: r.is_dsn,
                         domain,
+                        signed: signed.entry(r.message_id).or_default().clone(),
                         rcpts: vec![r],
                     });
                 }
@@ -278,41 +284,50 @@ impl Engine {
                 None,
             ),
         };
-        let finished = self.conclude(&job, results, content.as_deref()).await;
+        let finished = self
+            .conclude(&job, results, content.as_deref().map(Vec::as_slice))
+            .await;
         let _ = tx.send(finished);
     }
 
     /// Try the job once; one result per recipient, in order, and the content
     /// when it could be read (for a bounce notice).
-    async fn attempt(&self, job: &Job) -> (Vec<AttemptResult>, Option<Vec<u8>>) {
+    async fn attempt(&self, job: &Job) -> (Vec<AttemptResult>, Option<Arc<Vec<u8>>>) {
         let all = |r: AttemptResult| job.rcpts.iter().map(|_| r.clone()).collect::<Vec<_>>();
-        let content = match self.store.message_content(job.message_id).await {
-            Ok(c) => c,
-            Err(StoreError::NotFound(m)) => {
-                return (
-                    all(permanent(
-                        554,
-                        "5.3.0",
-                        &format!("message content is gone: {m}"),
+        // The first job of the message reads and signs; the others of the
+        // same claim wait for it and send the same bytes. A failure is not
+        // kept: the next job tries again.
+        let signed = job
+            .signed
+            .get_or_try_init(|| async {
+                let content = match self.store.message_content(job.message_id).await {
+                    Ok(c) => c,
+                    Err(StoreError::NotFound(m)) => {
+                        let r = permanent(554, "5.3.0", &format!("message content is gone: {m}"));
+                        return Err((r, None));
+                    }
+                    Err(e) => {
+                        let r = temporary(451, "4.3.0", &format!("store: {e}"), None);
+                        return Err((r, None));
+                    }
+                };
+                match self.sign(job, content).await {
+                    Ok(s) => Ok(Arc::new(s)),
+                    Err((content, reason)) => Err((
+                        temporary(451, "4.3.0", &reason, None),
+                        Some(Arc::new(content)),
                     )),
-                    None,
-                )
+                }
+            })
+            .await;
+        match signed {
+            Ok(signed) => {
+                let signed = signed.clone();
+                let results = self.transmit(job, &signed).await;
+                (results, Some(signed))
             }
-            Err(e) => {
-                return (
-                    all(temporary(451, "4.3.0", &format!("store: {e}"), None)),
-                    None,
-                )
-            }
-        };
-        let signed = match self.sign(job, content).await {
-            Ok(s) => s,
-            Err((content, reason)) => {
-                return (all(temporary(451, "4.3.0", &reason, None)), Some(content))
-            }
-        };
-        let results = self.transmit(job, &signed).await;
-        (results, Some(signed))
+            Err((r, content)) => (all(r), content),
+        }
     }
 
     /// The content with a DKIM-Signature of the From domain's key on top
@@ -340,6 +355,7 @@ impl Engine {
         .await;
         match signed {
             Ok((content, Ok(header))) => {
+                metrics::counter!("posthorn_dkim_signatures_total").increment(1);
                 let mut out = Vec::with_capacity(header.len() + content.len());
                 out.extend_from_slice(header.as_bytes());
                 out.extend_from_slice(&content);

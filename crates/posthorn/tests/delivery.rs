@@ -158,6 +158,36 @@ fn delivered_dkim_signed_without_bcc() {
 }
 
 #[test]
+fn a_message_to_two_domains_is_signed_once_and_sent_to_each() {
+    let sink = Sink::start(SinkOptions::default());
+    let dns = dns_for(&["example.net", "example.org"]);
+    let server = TestServer::start(BIN.as_ref(), &delivery_config(sink.port(), &dns, ""));
+    publish_dkim(&server, &dns);
+    let id = submit(
+        &server,
+        &["a@example.net", "b@example.org"],
+        &message("a@example.net", "Cc: b@example.org\r\n"),
+    );
+    let m = server.wait_message(&id, WAIT, all_final);
+    for address in ["a@example.net", "b@example.org"] {
+        assert_eq!(recipient(&m, address)["status"], "delivered", "{m:#}");
+    }
+    let mut got = sink.wait_for(2, WAIT);
+    got.sort_by(|a, b| a.rcpt_to.cmp(&b.rcpt_to));
+    assert_eq!(got.len(), 2, "one transaction per domain");
+    assert_eq!(got[0].rcpt_to, ["a@example.net"]);
+    assert_eq!(got[1].rcpt_to, ["b@example.org"]);
+    assert_eq!(got[0].data, got[1].data, "the same signed bytes to both");
+    assert_eq!(verify_dkim(&dns, &got[0].data), DkimResult::Pass);
+    let metrics = posthorn_testkit::http::request(server.http_port, "GET", "/metrics", &[], b"");
+    let metrics = String::from_utf8(metrics.body).unwrap();
+    assert!(
+        metrics.contains("posthorn_dkim_signatures_total 1\n"),
+        "one signature for both: {metrics}"
+    );
+}
+
+#[test]
 fn ed25519_domains_sign_with_ed25519() {
     let sink = Sink::start(SinkOptions::default());
     let dns = dns_for(&["example.net"]);
