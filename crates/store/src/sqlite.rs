@@ -18,6 +18,7 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 use sqlx::{ConnectOptions, Connection, Row};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -161,67 +162,119 @@ fn domain_from_row(row: &sqlx::sqlite::SqliteRow) -> Domain {
     }
 }
 
+fn recipient_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<RecipientRecord> {
+    let status: String = r.get("status");
+    Ok(RecipientRecord {
+        address: r.get("address"),
+        status: status.parse().map_err(StoreError::Backend)?,
+        attempts: r.get::<i64, _>("attempts") as u32,
+        last_reply: r.get("last_reply"),
+        next_try: r.get("next_try"),
+        remote_host: r.get("remote_host"),
+        updated_at: r.get("updated_at"),
+    })
+}
+
+fn attachment_from_row(r: &sqlx::sqlite::SqliteRow) -> AttachmentRecord {
+    AttachmentRecord {
+        filename: r.get("filename"),
+        content_type: r.get("content_type"),
+        size: r.get::<i64, _>("size") as u64,
+    }
+}
+
+/// A message row of [`MESSAGE_COLUMNS`] with its attachments and recipients.
+fn message_from_row(
+    row: &sqlx::sqlite::SqliteRow,
+    attachments: Vec<AttachmentRecord>,
+    recipients: Vec<RecipientRecord>,
+) -> Result<MessageRecord> {
+    let id: String = row.get("id");
+    Ok(MessageRecord {
+        id: parse_id(&id)?,
+        completed_at: row.get("completed_at"),
+        is_dsn: row.get("is_dsn"),
+        content_purged: row.get("content_purged"),
+        account_id: row.get("account_id"),
+        account: row.get("account"),
+        mail_from: row.get("mail_from"),
+        auth_user: row.get("auth_user"),
+        label: row.get("label"),
+        size: row.get::<i64, _>("size") as u64,
+        received_at: row.get("received_at"),
+        subject: row.get("subject"),
+        header_from: row.get("header_from"),
+        attachments,
+        recipients,
+    })
+}
+
+const RECIPIENT_COLUMNS: &str =
+    "message_id, address, status, attempts, last_reply, next_try, remote_host, updated_at";
+const ATTACHMENT_COLUMNS: &str = "message_id, filename, content_type, size";
+
 impl SqliteStore {
-    async fn recipients_of(&self, id: &str) -> Result<Vec<RecipientRecord>> {
-        let rows = sqlx::query(
-            "SELECT address, status, attempts, last_reply, next_try, remote_host, updated_at FROM recipients
-             WHERE message_id = ? ORDER BY idx",
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?;
+    /// The attachments and recipients of these messages, by message id, in
+    /// two queries whatever their number (the ids go in as one JSON array).
+    async fn parts_of(
+        &self,
+        ids: &[String],
+    ) -> Result<(
+        HashMap<String, Vec<AttachmentRecord>>,
+        HashMap<String, Vec<RecipientRecord>>,
+    )> {
+        let json = serde_json::to_string(ids).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let mut recipients: HashMap<String, Vec<RecipientRecord>> = HashMap::new();
+        let sql = format!(
+            "SELECT {RECIPIENT_COLUMNS} FROM recipients
+             WHERE message_id IN (SELECT value FROM json_each(?)) ORDER BY message_id, idx"
+        );
+        for r in sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&json)
+            .fetch_all(&self.pool)
+            .await?
+        {
+            recipients
+                .entry(r.get("message_id"))
+                .or_default()
+                .push(recipient_from_row(&r)?);
+        }
+        let mut attachments: HashMap<String, Vec<AttachmentRecord>> = HashMap::new();
+        let sql = format!(
+            "SELECT {ATTACHMENT_COLUMNS} FROM attachments
+             WHERE message_id IN (SELECT value FROM json_each(?)) ORDER BY message_id, idx"
+        );
+        for r in sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&json)
+            .fetch_all(&self.pool)
+            .await?
+        {
+            attachments
+                .entry(r.get("message_id"))
+                .or_default()
+                .push(attachment_from_row(&r));
+        }
+        Ok((attachments, recipients))
+    }
+
+    /// Message rows of [`MESSAGE_COLUMNS`] as records, their parts read
+    /// for all of them at once.
+    async fn messages_from_rows(
+        &self,
+        rows: &[sqlx::sqlite::SqliteRow],
+    ) -> Result<Vec<MessageRecord>> {
+        let ids: Vec<String> = rows.iter().map(|r| r.get("id")).collect();
+        let (mut attachments, mut recipients) = self.parts_of(&ids).await?;
         rows.iter()
-            .map(|r| {
-                let status: String = r.get("status");
-                Ok(RecipientRecord {
-                    address: r.get("address"),
-                    status: status.parse().map_err(StoreError::Backend)?,
-                    attempts: r.get::<i64, _>("attempts") as u32,
-                    last_reply: r.get("last_reply"),
-                    next_try: r.get("next_try"),
-                    remote_host: r.get("remote_host"),
-                    updated_at: r.get("updated_at"),
-                })
+            .zip(&ids)
+            .map(|(row, id)| {
+                message_from_row(
+                    row,
+                    attachments.remove(id).unwrap_or_default(),
+                    recipients.remove(id).unwrap_or_default(),
+                )
             })
             .collect()
-    }
-
-    async fn attachments_of(&self, id: &str) -> Result<Vec<AttachmentRecord>> {
-        let rows = sqlx::query(
-            "SELECT filename, content_type, size FROM attachments WHERE message_id = ? ORDER BY idx",
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| AttachmentRecord {
-                filename: r.get("filename"),
-                content_type: r.get("content_type"),
-                size: r.get::<i64, _>("size") as u64,
-            })
-            .collect())
-    }
-
-    async fn message_from_row(&self, row: &sqlx::sqlite::SqliteRow) -> Result<MessageRecord> {
-        let id: String = row.get("id");
-        Ok(MessageRecord {
-            id: parse_id(&id)?,
-            completed_at: row.get("completed_at"),
-            is_dsn: row.get("is_dsn"),
-            content_purged: row.get("content_purged"),
-            account_id: row.get("account_id"),
-            account: row.get("account"),
-            mail_from: row.get("mail_from"),
-            auth_user: row.get("auth_user"),
-            label: row.get("label"),
-            size: row.get::<i64, _>("size") as u64,
-            received_at: row.get("received_at"),
-            subject: row.get("subject"),
-            header_from: row.get("header_from"),
-            attachments: self.attachments_of(&id).await?,
-            recipients: self.recipients_of(&id).await?,
-        })
     }
 }
 
@@ -693,7 +746,10 @@ impl Store for SqliteStore {
             .fetch_optional(&self.pool)
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("no message {id}")))?;
-        self.message_from_row(&row).await
+        Ok(self
+            .messages_from_rows(std::slice::from_ref(&row))
+            .await?
+            .remove(0))
     }
 
     async fn message_content(&self, id: MessageId) -> Result<Vec<u8>> {
@@ -735,11 +791,7 @@ impl Store for SqliteStore {
             .bind(filter.label.as_deref())
             .fetch_all(&self.pool)
             .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in &rows {
-            out.push(self.message_from_row(row).await?);
-        }
-        Ok(out)
+        self.messages_from_rows(&rows).await
     }
 }
 

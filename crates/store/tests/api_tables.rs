@@ -125,6 +125,31 @@ async fn listing_filters_page_and_statistics_count() {
         ..Default::default()
     };
     assert_eq!(list(mine.clone()).await, [i1, i2]);
+    // Each listed message carries its own recipients, in order, with their
+    // statuses (the parts of a page are read in one query per table).
+    let listed = store.messages(&mine).await.unwrap();
+    let parts = |m: &posthorn_store::MessageRecord| {
+        m.recipients
+            .iter()
+            .map(|r| (r.address.clone(), r.status))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        parts(&listed[0]),
+        [
+            ("x@example.net".to_string(), RecipientStatus::Delivered),
+            ("y@example.net".to_string(), RecipientStatus::Bounced)
+        ]
+    );
+    assert_eq!(
+        parts(&listed[1]),
+        [("Y@example.net".to_string(), RecipientStatus::Deferred)]
+    );
+    assert_eq!(parts(&store.message(i2).await.unwrap()), parts(&listed[1]));
+    assert_eq!(
+        listed[0].attachments,
+        store.message(i1).await.unwrap().attachments
+    );
     let by_rcpt = MessageFilter {
         recipient: Some("y@EXAMPLE.net".into()),
         ..mine.clone()
