@@ -209,6 +209,18 @@ fn message_from_row(
     })
 }
 
+/// Rows grouped by their `message_id`, each made into a `T`, in order.
+fn by_message<T>(
+    rows: &[sqlx::sqlite::SqliteRow],
+    make: impl Fn(&sqlx::sqlite::SqliteRow) -> Result<T>,
+) -> Result<HashMap<String, Vec<T>>> {
+    let mut out: HashMap<String, Vec<T>> = HashMap::new();
+    for r in rows {
+        out.entry(r.get("message_id")).or_default().push(make(r)?);
+    }
+    Ok(out)
+}
+
 const RECIPIENT_COLUMNS: &str =
     "message_id, address, status, attempts, last_reply, next_try, remote_host, updated_at";
 const ATTACHMENT_COLUMNS: &str = "message_id, filename, content_type, size";
@@ -224,37 +236,35 @@ impl SqliteStore {
         HashMap<String, Vec<RecipientRecord>>,
     )> {
         let json = serde_json::to_string(ids).map_err(|e| StoreError::Backend(e.to_string()))?;
-        let mut recipients: HashMap<String, Vec<RecipientRecord>> = HashMap::new();
+        let attachments = self
+            .rows_of_messages("attachments", ATTACHMENT_COLUMNS, &json)
+            .await?;
+        let recipients = self
+            .rows_of_messages("recipients", RECIPIENT_COLUMNS, &json)
+            .await?;
+        Ok((
+            by_message(&attachments, |r| Ok(attachment_from_row(r)))?,
+            by_message(&recipients, recipient_from_row)?,
+        ))
+    }
+
+    /// The rows of `table` (`columns`, message_id among them) of the
+    /// messages whose ids are in the JSON array `ids`, in message and
+    /// index order.
+    async fn rows_of_messages(
+        &self,
+        table: &str,
+        columns: &str,
+        ids: &str,
+    ) -> Result<Vec<sqlx::sqlite::SqliteRow>> {
         let sql = format!(
-            "SELECT {RECIPIENT_COLUMNS} FROM recipients
+            "SELECT {columns} FROM {table}
              WHERE message_id IN (SELECT value FROM json_each(?)) ORDER BY message_id, idx"
         );
-        for r in sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(&json)
+        Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(ids)
             .fetch_all(&self.pool)
-            .await?
-        {
-            recipients
-                .entry(r.get("message_id"))
-                .or_default()
-                .push(recipient_from_row(&r)?);
-        }
-        let mut attachments: HashMap<String, Vec<AttachmentRecord>> = HashMap::new();
-        let sql = format!(
-            "SELECT {ATTACHMENT_COLUMNS} FROM attachments
-             WHERE message_id IN (SELECT value FROM json_each(?)) ORDER BY message_id, idx"
-        );
-        for r in sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(&json)
-            .fetch_all(&self.pool)
-            .await?
-        {
-            attachments
-                .entry(r.get("message_id"))
-                .or_default()
-                .push(attachment_from_row(&r));
-        }
-        Ok((attachments, recipients))
+            .await?)
     }
 
     /// Message rows of [`MESSAGE_COLUMNS`] as records, their parts read
