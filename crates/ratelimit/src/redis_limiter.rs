@@ -209,7 +209,8 @@ async fn flush_loop(slices: Weak<Slices>, batches: mpsc::Sender<Job>, timeout: D
         let Some(slices) = slices.upgrade() else {
             return;
         };
-        let mut drained = slices.drain(Instant::now());
+        let now = Instant::now();
+        let mut drained = slices.drain(now);
         while !drained.is_empty() {
             let rest = drained.split_off(drained.len().min(FLUSH_CHUNK));
             let sent = drained
@@ -218,8 +219,8 @@ async fn flush_loop(slices: Weak<Slices>, batches: mpsc::Sender<Job>, timeout: D
                 .collect();
             if let Err(e) = send(&batches, sent, timeout).await {
                 tracing::debug!(error = %e, "pending rate-limit bookings kept for the next flush");
-                slices.restore(drained);
-                slices.restore(rest);
+                slices.restore(drained, now);
+                slices.restore(rest, now);
                 break;
             }
             drained = rest;
@@ -425,7 +426,7 @@ impl Limiter for RedisLimiter {
         let answers = match send(&self.batches, sent, self.call_timeout).await {
             Ok(a) => a,
             Err(e) => {
-                self.slices.undo(&keys, checks, &routes);
+                self.slices.undo(&keys, checks, &routes, now);
                 return Err(e);
             }
         };
@@ -458,7 +459,7 @@ impl Limiter for RedisLimiter {
                 self.slices.learn(&keys[i], checks[i].quota, room, now);
             }
         } else {
-            self.slices.undo(&keys, checks, &routes);
+            self.slices.undo(&keys, checks, &routes, now);
         }
         Ok(decisions)
     }

@@ -18,9 +18,9 @@
 //! this node's pending events booked, so a node runs at most one slice
 //! ahead of what Redis knows, plus the slice it was told of: a cluster can
 //! exceed a large limit by about two slices (2 % of the limit) per node,
-//! e.g. 20,000 calls a minute may admit 20,800 on two nodes. Small limits (under
-//! a hundred times [`MIN_SLICE`], like 20 messages per second or 10 per
-//! hour) are checked exactly, every time.
+//! e.g. 20,000 calls a minute may admit 20,800 on two nodes. Small limits
+//! (under a hundred times [`MIN_SLICE`], like 20 messages per second or 10
+//! per hour) are checked exactly, every time.
 //!
 //! The logic here is synchronous and takes the time as an argument, so its
 //! tests drive a clock of their own.
@@ -168,9 +168,9 @@ impl Slices {
             .collect()
     }
 
-    /// Take back what [`Slices::route`] reserved for a batch that was not
-    /// booked.
-    pub fn undo(&self, keys: &[String], checks: &[Check], routes: &[Route]) {
+    /// Take back what [`Slices::route`] reserved (at `now`) for a batch that
+    /// was not booked.
+    pub fn undo(&self, keys: &[String], checks: &[Check], routes: &[Route], now: Instant) {
         let mut entries = self.entries();
         for ((key, c), route) in keys.iter().zip(checks).zip(routes) {
             let Some(e) = entries.get_mut(key) else {
@@ -178,7 +178,7 @@ impl Slices {
             };
             if let Route::Learn { carried, .. } = *route {
                 e.pending = e.pending.saturating_add(carried);
-                e.learning_until = Instant::now();
+                e.learning_until = now;
                 continue;
             }
             if *route != Route::Local {
@@ -220,10 +220,10 @@ impl Slices {
         }
     }
 
-    /// Take every pending booking, as `force` checks for Redis, and forget
-    /// keys with nothing pending whose room is stale. Each check's key is
-    /// the full Redis key. When they cannot be
-    /// sent, give them back with [`Slices::restore`].
+    /// Take every pending booking, as `force` checks for Redis (keyed by the
+    /// full Redis key), and forget keys with nothing pending whose room is
+    /// stale. When they cannot be sent, give them back with
+    /// [`Slices::restore`].
     pub fn drain(&self, now: Instant) -> Vec<Check> {
         let mut entries = self.entries();
         let mut out = Vec::new();
@@ -244,12 +244,12 @@ impl Slices {
     }
 
     /// Put back bookings [`Slices::drain`] took that Redis did not get.
-    pub fn restore(&self, drained: Vec<Check>) {
+    pub fn restore(&self, drained: Vec<Check>, now: Instant) {
         let mut entries = self.entries();
         for c in drained {
             let e = entries
                 .entry(c.key)
-                .or_insert_with(|| Entry::new(c.quota, Instant::now()));
+                .or_insert_with(|| Entry::new(c.quota, now));
             e.pending = e.pending.saturating_add(c.n);
         }
     }
@@ -371,7 +371,7 @@ mod tests {
         let drained = s.drain(now);
         assert_eq!(drained[0].n, 2);
         // Not sent: given back, and drained again next time.
-        s.restore(drained);
+        s.restore(drained, now);
         assert_eq!(s.drain(now)[0].n, 2);
         // Nothing pending and no fresh room: forgotten.
         assert!(s.drain(now).is_empty());
@@ -392,7 +392,7 @@ mod tests {
         let routes = s.route(&keys, &batch, now);
         assert_eq!(routes, [Route::Local, Route::Local, Route::Exact { n: 1 }]);
         // Redis refused the small one: nothing of the batch is booked.
-        s.undo(&keys, &batch, &routes);
+        s.undo(&keys, &batch, &routes, now);
         assert!(s.drain(now).is_empty(), "nothing pending after undo");
         // The room is whole again: ten fit.
         for _ in 0..10 {
@@ -411,7 +411,7 @@ mod tests {
                 carried: 10
             }]
         );
-        s.undo(&keys[..1], &batch, &routes);
+        s.undo(&keys[..1], &batch, &routes, now);
         assert_eq!(s.drain(now)[0].n, 10);
     }
 }

@@ -83,7 +83,12 @@ async fn api_keys_are_per_account_or_admin() {
 async fn listing_filters_page_and_statistics_count() {
     let (_dir, store, a, b) = open().await;
     let start = MessageId::generate();
-    let m1 = message(a, &["x@example.net", "y@example.net"], Some("7"));
+    let mut m1 = message(a, &["x@example.net", "y@example.net"], Some("7"));
+    m1.attachments.push(AttachmentRecord {
+        filename: Some("invoice.pdf".into()),
+        content_type: "application/pdf".into(),
+        size: 3,
+    });
     let m2 = message(a, &["Y@example.net"], None);
     let m3 = message(b, &["y@example.net"], None);
     let (i1, i2) = (m1.id, m2.id);
