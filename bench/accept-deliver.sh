@@ -10,6 +10,7 @@
 #   DELIVERY=false bench/accept-deliver.sh        # accept only
 #   DKIM=ed25519 bench/accept-deliver.sh          # the key bench.test signs with
 #   PERF=1 bench/accept-deliver.sh                # perf record -g of the server into perf.data
+#   PERF=1 PERF_ARGS="--call-graph dwarf -F 299" bench/accept-deliver.sh   # other perf record options
 #
 # Needs: postfix (smtp-source, smtp-sink), vmstat; perf for PERF=1.
 set -euo pipefail
@@ -42,7 +43,7 @@ posthorn_serve "$work/server.log"
 wait_for_port "$port" "$server"
 perf_pid=""
 if [ "${PERF:-0}" = 1 ]; then
-  perf record -F 999 -g -p "$server" -o perf.data 2>/dev/null &
+  perf record ${PERF_ARGS:--F 999 -g} -p "$server" -o perf.data 2>/dev/null &
   perf_pid=$!
 fi
 vmstat 1 >"$work/vmstat" &

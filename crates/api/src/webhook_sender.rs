@@ -173,15 +173,17 @@ impl WebhookSender {
     }
 }
 
-/// TLS for webhook URLs: the webpki roots, ring (the build's one provider).
+/// TLS for webhook URLs: the webpki roots, aws-lc-rs (the build's one provider).
 fn tls_config() -> rustls::ClientConfig {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .expect("ring supports the default versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth()
+    rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("aws-lc-rs supports the default versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth()
 }
 
 /// The body of one event.

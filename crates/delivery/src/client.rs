@@ -865,7 +865,7 @@ fn tls_server_name(name: &str, addr: SocketAddr) -> ServerName<'static> {
 }
 
 fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
 fn config_builder(
@@ -893,7 +893,7 @@ fn verified_config(
     ))
 }
 
-/// A TLS 1.2/1.3 client config (ring) that accepts any certificate but
+/// A TLS 1.2/1.3 client config (aws-lc-rs) that accepts any certificate but
 /// still checks the handshake signatures: opportunistic STARTTLS here, and
 /// the load generator, which measures real handshakes against test certs.
 pub fn unverified_config() -> Result<Arc<ClientConfig>, ClientError> {

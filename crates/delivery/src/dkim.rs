@@ -13,7 +13,9 @@
 //! The algorithm follows the key: `rsa-sha256` for RSA keys (what `posthorn
 //! domain add` makes), `ed25519-sha256` (RFC 8463) for Ed25519 keys.
 //!
-//! The signing itself is mail-auth's, on ring.
+//! The signing itself is mail-auth's, on aws-lc-rs (the build's one crypto
+//! library; its RSA-2048 signature costs about 0.45 ms of CPU here, ring's
+//! 0.67-0.79 ms).
 
 use mail_auth::common::crypto::{
     Algorithm, DkimKey as AnyKey, Ed25519Key, RsaKey, Sha256, SigningKey,
@@ -90,7 +92,7 @@ impl DkimKey {
     /// From the stored PEM: a PKCS#8 RSA key (`BEGIN PRIVATE KEY`, as
     /// `posthorn domain add` makes), a PKCS#1 RSA key (`BEGIN RSA PRIVATE
     /// KEY`), or a PKCS#8 Ed25519 key. RSA keys must be 2048 to 8192 bits
-    /// (ring's limits). A non-ASCII domain is converted to its A-label.
+    /// (the crypto library's limits). A non-ASCII domain is converted to its A-label.
     pub fn from_pem(domain: &str, selector: &str, pem: &str) -> Result<DkimKey, DkimError> {
         let domain = mail_auth::common::to_a_label(domain.trim_end_matches('.')).into_owned();
         check_name("domain", &domain)?;

@@ -1,4 +1,4 @@
-//! TLS for a benchmark: the delivery client's unverified config (ring, TLS
+//! TLS for a benchmark: the delivery client's unverified config (aws-lc-rs, TLS
 //! 1.3 and 1.2, any certificate accepted but the handshake signatures still
 //! checked, so the cost of a real handshake is measured).
 

@@ -79,7 +79,7 @@ fn build(cert: &Path, key: &Path) -> Result<ServerConfig, TlsError> {
         path: key.to_path_buf(),
         reason: e.to_string(),
     })?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     // TLS 1.2 and 1.3 only; rustls has no older versions at all.
     ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])

@@ -763,21 +763,29 @@ impl Store for SqliteStore {
     }
 
     async fn message_content(&self, id: MessageId) -> Result<Vec<u8>> {
-        let row = sqlx::query(
-            "SELECT c.content, m.content_purged FROM messages m
-             LEFT JOIN message_contents c ON c.message_id = m.id WHERE m.id = ?",
-        )
-        .bind(id.to_string())
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or_else(|| StoreError::NotFound(format!("no message {id}")))?;
-        if row.get::<bool, _>("content_purged") {
+        // Inline, like the other point reads: one row by its key. Through
+        // the async driver a 100 KB content was copied three times more
+        // (into the driver's row, a duplicate of it, the Vec) and cost a
+        // seventh of the server's CPU at 100 KB a message.
+        let found = self.point_reads.read(|c| {
+            c.prepare_cached(
+                "SELECT c.content, m.content_purged FROM messages m
+                 LEFT JOIN message_contents c ON c.message_id = m.id WHERE m.id = ?",
+            )?
+            .query_row([id.to_string()], |r| {
+                let content = r.get_ref(0)?.as_blob_or_null()?.map(<[u8]>::to_vec);
+                Ok((content, r.get::<_, bool>(1)?))
+            })
+            .optional()
+        })?;
+        let (content, purged) =
+            found.ok_or_else(|| StoreError::NotFound(format!("no message {id}")))?;
+        if purged {
             return Err(StoreError::NotFound(format!(
                 "the content of message {id} was deleted after its retention time (every recipient is final)"
             )));
         }
-        row.get::<Option<Vec<u8>>, _>("content")
-            .ok_or_else(|| StoreError::Backend(format!("message {id} has no stored content")))
+        content.ok_or_else(|| StoreError::Backend(format!("message {id} has no stored content")))
     }
 
     async fn messages(&self, filter: &MessageFilter) -> Result<Vec<MessageRecord>> {

@@ -1,7 +1,8 @@
 //! Point reads on the hot path (one row by its key: is this recipient
-//! suppressed, whose is this sender address, this API user), run inline on
-//! the calling thread over a small set of synchronous read-only
-//! connections. Such a read takes microseconds on an index; through the
+//! suppressed, whose is this sender address, this API user, the content a
+//! delivery sends), run inline on the calling thread over a small set of
+//! synchronous read-only connections. Such a read takes microseconds on an
+//! index; through the
 //! async driver it was a round trip to the driver's worker thread, which
 //! cost more than the read (see `sqlite_writer`). Longer reads (listings,
 //! statistics) stay on the sqlx pool, off the async threads.

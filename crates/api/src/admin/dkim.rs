@@ -34,11 +34,11 @@ pub fn generate_rsa() -> Result<(String, String), KeyError> {
 /// the 32-byte public key for `p=`). Signing costs a tenth of RSA's; not
 /// every receiver verifies it yet.
 pub fn generate_ed25519() -> Result<(String, String), KeyError> {
-    use ring::signature::KeyPair;
-    let rng = ring::rand::SystemRandom::new();
-    let pkcs8 = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng)
+    use aws_lc_rs::signature::KeyPair;
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let pkcs8 = aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8(&rng)
         .map_err(|_| KeyError("generating the DKIM key failed".into()))?;
-    let pair = ring::signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())
+    let pair = aws_lc_rs::signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())
         .map_err(|_| KeyError("the generated DKIM key does not load".into()))?;
     let b64 = base64::engine::general_purpose::STANDARD;
     let body = b64.encode(pkcs8.as_ref());
