@@ -7,6 +7,7 @@
 //! implementation for clusters will implement the same trait. Enqueueing is
 //! durable when the future resolves: the caller may then say `250`.
 
+mod fresh;
 mod model;
 mod sqlite;
 mod sqlite_api;

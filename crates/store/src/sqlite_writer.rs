@@ -10,6 +10,7 @@
 //! Statements are prepared once and cached by their text; a batch uses a
 //! fixed number of them however many messages it carries.
 
+use crate::fresh::FreshContents;
 use crate::sqlite::{now, parse_id};
 use crate::*;
 use posthorn_types::RecipientStatus;
@@ -95,7 +96,11 @@ impl From<rusqlite::Error> for StoreError {
 
 /// Open the writer's connection to `db` (already migrated) and start its
 /// thread; it stops when every sender is dropped.
-pub(crate) fn spawn(db: &Path, counters: Arc<Counters>) -> Result<mpsc::Sender<WriteJob>> {
+pub(crate) fn spawn(
+    db: &Path,
+    counters: Arc<Counters>,
+    fresh: Arc<FreshContents>,
+) -> Result<mpsc::Sender<WriteJob>> {
     let conn = Connection::open(db)?;
     conn.busy_timeout(Duration::from_secs(10))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -106,12 +111,17 @@ pub(crate) fn spawn(db: &Path, counters: Arc<Counters>) -> Result<mpsc::Sender<W
     let (tx, rx) = mpsc::channel();
     std::thread::Builder::new()
         .name("store-writer".into())
-        .spawn(move || run(conn, rx, counters))
+        .spawn(move || run(conn, rx, counters, fresh))
         .map_err(|e| StoreError::Backend(format!("cannot start the store writer: {e}")))?;
     Ok(tx)
 }
 
-fn run(mut conn: Connection, rx: mpsc::Receiver<WriteJob>, counters: Arc<Counters>) {
+fn run(
+    mut conn: Connection,
+    rx: mpsc::Receiver<WriteJob>,
+    counters: Arc<Counters>,
+    fresh: Arc<FreshContents>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Ok(first) = rx.recv() {
         batch.push(first);
@@ -131,7 +141,16 @@ fn run(mut conn: Connection, rx: mpsc::Receiver<WriteJob>, counters: Arc<Counter
                 counters
                     .messages
                     .fetch_add(enqueued as u64, Ordering::Relaxed);
+                let committed = std::time::Instant::now();
                 for (job, done) in batch.drain(..).zip(results) {
+                    match job.op {
+                        // Before its sender hears of the commit, so any
+                        // delivery of it can find it.
+                        Op::Enqueue(m) => fresh.keep(m.id, m.content, committed),
+                        // Contents were deleted: none may be handed out now.
+                        Op::Purge { .. } => fresh.clear(),
+                        _ => {}
+                    }
                     let _ = job.done.send(Ok(done));
                 }
             }
