@@ -229,25 +229,40 @@ pub fn enhanced_code(code: u16, text: &str) -> Option<String> {
 /// a bare LF becomes CRLF, a CRLF is added when missing at the end, then the
 /// terminating `.\r\n`.
 pub fn dot_stuff(message: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(message.len() + message.len() / 64 + 5);
-    // Line by line, so the bytes in between are copied in bulk.
-    let mut rest = message;
-    while !rest.is_empty() {
-        let (line, next) = match memchr::memchr(b'\n', rest) {
-            Some(i) => rest.split_at(i + 1),
-            None => (rest, &[][..]),
-        };
-        if line[0] == b'.' {
-            out.push(b'.');
-        }
-        match line.strip_suffix(b"\n") {
-            Some(text) if !text.ends_with(b"\r") => {
-                out.extend_from_slice(text);
-                out.extend_from_slice(b"\r\n");
+    dot_stuff_parts(&[message])
+}
+
+/// [`dot_stuff`] of the concatenation of `parts` (a line may run across
+/// two of them).
+pub fn dot_stuff_parts(parts: &[&[u8]]) -> Vec<u8> {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let mut out = Vec::with_capacity(len + len / 64 + 5);
+    let mut line_start = true;
+    for part in parts {
+        // Line by line, so the bytes in between are copied in bulk.
+        let mut rest = *part;
+        while !rest.is_empty() {
+            let (line, next) = match memchr::memchr(b'\n', rest) {
+                Some(i) => rest.split_at(i + 1),
+                None => (rest, &[][..]),
+            };
+            if line_start && line[0] == b'.' {
+                out.push(b'.');
             }
-            _ => out.extend_from_slice(line),
+            // A CR just before the LF, in this part or ending the last one.
+            let after_cr = |text: &[u8]| {
+                text.ends_with(b"\r") || (text.is_empty() && !line_start && out.ends_with(b"\r"))
+            };
+            match line.strip_suffix(b"\n") {
+                Some(text) if !after_cr(text) => {
+                    out.extend_from_slice(text);
+                    out.extend_from_slice(b"\r\n");
+                }
+                _ => out.extend_from_slice(line),
+            }
+            line_start = line.ends_with(b"\n");
+            rest = next;
         }
-        rest = next;
     }
     if !out.is_empty() && !out.ends_with(b"\r\n") {
         out.extend_from_slice(b"\r\n");
@@ -448,6 +463,19 @@ impl Connection {
         rcpts: &[String],
         message: &[u8],
     ) -> Result<Vec<RcptOutcome>, ClientError> {
+        self.send_parts(mail_from, rcpts, &[message]).await
+    }
+
+    /// [`Connection::send`] of the message made of `parts`, in order (a
+    /// signature field and the content it signs, say), without joining them
+    /// first.
+    pub async fn send_parts(
+        &mut self,
+        mail_from: &str,
+        rcpts: &[String],
+        parts: &[&[u8]],
+    ) -> Result<Vec<RcptOutcome>, ClientError> {
+        let size: usize = parts.iter().map(|p| p.len()).sum();
         if self.broken {
             return Err(ClientError::Temporary(format!(
                 "{}: connection is closed",
@@ -460,11 +488,10 @@ impl Connection {
             )));
         }
         if let Some(limit) = self.ext.size {
-            if limit > 0 && message.len() as u64 > limit {
+            if limit > 0 && size as u64 > limit {
                 return Err(ClientError::Permanent(format!(
-                    "{}: message of {} bytes exceeds the server's SIZE limit of {limit}",
+                    "{}: message of {size} bytes exceeds the server's SIZE limit of {limit}",
                     self.peer,
-                    message.len()
                 )));
             }
         }
@@ -491,9 +518,9 @@ impl Connection {
 
         let mut mail = format!("MAIL FROM:<{mail_from}>");
         if self.ext.size.is_some() {
-            mail.push_str(&format!(" SIZE={}", message.len()));
+            mail.push_str(&format!(" SIZE={size}"));
         }
-        if self.ext.eightbitmime && !message.is_ascii() {
+        if self.ext.eightbitmime && !parts.iter().all(|p| p.is_ascii()) {
             mail.push_str(" BODY=8BITMIME");
         }
         let pipelined = self.ext.pipelining;
@@ -551,7 +578,7 @@ impl Connection {
             let _ = self.read("DATA", self.command_timeout).await;
             return Ok(finish(outcomes, rcpts, ""));
         }
-        let content = dot_stuff(message);
+        let content = dot_stuff_parts(parts);
         let final_reply = match self
             .write(&content, "message content", self.data_timeout)
             .await
@@ -998,5 +1025,26 @@ mod tests {
         assert_eq!(dot_stuff(b""), b".\r\n");
         assert_eq!(dot_stuff(b"\n\n.\r"), b"\r\n\r\n..\r\r\n.\r\n");
         assert_eq!(dot_stuff(b"a\r\n\r\n.x"), b"a\r\n\r\n..x\r\n.\r\n");
+    }
+
+    #[test]
+    fn dot_stuffing_parts_is_dot_stuffing_their_concatenation() {
+        let cases: &[&[u8]] = &[
+            b"DKIM-Signature: v=1\r\n\tb=x\r\n.a\r\nb\n.\r\n",
+            b"a\r\n.b\r\n..c",
+            b"\n\n.\r",
+            b".x\r\n",
+        ];
+        for whole in cases {
+            for cut in 0..=whole.len() {
+                let (a, b) = whole.split_at(cut);
+                assert_eq!(
+                    dot_stuff_parts(&[a, b]),
+                    dot_stuff(whole),
+                    "{:?} cut at {cut}",
+                    String::from_utf8_lossy(whole)
+                );
+            }
+        }
     }
 }

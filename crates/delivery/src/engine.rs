@@ -53,7 +53,28 @@ struct Job {
     rcpts: Vec<DueRecipient>,
     /// The signed content, shared by the jobs of one message in a claim
     /// (one per destination domain), so it is read and signed once.
-    signed: Arc<tokio::sync::OnceCell<Arc<Vec<u8>>>>,
+    signed: Arc<tokio::sync::OnceCell<Arc<Outgoing>>>,
+}
+
+/// A message as it is sent: its DKIM-Signature field (empty when it goes
+/// unsigned) and the stored content, apart, so that putting the field on
+/// top does not copy the content.
+struct Outgoing {
+    signature: Vec<u8>,
+    content: Vec<u8>,
+}
+
+impl Outgoing {
+    fn unsigned(content: Vec<u8>) -> Self {
+        Self {
+            signature: Vec::new(),
+            content,
+        }
+    }
+
+    fn parts(&self) -> [&[u8]; 2] {
+        [&self.signature, &self.content]
+    }
 }
 
 /// A domain's signing key (or that it has none) and when it was read.
@@ -202,7 +223,7 @@ impl Engine {
         let relay = self.config.relay.is_some();
         let mut jobs: Vec<Job> = Vec::new();
         let mut index: HashMap<(MessageId, String), usize> = HashMap::new();
-        let mut signed: HashMap<MessageId, Arc<tokio::sync::OnceCell<Arc<Vec<u8>>>>> =
+        let mut signed: HashMap<MessageId, Arc<tokio::sync::OnceCell<Arc<Outgoing>>>> =
             HashMap::new();
         for r in due {
             let domain = if relay {
@@ -285,14 +306,18 @@ impl Engine {
             ),
         };
         let finished = self
-            .conclude(&job, results, content.as_deref().map(Vec::as_slice))
+            .conclude(
+                &job,
+                results,
+                content.as_deref().map(|o| o.content.as_slice()),
+            )
             .await;
         let _ = tx.send(finished);
     }
 
     /// Try the job once; one result per recipient, in order, and the content
     /// when it could be read (for a bounce notice).
-    async fn attempt(&self, job: &Job) -> (Vec<AttemptResult>, Option<Arc<Vec<u8>>>) {
+    async fn attempt(&self, job: &Job) -> (Vec<AttemptResult>, Option<Arc<Outgoing>>) {
         let all = |r: AttemptResult| job.rcpts.iter().map(|_| r.clone()).collect::<Vec<_>>();
         // The first job of the message reads and signs; the others of the
         // same claim wait for it and send the same bytes. A failure is not
@@ -315,7 +340,7 @@ impl Engine {
                     Ok(s) => Ok(Arc::new(s)),
                     Err((content, reason)) => Err((
                         temporary(451, "4.3.0", &reason, None),
-                        Some(Arc::new(content)),
+                        Some(Arc::new(Outgoing::unsigned(content))),
                     )),
                 }
             })
@@ -323,7 +348,7 @@ impl Engine {
         match signed {
             Ok(signed) => {
                 let signed = signed.clone();
-                let results = self.transmit(job, &signed).await;
+                let results = self.transmit(job, &signed.parts()).await;
                 (results, Some(signed))
             }
             Err((r, content)) => (all(r), content),
@@ -332,7 +357,7 @@ impl Engine {
 
     /// The content with a DKIM-Signature of the From domain's key on top
     /// (unsigned, with a warning, when the domain has no key).
-    async fn sign(&self, job: &Job, content: Vec<u8>) -> Result<Vec<u8>, (Vec<u8>, String)> {
+    async fn sign(&self, job: &Job, content: Vec<u8>) -> Result<Outgoing, (Vec<u8>, String)> {
         let domain = domain_of(&job.header_from).to_ascii_lowercase();
         let key = match self.key(&domain).await {
             Ok(k) => k,
@@ -345,7 +370,7 @@ impl Engine {
         };
         let Some(key) = key else {
             tracing::warn!(%domain, id = %job.message_id, "no DKIM key for the From domain; sending unsigned");
-            return Ok(content);
+            return Ok(Outgoing::unsigned(content));
         };
         let _slot = self.signing.acquire().await.expect("never closed");
         let signed = tokio::task::spawn_blocking(move || {
@@ -356,14 +381,14 @@ impl Engine {
         match signed {
             Ok((content, Ok(header))) => {
                 metrics::counter!("posthorn_dkim_signatures_total").increment(1);
-                let mut out = Vec::with_capacity(header.len() + content.len());
-                out.extend_from_slice(header.as_bytes());
-                out.extend_from_slice(&content);
-                Ok(out)
+                Ok(Outgoing {
+                    signature: header.into_bytes(),
+                    content,
+                })
             }
             Ok((content, Err(e))) => {
                 tracing::warn!(%domain, id = %job.message_id, error = %e, "DKIM signing failed; sending unsigned");
-                Ok(content)
+                Ok(Outgoing::unsigned(content))
             }
             Err(e) => Err((Vec::new(), format!("DKIM signing task failed: {e}"))),
         }
@@ -394,7 +419,9 @@ impl Engine {
     }
 
     /// Route and send; one result per recipient.
-    async fn transmit(&self, job: &Job, content: &[u8]) -> Vec<AttemptResult> {
+    /// Route and send `message` (its parts, in order); one result per
+    /// recipient.
+    async fn transmit(&self, job: &Job, message: &[&[u8]]) -> Vec<AttemptResult> {
         let n = job.rcpts.len();
         let targets = match self.targets(job).await {
             Ok(t) => t,
@@ -430,7 +457,11 @@ impl Engine {
                     }
                 };
                 let peer = format!("{}[{}]", name.trim_end_matches('.'), addr.ip());
-                match pooled.conn.send(&job.mail_from, &rcpts, content).await {
+                match pooled
+                    .conn
+                    .send_parts(&job.mail_from, &rcpts, message)
+                    .await
+                {
                     Ok(outcomes) => {
                         pooled.used += 1;
                         self.give_back(&key, pooled);
