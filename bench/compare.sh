@@ -77,6 +77,11 @@
 #   DELIVERY_MESSAGES   scenario e (default MESSAGES)
 #   IDLE, IDLE_POSTFIX  scenario f (default 10000 and 90)
 #   SCENARIOS, SYSTEMS  what to run (see above)
+#   ROUNDS              run each scenario's systems this many times, taking
+#                       turns (sink, postfix, posthorn, sink, ...), and show
+#                       the round with the median messages/s of each system
+#                       (default 1). On a VM whose host takes CPU back, one
+#                       run of each can land in a slow minute; f runs once.
 #   OUT                 the markdown table (default bench/results/compare-DATE.md;
 #                       the full log goes next to it as .log)
 #   BIN                 a posthorn binary to run instead of building one; then
@@ -120,6 +125,7 @@ RATE_MESSAGES=${RATE_MESSAGES:-$MESSAGES}
 IDLE=${IDLE:-10000}
 IDLE_POSTFIX=${IDLE_POSTFIX:-90}
 SCENARIOS=${SCENARIOS:-a b b1 c d g e f}
+ROUNDS=${ROUNDS:-1}
 SYSTEMS=${SYSTEMS:-sink postfix posthorn}
 timeout=${TIMEOUT:-600}
 stamp=$(date +%Y%m%d-%H%M%S)
@@ -472,7 +478,7 @@ scenario_e() {
   for system in postfix posthorn; do
     has_system "$system" || continue
     say "== e $system: $DELIVERY_MESSAGES queued x 5 KB drained into smtp-sink"
-    work=$work_root/e-$system
+    work=$work_root/e-$system-$round
     mkdir -p "$work"
     messages=$DELIVERY_MESSAGES size=5120 sessions=20 e_system=$system e_peak=0
     unset SINK_TARGET SINK_OPTS
@@ -611,21 +617,24 @@ started=$(now)
 say "compare: scenarios [$SCENARIOS], systems [$SYSTEMS]; MESSAGES=$MESSAGES MESSAGES_LARGE=$MESSAGES_LARGE MESSAGES_CONN_AUTH=$MESSAGES_CONN_AUTH RATE_MESSAGES=$RATE_MESSAGES DELIVERY_MESSAGES=$DELIVERY_MESSAGES IDLE=$IDLE IDLE_POSTFIX=$IDLE_POSTFIX; log in $LOG"
 say "load average before: $load_before"
 for scen in $SCENARIOS; do
-  case $scen in
-    e) scenario_e ;;
-    f) scenario_f ;;
-    *)
-      for system in sink postfix posthorn; do
-        has_system "$system" || continue
-        scenario "$scen"
-        say "== $(label "$scen") $system: $sc_sessions sessions x $sc_size B, $sc_count messages, tls $sc_tls, reuse $sc_reuse${sc_rate:+, offered $sc_rate/s}"
-        work=$work_root/$scen-$system
-        mkdir -p "$work"
-        "accept_$system" "$scen"
-        say "  $c_rate messages/s, p50 $c_p50 ms, p99 $c_p99 ms"
-      done
-      ;;
-  esac
+  for round in $(seq "$ROUNDS"); do
+    [ "$ROUNDS" -gt 1 ] && say "-- round $round of $ROUNDS"
+    case $scen in
+      e) scenario_e ;;
+      f) [ "$round" -eq 1 ] && scenario_f ;;
+      *)
+        for system in sink postfix posthorn; do
+          has_system "$system" || continue
+          scenario "$scen"
+          say "== $(label "$scen") $system: $sc_sessions sessions x $sc_size B, $sc_count messages, tls $sc_tls, reuse $sc_reuse${sc_rate:+, offered $sc_rate/s}"
+          work=$work_root/$scen-$system-$round
+          mkdir -p "$work"
+          "accept_$system" "$scen"
+          say "  $c_rate messages/s, p50 $c_p50 ms, p99 $c_p99 ms"
+        done
+        ;;
+    esac
+  done
 done
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 finished=$(now)
@@ -645,6 +654,20 @@ python3 - "$rows" "$warnings" "$OUT" <<PY
 import sys, time
 rows_file, warn_file, out = sys.argv[1:]
 rows = [l.rstrip("\n").split("\t") for l in open(rows_file) if l.strip()]
+# With ROUNDS > 1: of each system's rounds in a scenario, the one with the
+# median rate (the lower middle one of an even number), noted with the range.
+rounds = {}
+for r in rows:
+    rounds.setdefault((r[0], r[1]), []).append(r)
+rows = []
+for runs in rounds.values():
+    rated = sorted((r for r in runs if r[2] not in ("-", "")), key=lambda r: float(r[2]))
+    if len(rated) > 1:
+        pick = rated[(len(rated) - 1) // 2]
+        spread = f"median of {len(rated)} rounds ({float(rated[0][2]):,.0f}-{float(rated[-1][2]):,.0f})"
+        rows.append(pick[:6] + [f"{spread}; {pick[6]}" if pick[6] else spread])
+    else:
+        rows.append(runs[0])
 warns = [l.rstrip("\n").split("\t", 2) for l in open(warn_file) if l.strip()]
 order = {s: i for i, s in enumerate("a b b1 c d g e f".split())}
 sysorder = {"sink": 0, "postfix": 1, "posthorn": 2}
