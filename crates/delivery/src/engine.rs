@@ -355,8 +355,9 @@ impl Engine {
         }
     }
 
-    /// The content with a DKIM-Signature of the From domain's key on top
-    /// (unsigned, with a warning, when the domain has no key).
+    /// The content and, to go on top of it, a DKIM-Signature field made
+    /// with the From domain's key (none, with a warning, when the domain
+    /// has no key).
     async fn sign(&self, job: &Job, content: Vec<u8>) -> Result<Outgoing, (Vec<u8>, String)> {
         let domain = domain_of(&job.header_from).to_ascii_lowercase();
         let key = match self.key(&domain).await {
@@ -418,7 +419,6 @@ impl Engine {
         Ok(key)
     }
 
-    /// Route and send; one result per recipient.
     /// Route and send `message` (its parts, in order); one result per
     /// recipient.
     async fn transmit(&self, job: &Job, message: &[&[u8]]) -> Vec<AttemptResult> {

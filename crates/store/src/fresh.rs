@@ -87,9 +87,13 @@ impl FreshContents {
 }
 
 impl Inner {
+    /// Drop the contents kept longer than [`MAX_AGE`], and from the front
+    /// of the order the ids already taken (delivery takes them about in
+    /// order, so the queue stays about as long as what is kept).
     fn age_out(&mut self, now: Instant) {
         while let Some(&(at, id)) = self.order.front() {
-            if now.saturating_duration_since(at) < MAX_AGE {
+            let taken = !self.contents.contains_key(&id);
+            if !taken && now.saturating_duration_since(at) < MAX_AGE {
                 break;
             }
             self.order.pop_front();
@@ -138,6 +142,8 @@ mod tests {
         assert_eq!(fresh.take(id(1)), Some(vec![1; 10]));
         // Room again once one was taken.
         fresh.keep(id(4), vec![4; 10], now);
+        // 1 was taken: its place in the order is given up on the next keep.
+        assert_eq!(fresh.inner.lock().unwrap().order.len(), 2);
         assert_eq!(fresh.take(id(4)), Some(vec![4; 10]));
         assert_eq!(fresh.take(id(2)), Some(vec![2; 10]));
     }
