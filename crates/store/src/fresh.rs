@@ -21,7 +21,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// How long a content waits here for its delivery.
-pub const MAX_AGE: Duration = Duration::from_secs(30);
+pub(crate) const MAX_AGE: Duration = Duration::from_secs(30);
 
 #[derive(Default)]
 pub(crate) struct FreshContents {
