@@ -16,6 +16,7 @@ use crate::dsn::{self, DsnAction, DsnInput, DsnRecipient};
 use crate::outcome::{decide, AttemptResult, RetryPolicy};
 use crate::pool::{Checkout, Pool, PoolKey, Pooled};
 use crate::route::{RouteError, Router, NULL_MX};
+use crate::signer::Signer;
 use posthorn_store::{DueRecipient, NewMessage, OutcomeBatch, RecipientUpdate, Store, StoreError};
 use posthorn_types::time::unix_now;
 use posthorn_types::{MessageId, RecipientStatus};
@@ -97,9 +98,8 @@ pub struct Engine {
     jobs: Arc<Semaphore>,
     max_jobs: usize,
     keys: Mutex<HashMap<String, CachedKey>>,
-    /// Signatures computed at once: one per core, so hundreds of waiting
-    /// jobs do not all sign at the same time and thrash the scheduler.
-    signing: Arc<Semaphore>,
+    /// The signing threads, one per core, below the sessions' priority.
+    signer: Signer,
     notices: Mutex<HashMap<i64, (Instant, bool)>>,
 }
 
@@ -119,9 +119,7 @@ impl Engine {
             jobs: Arc::new(Semaphore::new(max_jobs)),
             max_jobs,
             keys: Mutex::new(HashMap::new()),
-            signing: Arc::new(Semaphore::new(
-                std::thread::available_parallelism().map_or(2, |n| n.get()),
-            )),
+            signer: Signer::start(std::thread::available_parallelism().map_or(2, |n| n.get())),
             notices: Mutex::new(HashMap::new()),
             config,
         }))
@@ -373,25 +371,19 @@ impl Engine {
             tracing::warn!(%domain, id = %job.message_id, "no DKIM key for the From domain; sending unsigned");
             return Ok(Outgoing::unsigned(content));
         };
-        let _slot = self.signing.acquire().await.expect("never closed");
-        let signed = tokio::task::spawn_blocking(move || {
-            let header = key.sign(&content);
-            (content, header)
-        })
-        .await;
-        match signed {
-            Ok((content, Ok(header))) => {
+        match self.signer.sign(key, content).await {
+            Some((content, Ok(header))) => {
                 metrics::counter!("posthorn_dkim_signatures_total").increment(1);
                 Ok(Outgoing {
                     signature: header.into_bytes(),
                     content,
                 })
             }
-            Ok((content, Err(e))) => {
+            Some((content, Err(e))) => {
                 tracing::warn!(%domain, id = %job.message_id, error = %e, "DKIM signing failed; sending unsigned");
                 Ok(Outgoing::unsigned(content))
             }
-            Err(e) => Err((Vec::new(), format!("DKIM signing task failed: {e}"))),
+            None => Err((Vec::new(), "no DKIM signing thread is running".to_string())),
         }
     }
 

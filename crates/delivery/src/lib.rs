@@ -12,6 +12,7 @@ pub mod engine;
 pub mod outcome;
 pub mod pool;
 pub mod route;
+pub mod signer;
 
 pub use config::{parse_duration, DeliveryConfig, Relay};
 pub use engine::Engine;

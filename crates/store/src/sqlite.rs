@@ -326,11 +326,20 @@ impl Store for SqliteStore {
     }
 
     async fn account(&self, name: &str) -> Result<Account> {
-        sqlx::query("SELECT id, name, created_at FROM accounts WHERE name = ?")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|r| account_from_row(&r))
+        // A point read inline: a connection from a trusted network asks
+        // this once per connection.
+        self.point_reads
+            .read(|c| {
+                c.prepare_cached("SELECT id, name, created_at FROM accounts WHERE name = ?")?
+                    .query_row([name], |r| {
+                        Ok(Account {
+                            id: r.get(0)?,
+                            name: r.get(1)?,
+                            created_at: r.get(2)?,
+                        })
+                    })
+                    .optional()
+            })?
             .ok_or_else(|| StoreError::NotFound(format!("no account named {name:?}")))
     }
 
