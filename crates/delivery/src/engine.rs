@@ -383,7 +383,7 @@ impl Engine {
                 tracing::warn!(%domain, id = %job.message_id, error = %e, "DKIM signing failed; sending unsigned");
                 Ok(Outgoing::unsigned(content))
             }
-            None => Err((Vec::new(), "no DKIM signing thread is running".to_string())),
+            None => Err((Vec::new(), "no DKIM signing thread answered".to_string())),
         }
     }
 

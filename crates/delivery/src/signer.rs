@@ -62,8 +62,9 @@ impl Signer {
         Signer { requests }
     }
 
-    /// Signs `content` with `key` on a signing thread. `None` only when no
-    /// signing thread is left (none could be started, or one panicked).
+    /// Signs `content` with `key` on a signing thread. `None` when no
+    /// thread answered: none could be started, or the one that took this
+    /// request panicked (it is then gone; the others go on).
     pub async fn sign(&self, key: Arc<DkimKey>, content: Vec<u8>) -> Option<Signed> {
         let (answer, signed) = oneshot::channel();
         self.requests.send((key, content, answer)).ok()?;
