@@ -55,6 +55,7 @@ codes! {
     NO_ROUTE = "ResourceNotFound.Route", 404, "no such endpoint (see /openapi.json)";
     METHOD = "UnsupportedOperation.Method", 405, "the endpoint exists but not with this method";
     DUPLICATE = "ResourceInUse.Duplicate", 409, "the name or address already exists";
+    IN_USE = "ResourceInUse.HasDependents", 409, "the object is still used (a domain with sender addresses, an account with messages in the queue): remove or finish those first";
     TEMPORARY = "InternalError.Temporary", 503, "the store could not be reached; nothing was accepted; retry";
     INTERNAL = "InternalError.Unexpected", 500, "a bug: the log line with the request id says more";
 }
@@ -134,6 +135,7 @@ impl From<posthorn_store::StoreError> for ApiError {
         match e {
             NotFound(m) => ApiError::new(NOT_FOUND, m),
             Duplicate(m) => ApiError::new(DUPLICATE, m),
+            InUse(m) => ApiError::new(IN_USE, m),
             Backend(m) => ApiError::new(TEMPORARY, m),
         }
     }

@@ -10,6 +10,10 @@ use std::time::Duration;
 /// production node uses when the config file says nothing.
 #[derive(Clone, Debug)]
 pub struct DeliveryConfig {
+    /// Capture mode: send nothing; every recipient is recorded delivered
+    /// with [`crate::engine::CAPTURED_REPLY`] and the content stays in the
+    /// store (for trying Posthorn out, or an application's tests).
+    pub capture: bool,
     /// The EHLO name, and the reporting MTA of bounce notices.
     pub hostname: String,
     /// The port of remote mail servers (25; tests set another).
@@ -76,6 +80,7 @@ impl Default for DeliveryConfig {
     fn default() -> Self {
         let m = |n: u64| Duration::from_secs(60 * n);
         Self {
+            capture: false,
             hostname: "localhost".into(),
             port: 25,
             resolver: ResolverSettings::default(),

@@ -13,7 +13,7 @@ use crate::client::{ClientError, ClientSettings, Connection, RcptOutcome, TlsPol
 use crate::config::DeliveryConfig;
 use crate::dkim::DkimKey;
 use crate::dsn::{self, DsnAction, DsnInput, DsnRecipient};
-use crate::outcome::{decide, AttemptResult, RetryPolicy};
+use crate::outcome::{decide, suppresses, AttemptResult, RetryPolicy};
 use crate::pool::{Checkout, Pool, PoolKey, Pooled};
 use crate::route::{RouteError, Router, NULL_MX};
 use crate::signer::Signer;
@@ -36,6 +36,12 @@ const KEY_TTL: Duration = Duration::from_secs(60);
 const SETTING_TTL: Duration = Duration::from_secs(5);
 /// How often bodies and old records are purged.
 const PURGE_EVERY: Duration = Duration::from_secs(60);
+/// The reply recorded for each recipient of a message kept in capture mode.
+pub const CAPTURED_REPLY: &str =
+    "250 2.0.0 captured: kept by Posthorn, not sent ([delivery] mode = \"capture\")";
+/// The remote host recorded for a captured message.
+pub const CAPTURE_HOST: &str = "capture";
+
 /// The per-account setting that turns bounce notices off (`0`).
 pub const BOUNCE_NOTICES_SETTING: &str = "bounce_notices";
 
@@ -415,6 +421,15 @@ impl Engine {
     /// recipient.
     async fn transmit(&self, job: &Job, message: &[&[u8]]) -> Vec<AttemptResult> {
         let n = job.rcpts.len();
+        if self.config.capture {
+            let kept = AttemptResult {
+                code: 250,
+                enhanced: Some("2.0.0".to_string()),
+                reply: CAPTURED_REPLY.to_string(),
+                remote_host: Some(CAPTURE_HOST.to_string()),
+            };
+            return vec![kept; n];
+        }
         let targets = match self.targets(job).await {
             Ok(t) => t,
             Err(e) => {
@@ -608,7 +623,7 @@ impl Engine {
                 idx: r.idx,
                 status: d.status,
                 attempts: d.attempts,
-                suppress: d.suppress.then(|| result.reply.clone()),
+                suppress: suppresses(&d, &result, job.is_dsn).then(|| result.reply.clone()),
                 last_reply: Some(result.reply),
                 remote_host: result.remote_host,
                 next_try: d.next_try,

@@ -79,6 +79,19 @@ pub fn decide(
     }
 }
 
+/// Whether a bounce puts the address on the account's suppression list.
+/// Only when a receiving server said the mailbox does not exist (a hard
+/// bounce with a reply, `remote_host` set), never for Posthorn's own
+/// findings (no such domain in DNS: a typo fixed, a DNS outage or a domain
+/// not yet registered undoes it, and the next message gets the same
+/// bounce anyway without burning the address), and never for a bounce
+/// notice (its recipient is the account's own sender address: suppressing
+/// it would refuse the sender's own mail to itself). The operator can
+/// always add an address by hand.
+pub fn suppresses(decision: &Decision, result: &AttemptResult, is_dsn: bool) -> bool {
+    decision.suppress && result.remote_host.is_some() && !is_dsn
+}
+
 /// The wait after the `attempts`-th failed attempt (1-based): the
 /// schedule's entry, its last entry once past the end, a minute when the
 /// schedule is empty.
@@ -121,6 +134,31 @@ pub fn is_hard_bounce(result: &AttemptResult) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_remote_mailbox_refusal_suppresses() {
+        let policy = RetryPolicy {
+            schedule: &[Duration::from_secs(60)],
+            max_age: Duration::from_secs(3600),
+        };
+        let mut remote = result(550, Some("5.1.1"), "user unknown");
+        remote.remote_host = Some("mx.example.net[192.0.2.1]".into());
+        let d = decide(&remote, 0, 0, 1, &policy);
+        assert!(suppresses(&d, &remote, false));
+        assert!(
+            !suppresses(&d, &remote, true),
+            "a bounce notice's recipient"
+        );
+        // Posthorn's own NXDOMAIN finding: bounced, not suppressed.
+        let nxdomain = result(550, Some("5.1.2"), "example.invalid: domain does not exist");
+        let d = decide(&nxdomain, 0, 0, 1, &policy);
+        assert_eq!(d.status, RecipientStatus::Bounced);
+        assert!(!suppresses(&d, &nxdomain, false));
+        let mut content = result(554, Some("5.7.1"), "spam");
+        content.remote_host = remote.remote_host.clone();
+        let d = decide(&content, 0, 0, 1, &policy);
+        assert!(!suppresses(&d, &content, false));
+    }
 
     fn result(code: u16, enhanced: Option<&str>, text: &str) -> AttemptResult {
         AttemptResult {

@@ -3,38 +3,43 @@
 
 use crate::cli::*;
 use crate::config::Config;
-use crate::dkim;
 use anyhow::{bail, Context};
+use posthorn_admin::{check, dkim, Admin};
 use posthorn_delivery::dsn::{DsnAction, DsnRecipient};
 use posthorn_delivery::engine::{bounce_notice, bounce_notices_on, Bounced};
 use posthorn_store::{
-    MessageFilter, MessageRecord, NewDomain, OutcomeBatch, RecipientRecord, RecipientUpdate,
+    Domain, MessageFilter, MessageRecord, OutcomeBatch, RecipientRecord, RecipientUpdate,
     SqliteStore, Store, Suppression,
 };
-use posthorn_submit::{
-    apply_settings, generate_secret, hash_secret, validate_setting, SETTING_KEYS,
-};
+use posthorn_submit::{apply_settings, validate_setting, SETTING_KEYS};
 use posthorn_types::time::{rfc3339, unix_now};
 use posthorn_types::{MessageId, RecipientStatus};
 use serde_json::json;
+use std::sync::Arc;
 
 /// The reply recorded for a recipient an operator bounced.
 const OPERATOR_BOUNCE_REPLY: &str = "550 5.0.0 bounced by the operator";
 
 pub async fn run(config: &Config, command: Command) -> anyhow::Result<()> {
-    let store = SqliteStore::open(&config.data_dir)
-        .await
-        .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
+    let store = Arc::new(open_store(config).await?);
+    let admin = Admin::new(store.clone());
     match command {
         Command::Serve(_) => unreachable!("handled by serve"),
         Command::Account(AccountCmd::Create { name }) => {
-            check_name("account name", &name)?;
-            store.create_account(&name).await?;
-            println!("created account {name}");
+            admin.create_account(&name).await?;
+            out!("created account {name}");
+        }
+        Command::Account(AccountCmd::Remove { name, yes }) => {
+            admin.account(&name).await?;
+            if !yes {
+                bail!("this removes account {name} with its domains, senders, API users, labels, keys, webhooks, suppressions and message history, and cannot be undone; add --yes to confirm");
+            }
+            admin.remove_account(&name).await?;
+            out!("removed account {name}");
         }
         Command::Account(AccountCmd::List) => {
             for a in store.accounts().await? {
-                println!("{}\t{}", a.name, rfc3339(a.created_at));
+                out!("{}\t{}", a.name, rfc3339(a.created_at));
             }
         }
         Command::Account(AccountCmd::Set { name, key, value }) => {
@@ -43,23 +48,23 @@ pub async fn run(config: &Config, command: Command) -> anyhow::Result<()> {
             store
                 .set_account_setting(acct.id, &key, Some(&value))
                 .await?;
-            println!("account {name}: {key} = {value}");
+            out!("account {name}: {key} = {value}");
         }
         Command::Account(AccountCmd::Unset { name, key }) => {
             let acct = store.account(&name).await?;
             validate_setting(&key, "0").map_err(|e| anyhow::anyhow!(e))?;
             store.set_account_setting(acct.id, &key, None).await?;
-            println!("account {name}: {key} is back to the default");
+            out!("account {name}: {key} is back to the default");
         }
         Command::Account(AccountCmd::Show { name }) => {
             let acct = store.account(&name).await?;
             let overrides = store.account_settings(acct.id).await?;
             let limits = apply_settings(config.submit_config().limits, &overrides);
-            println!("account:  {}", acct.name);
-            println!("created:  {}", rfc3339(acct.created_at));
+            out!("account:  {}", acct.name);
+            out!("created:  {}", rfc3339(acct.created_at));
             let domains = store.domains(acct.id).await?;
             let names: Vec<&str> = domains.iter().map(|d| d.name.as_str()).collect();
-            println!(
+            out!(
                 "domains:  {}",
                 if names.is_empty() {
                     "-".to_string()
@@ -77,11 +82,11 @@ pub async fn run(config: &Config, command: Command) -> anyhow::Result<()> {
                 let n = store.count_messages_since(acct.id, now - secs).await?;
                 usage.push(format!("{n} in the {label}"));
             }
-            println!("accepted: {}", usage.join(", "));
-            println!("settings:");
+            out!("accepted: {}", usage.join(", "));
+            out!("settings:");
             for k in SETTING_KEYS {
                 let set = overrides.iter().any(|(key, _)| key == k.key);
-                println!(
+                out!(
                     "  {:<24} {:>10}  {}{}",
                     k.key,
                     k.value(&limits),
@@ -95,46 +100,42 @@ pub async fn run(config: &Config, command: Command) -> anyhow::Result<()> {
             account,
             dkim,
         }) => {
-            let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-            if !is_domain(&domain) {
-                bail!("{domain:?} is not a domain name like example.com");
-            }
-            let acct = store.account(&account).await?;
-            let (private, public) = match dkim.as_str() {
-                "rsa" => dkim::generate_rsa()?,
-                "ed25519" => dkim::generate_ed25519()?,
-                other => bail!("--dkim {other:?}: use rsa (rsa-sha256, the default) or ed25519"),
-            };
-            let d = store
-                .add_domain(NewDomain {
-                    account_id: acct.id,
-                    name: domain.clone(),
-                    dkim_selector: dkim::SELECTOR.into(),
-                    dkim_private_key: private,
-                    dkim_public_key: public,
-                })
-                .await?;
-            println!("added domain {domain} to account {account}; publish these DNS records:");
-            print!(
-                "{}",
-                dkim::dns_records(
-                    &d.name,
-                    &d.dkim_selector,
-                    &d.dkim_public_key,
-                    &config.hostname()
-                )
+            let d = admin.add_domain(&account, &domain, dkim.parse()?).await?;
+            out!(
+                "added domain {} to account {account}; publish these DNS records:",
+                d.name
             );
+            out_raw!("{}", records_of(config, &d));
         }
         Command::Domain(DomainCmd::Records { domain }) => {
-            let d = store.domain(&domain).await?;
-            print!(
-                "{}",
-                dkim::dns_records(
-                    &d.name,
-                    &d.dkim_selector,
-                    &d.dkim_public_key,
-                    &config.hostname()
-                )
+            let d = admin.domain(None, &domain).await?;
+            out_raw!("{}", records_of(config, &d));
+        }
+        Command::Domain(DomainCmd::List { account }) => {
+            let accounts = match account {
+                Some(name) => vec![admin.account(&name).await?],
+                None => store.accounts().await?,
+            };
+            for a in accounts {
+                for d in store.domains(a.id).await? {
+                    out!(
+                        "{}\t{}\t{}\t{}",
+                        d.name,
+                        a.name,
+                        dkim::key_type(&d.dkim_public_key),
+                        rfc3339(d.created_at)
+                    );
+                }
+            }
+        }
+        Command::Domain(DomainCmd::Check { domain }) => {
+            check_domain(config, &admin, &domain).await?;
+        }
+        Command::Domain(DomainCmd::Remove { domain }) => {
+            admin.remove_domain(None, &domain).await?;
+            out!(
+                "removed domain {} and its DKIM key; take its DNS records down too",
+                posthorn_admin::names::normalize_domain(&domain)
             );
         }
         Command::Sender(SenderCmd::Add {
@@ -142,61 +143,71 @@ pub async fn run(config: &Config, command: Command) -> anyhow::Result<()> {
             account,
             password,
         }) => {
-            let acct = store.account(&account).await?;
-            let domain = address_domain(&address)?;
-            match store.domain(domain).await {
-                Ok(d) if d.account_id == acct.id => {}
-                _ => bail!(
-                    "domain {domain} is not a domain of account {account}; add it first with: posthorn domain add {domain} --account {account}"
-                ),
-            }
-            let (password, generated) = password_or_generated(password)?;
-            store
-                .add_sender(acct.id, &address, &hash_secret(&password))
-                .await?;
-            println!("added sender {address} to account {account}");
-            if generated {
-                println!("password: {password}");
-                println!(
-                    "(shown once; set a new one with: posthorn sender set-password {address})"
-                );
+            let creds = admin.add_sender(&account, &address, password).await?;
+            out!("added sender {address} to account {account}");
+            if let Some(password) = creds.generated_secret {
+                out!("password: {password}");
+                out!("(shown once; set a new one with: posthorn sender set-password {address})");
             }
         }
         Command::Sender(SenderCmd::SetPassword { address, password }) => {
-            let (password, generated) = password_or_generated(password)?;
-            store
-                .set_sender_password(&address, &hash_secret(&password))
-                .await?;
-            println!("password of {address} changed");
-            if generated {
-                println!("password: {password}");
+            let creds = admin.set_sender_password(None, &address, password).await?;
+            out!("password of {} changed", creds.login);
+            if let Some(password) = creds.generated_secret {
+                out!("password: {password}");
             }
+        }
+        Command::Sender(SenderCmd::List { account }) => {
+            let acct = admin.account(&account).await?;
+            for s in store.senders(acct.id).await? {
+                out!("{}\t{}", s.name, rfc3339(s.created_at));
+            }
+        }
+        Command::Sender(SenderCmd::Remove { address }) => {
+            let address = admin.remove_sender(None, &address).await?;
+            out!("removed sender {address}");
         }
         Command::Apiuser(ApiUserCmd::Add { name, account, key }) => {
-            check_name("API user name", &name)?;
-            if name.contains('#') || name.contains('@') {
-                bail!("API user name {name:?} may not contain '#' or '@' ('#' separates a label at login)");
+            let creds = admin.add_api_user(&account, &name, key).await?;
+            out!("added API user {name} to account {account}");
+            if let Some(key) = creds.generated_secret {
+                out!("key: {key}");
+                out!("(shown once)");
             }
-            let acct = store.account(&account).await?;
-            let (key, generated) = password_or_generated(key)?;
-            store
-                .add_api_user(acct.id, &name, &hash_secret(&key))
-                .await?;
-            println!("added API user {name} to account {account}");
-            if generated {
-                println!("key: {key}");
-                println!("(shown once)");
+        }
+        Command::Apiuser(ApiUserCmd::List { account }) => {
+            let acct = admin.account(&account).await?;
+            for u in store.api_users(acct.id).await? {
+                out!("{}\t{}", u.name, rfc3339(u.created_at));
             }
+        }
+        Command::Apiuser(ApiUserCmd::Remove { name }) => {
+            admin.remove_api_user(None, &name).await?;
+            out!("removed API user {name}");
         }
         Command::Label(LabelCmd::Add { label_id, account }) => {
-            check_name("label id", &label_id)?;
-            if label_id.contains('#') {
-                bail!("label id {label_id:?} may not contain '#'");
-            }
-            let acct = store.account(&account).await?;
-            store.add_label(acct.id, &label_id).await?;
-            println!("added label {label_id} to account {account}");
+            admin.add_label(&account, &label_id).await?;
+            out!("added label {label_id} to account {account}");
         }
+        Command::Label(LabelCmd::List { account }) => {
+            let acct = admin.account(&account).await?;
+            for l in store.labels(acct.id).await? {
+                out!("{}\t{}", l.name, rfc3339(l.created_at));
+            }
+        }
+        Command::Label(LabelCmd::Remove { label_id, account }) => {
+            admin.remove_label(&account, &label_id).await?;
+            out!("removed label {label_id} from account {account}");
+        }
+        Command::Backup { dest } => {
+            store.backup(&dest).await?;
+            out!(
+                "wrote a consistent copy of {} to {}",
+                SqliteStore::database_path(&config.data_dir).display(),
+                dest.display()
+            );
+        }
+        Command::Config => unreachable!("answered before the store is opened"),
         Command::Queue(QueueCmd::List {
             status,
             account,
@@ -219,10 +230,10 @@ pub async fn run(config: &Config, command: Command) -> anyhow::Result<()> {
                 .await?;
             if json {
                 let all: Vec<_> = messages.iter().map(message_json).collect();
-                println!("{}", serde_json::to_string_pretty(&all)?);
+                out!("{}", serde_json::to_string_pretty(&all)?);
             } else {
                 for m in &messages {
-                    println!("{}", message_line(m));
+                    out!("{}", message_line(m));
                 }
             }
         }
@@ -230,9 +241,9 @@ pub async fn run(config: &Config, command: Command) -> anyhow::Result<()> {
             let id = parse_id(&id)?;
             let n = store.retry_now(id, unix_now()).await?;
             if n == 0 {
-                println!("message {id} has no queued or deferred recipient: nothing to retry");
+                out!("message {id} has no queued or deferred recipient: nothing to retry");
             } else {
-                println!("message {id}: {} due now", recipients(n));
+                out!("message {id}: {} due now", recipients(n));
             }
         }
         Command::Queue(QueueCmd::Bounce { id }) => bounce(config, &store, parse_id(&id)?).await?,
@@ -241,10 +252,10 @@ pub async fn run(config: &Config, command: Command) -> anyhow::Result<()> {
             let list = store.suppressions(acct.id).await?;
             if json {
                 let all: Vec<_> = list.iter().map(suppression_json).collect();
-                println!("{}", serde_json::to_string_pretty(&all)?);
+                out!("{}", serde_json::to_string_pretty(&all)?);
             } else {
                 for s in &list {
-                    println!(
+                    out!(
                         "{}\t{}\t{}\t{}",
                         s.address,
                         one_line(&s.reason),
@@ -259,28 +270,28 @@ pub async fn run(config: &Config, command: Command) -> anyhow::Result<()> {
             account,
             reason,
         }) => {
-            check_address(&address)?;
-            let reason = reason.trim();
-            if reason.is_empty() || reason.len() > 512 || reason.chars().any(|c| c.is_control()) {
+            posthorn_admin::names::check_address(&address)?;
+            let reason = posthorn_admin::names::one_line("reason", &reason, 512)?;
+            if reason.is_empty() {
                 bail!("the reason must be 1 to 512 characters on one line");
             }
             let acct = store.account(&account).await?;
-            store.add_suppression(acct.id, &address, reason).await?;
-            println!("suppressed {address} for account {account} ({reason})");
+            store.add_suppression(acct.id, &address, &reason).await?;
+            out!("suppressed {address} for account {account} ({reason})");
         }
         Command::Suppression(SuppressionCmd::Remove { address, account }) => {
             let acct = store.account(&account).await?;
             if !store.remove_suppression(acct.id, &address).await? {
                 bail!("{address} is not on the suppression list of account {account}");
             }
-            println!("removed {address} from the suppression list of account {account}");
+            out!("removed {address} from the suppression list of account {account}");
         }
         Command::Message(MessageCmd::Show { id, json }) => {
             let m = store.message(parse_id(&id)?).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&message_json(&m))?);
+                out!("{}", serde_json::to_string_pretty(&message_json(&m))?);
             } else {
-                print_message(&m);
+                print_message(&m)?;
             }
         }
         Command::Message(MessageCmd::Content { id }) => {
@@ -289,6 +300,7 @@ pub async fn run(config: &Config, command: Command) -> anyhow::Result<()> {
             std::io::stdout().write_all(&bytes)?;
         }
         Command::Apikey(cmd) => crate::api_cmds::apikey(&store, cmd).await?,
+        Command::Lockout(cmd) => crate::lockout_cmds::run(&store, cmd).await?,
         Command::Status { id, json } => crate::api_cmds::status(&store, &id, json).await?,
     }
     Ok(())
@@ -311,7 +323,7 @@ async fn bounce(config: &Config, store: &SqliteStore, id: MessageId) -> anyhow::
         })
         .collect();
     if pending.is_empty() {
-        println!("message {id} has no recipient left to bounce: every one is final");
+        out!("message {id} has no recipient left to bounce: every one is final");
         return Ok(());
     }
     let updates: Vec<RecipientUpdate> = pending
@@ -380,7 +392,7 @@ async fn bounce(config: &Config, store: &SqliteStore, id: MessageId) -> anyhow::
             },
         )
         .await?;
-    println!(
+    out!(
         "message {id}: bounced {}{}",
         recipients(recorded.applied),
         if recorded.applied < pending.len() as u64 {
@@ -390,8 +402,8 @@ async fn bounce(config: &Config, store: &SqliteStore, id: MessageId) -> anyhow::
         }
     );
     match (notice_id, no_notice) {
-        (Some((nid, to)), _) => println!("queued bounce notice {nid} to {to}"),
-        (None, Some(why)) => println!("no bounce notice: {why}"),
+        (Some((nid, to)), _) => out!("queued bounce notice {nid} to {to}"),
+        (None, Some(why)) => out!("no bounce notice: {why}"),
         (None, None) => {}
     }
     Ok(())
@@ -433,32 +445,82 @@ pub(crate) fn parse_id(id: &str) -> anyhow::Result<MessageId> {
         .with_context(|| format!("{id:?} is not a message id"))
 }
 
-// The name and address rules are the admin API's, so the CLI and the API
-// accept the same things; these only turn its errors into the CLI's.
-fn checked<T>(r: posthorn_api::error::ApiResult<T>) -> anyhow::Result<T> {
-    r.map_err(|e| anyhow::anyhow!(e.message))
-}
-
-fn check_name(what: &str, name: &str) -> anyhow::Result<()> {
-    checked(posthorn_api::admin::check_name(what, name))
-}
-
-fn check_address(address: &str) -> anyhow::Result<()> {
-    checked(posthorn_api::admin::check_address(address))
-}
-
-fn address_domain(address: &str) -> anyhow::Result<&str> {
-    checked(posthorn_api::admin::address_domain(address))
-}
-
-use posthorn_api::admin::is_domain;
-
-fn password_or_generated(given: Option<String>) -> anyhow::Result<(String, bool)> {
-    match given {
-        Some(p) if p.len() < 8 => bail!("the password must be at least 8 characters"),
-        Some(p) => Ok((p, false)),
-        None => Ok((generate_secret(), true)),
+/// Open the embedded store of the configuration, saying so on a terminal,
+/// and warning when there was none yet: an admin command that creates an
+/// empty store is usually looking in the wrong place.
+pub(crate) async fn open_store(config: &Config) -> anyhow::Result<SqliteStore> {
+    let db = SqliteStore::database_path(&config.data_dir);
+    let existed = db.exists();
+    if !existed {
+        eprintln!(
+            "warning: no store at {}: creating an empty one. If the server keeps its data elsewhere, point this command at its configuration (--config FILE or POSTHORN_CONFIG) or its --data-dir",
+            db.display()
+        );
+    } else if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        eprintln!("posthorn: {}", config.describe());
     }
+    SqliteStore::open(&config.data_dir)
+        .await
+        .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))
+}
+
+/// The DNS records of a domain, zone-file style, with the SPF name this
+/// server sends as; a warning first when that name is not one DNS knows.
+fn records_of(config: &Config, d: &Domain) -> String {
+    let hostname = outbound_hostname(config);
+    if !Config::hostname_is_qualified(&hostname) {
+        eprintln!(
+            "warning: the host name {hostname:?} is not a fully qualified domain name, so the SPF record below names a host no receiver can look up; set hostname = \"mail.example.com\" (the name this server's address resolves to) in the configuration, or [delivery] hostname"
+        );
+    }
+    dkim::dns_records(&d.name, &d.dkim_selector, &d.dkim_public_key, &hostname)
+}
+
+/// The name this server sends as: `[delivery] hostname`, else `hostname`.
+fn outbound_hostname(config: &Config) -> String {
+    config
+        .delivery
+        .hostname
+        .clone()
+        .unwrap_or_else(|| config.hostname())
+}
+
+/// `domain check`: each record as DNS has it; fails when the DKIM record
+/// is not found (mail would not verify).
+async fn check_domain(config: &Config, admin: &Admin, domain: &str) -> anyhow::Result<()> {
+    let d = admin.domain(None, domain).await?;
+    let hostname = outbound_hostname(config);
+    let expected = dkim::records(&d.name, &d.dkim_selector, &d.dkim_public_key, &hostname);
+    let nameservers = config.api_config()?.nameservers;
+    let verdicts = check::check(&nameservers, &expected, &hostname).await;
+    let mut dkim_ok = false;
+    for (r, v) in expected.iter().zip(&verdicts) {
+        if r.purpose == dkim::Purpose::Dkim && v.status == check::Status::Found {
+            dkim_ok = true;
+        }
+        out!(
+            "{:<6} {:<8} {}",
+            r.purpose.as_str(),
+            v.status.as_str(),
+            r.name
+        );
+        if v.status != check::Status::Found {
+            out!("       expected:  {}", r.value);
+            for p in &v.published {
+                out!("       published: {p}");
+            }
+        }
+        if !v.detail.is_empty() {
+            out!("       {}", v.detail);
+        }
+    }
+    if !dkim_ok {
+        bail!(
+            "the DKIM record of {} is not published as expected; receivers cannot verify its mail",
+            d.name
+        );
+    }
+    Ok(())
 }
 
 fn message_json(m: &MessageRecord) -> serde_json::Value {
@@ -518,20 +580,20 @@ fn message_line(m: &MessageRecord) -> String {
     )
 }
 
-pub(crate) fn print_message(m: &MessageRecord) {
-    println!("id:          {}", m.id);
-    println!("account:     {}", m.account);
-    println!("received:    {}", rfc3339(m.received_at));
-    println!("mail from:   {}", sender(&m.mail_from));
-    println!("logged in:   {}", m.auth_user);
-    println!("label:       {}", m.label.as_deref().unwrap_or("-"));
-    println!("size:        {} bytes", m.size);
-    println!("subject:     {}", m.subject);
-    println!(
+pub(crate) fn print_message(m: &MessageRecord) -> std::io::Result<()> {
+    out!("id:          {}", m.id);
+    out!("account:     {}", m.account);
+    out!("received:    {}", rfc3339(m.received_at));
+    out!("mail from:   {}", sender(&m.mail_from));
+    out!("logged in:   {}", m.auth_user);
+    out!("label:       {}", m.label.as_deref().unwrap_or("-"));
+    out!("size:        {} bytes", m.size);
+    out!("subject:     {}", m.subject);
+    out!(
         "completed:   {}",
         m.completed_at.map(rfc3339).as_deref().unwrap_or("-")
     );
-    println!(
+    out!(
         "kind:        {}",
         if m.is_dsn {
             "bounce notice (generated by Posthorn)"
@@ -539,7 +601,7 @@ pub(crate) fn print_message(m: &MessageRecord) {
             "message"
         }
     );
-    println!(
+    out!(
         "content:     {}",
         if m.content_purged {
             "purged after the retention time"
@@ -548,16 +610,16 @@ pub(crate) fn print_message(m: &MessageRecord) {
         }
     );
     for a in &m.attachments {
-        println!(
+        out!(
             "attachment:  {} ({}, {} bytes)",
             a.filename.as_deref().unwrap_or("(unnamed)"),
             a.content_type,
             a.size
         );
     }
-    println!("recipients:");
+    out!("recipients:");
     for r in &m.recipients {
-        println!(
+        out!(
             "  {}  {}  attempts={}  next_try={}  updated={}  remote_host={}  last_reply={}",
             r.address,
             r.status,
@@ -576,4 +638,5 @@ pub(crate) fn print_message(m: &MessageRecord) {
                 .unwrap_or("-")
         );
     }
+    Ok(())
 }

@@ -27,7 +27,7 @@ pub async fn apikey(store: &SqliteStore, cmd: ApiKeyCmd) -> anyhow::Result<()> {
                 "created API key {} for {whose}; it is shown only now:",
                 key.record.id
             );
-            println!("{}", key.key);
+            out!("{}", key.key);
         }
         ApiKeyCmd::List { account, admin } => {
             let account_id = match (&account, admin) {
@@ -36,7 +36,7 @@ pub async fn apikey(store: &SqliteStore, cmd: ApiKeyCmd) -> anyhow::Result<()> {
                 _ => bail!("give --account NAME or --admin"),
             };
             for k in store.api_keys(account_id).await? {
-                println!("{}\t{}\t{}", k.id, rfc3339(k.created_at), k.description);
+                out!("{}\t{}\t{}", k.id, rfc3339(k.created_at), k.description);
             }
         }
         ApiKeyCmd::Revoke { id } => {
@@ -48,7 +48,7 @@ pub async fn apikey(store: &SqliteStore, cmd: ApiKeyCmd) -> anyhow::Result<()> {
             if !store.remove_api_key(&id).await? {
                 bail!("no API key {id}; see posthorn apikey list");
             }
-            println!(
+            out!(
                 "revoked API key {id} (a running server may accept it for up to {} s more)",
                 posthorn_api::auth::VERIFIED_TTL.as_secs()
             );
@@ -60,9 +60,9 @@ pub async fn apikey(store: &SqliteStore, cmd: ApiKeyCmd) -> anyhow::Result<()> {
 pub async fn status(store: &SqliteStore, id: &str, json: bool) -> anyhow::Result<()> {
     let m = store.message(parse_id(id)?).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&MessageView::from(m))?);
+        out!("{}", serde_json::to_string_pretty(&MessageView::from(m))?);
     } else {
-        print_message(&m);
+        print_message(&m)?;
     }
     Ok(())
 }

@@ -54,6 +54,20 @@ pub enum Command {
     /// HTTP API keys.
     #[command(subcommand)]
     Apikey(ApiKeyCmd),
+    /// Write a consistent copy of the embedded store to a new file, also
+    /// while the server runs (restore: stop, put it in place of
+    /// DATA_DIR/posthorn.db, start).
+    Backup {
+        /// The file to write (must not exist).
+        dest: PathBuf,
+    },
+    /// Which configuration file and data directory this command uses (the
+    /// server finds the same: --config, $POSTHORN_CONFIG, ./posthorn.toml,
+    /// /etc/posthorn/posthorn.toml).
+    Config,
+    /// AUTH lockouts after failed SMTP logins.
+    #[command(subcommand)]
+    Lockout(LockoutCmd),
     /// A message's status, every recipient (same as GET /v1/messages/ID).
     Status {
         id: String,
@@ -112,6 +126,11 @@ pub struct ServeArgs {
     /// HTTP API listener address, e.g. 127.0.0.1:8025; replaces [http] listen.
     #[arg(long, value_name = "ADDR")]
     pub http: Option<String>,
+    /// Keep outgoing mail instead of sending it ([delivery] mode =
+    /// "capture"): every recipient is marked delivered, and the message
+    /// stays readable with `posthorn message content ID`.
+    #[arg(long)]
+    pub capture: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -130,6 +149,15 @@ pub enum AccountCmd {
     Unset { name: String, key: String },
     /// The account's domains, senders and effective settings.
     Show { name: String },
+    /// Remove an account with its domains, senders, API users, labels, keys,
+    /// webhooks, suppressions and finished messages (refused while a
+    /// message of it is in the queue).
+    Remove {
+        name: String,
+        /// Confirm: this cannot be undone.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -145,6 +173,16 @@ pub enum DomainCmd {
     },
     /// Print the DNS records of a domain again.
     Records { domain: String },
+    /// The account's domains (all domains without --account).
+    List {
+        #[arg(long)]
+        account: Option<String>,
+    },
+    /// Look the domain's DNS records up and say for each whether it is
+    /// published as expected (exit 1 when the DKIM record is not).
+    Check { domain: String },
+    /// Remove a domain and its DKIM key (refused while it has senders).
+    Remove { domain: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -163,6 +201,13 @@ pub enum SenderCmd {
         #[arg(long)]
         password: Option<String>,
     },
+    /// The account's sender addresses.
+    List {
+        #[arg(long)]
+        account: String,
+    },
+    /// Remove a sender address: its login stops working at once.
+    Remove { address: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -175,12 +220,30 @@ pub enum ApiUserCmd {
         #[arg(long)]
         key: Option<String>,
     },
+    /// The account's API users.
+    List {
+        #[arg(long)]
+        account: String,
+    },
+    /// Remove an API user: its login stops working at once.
+    Remove { name: String },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum LabelCmd {
     /// Add a label to an account.
     Add {
+        label_id: String,
+        #[arg(long)]
+        account: String,
+    },
+    /// The account's labels.
+    List {
+        #[arg(long)]
+        account: String,
+    },
+    /// Remove a label (a login naming it is then refused).
+    Remove {
         label_id: String,
         #[arg(long)]
         account: String,
@@ -236,6 +299,25 @@ pub enum SuppressionCmd {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum LockoutCmd {
+    /// One line per running lockout: address, user (`*`: every user),
+    /// locked until, failures counted.
+    List {
+        /// Print a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lift the lockouts of a client address and forget its failed logins.
+    Clear {
+        /// The client's IP address.
+        address: String,
+        /// Only this user's lockout and failures from that address.
+        #[arg(long)]
+        user: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum MessageCmd {
     /// Envelope, size, label, and each recipient's status, attempts and last reply.
     Show {
@@ -252,6 +334,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::load(cli.config.as_deref(), cli.data_dir.as_deref())?;
     match cli.command {
         Command::Serve(args) => serve::run(config, args).await,
+        Command::Config => {
+            out!(
+                "config:   {}",
+                config
+                    .source
+                    .as_deref()
+                    .map_or("none (defaults)".to_string(), |p| p.display().to_string())
+            );
+            out!("data dir: {}", config.data_dir.display());
+            let db = posthorn_store::SqliteStore::database_path(&config.data_dir);
+            out!(
+                "store:    {}{}",
+                db.display(),
+                if db.exists() {
+                    ""
+                } else {
+                    " (not created yet)"
+                }
+            );
+            Ok(())
+        }
         other => admin::run(&config, other).await,
     }
 }

@@ -14,9 +14,37 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// The environment variable naming the configuration file.
+pub const CONFIG_ENV: &str = "POSTHORN_CONFIG";
+
+/// Where the configuration is looked for when `--config` is not given, after
+/// `$POSTHORN_CONFIG`: the working directory, then the system's.
+pub const DISCOVERY: [&str; 2] = ["./posthorn.toml", "/etc/posthorn/posthorn.toml"];
+
+/// The configuration file to read: `--config`, else `$POSTHORN_CONFIG`
+/// (which must exist: a variable naming a missing file is a mistake to
+/// report, not to skip), else the first file of [`DISCOVERY`] that exists.
+fn discover(
+    flag: Option<&Path>,
+    env: Option<&Path>,
+    exists: impl Fn(&Path) -> bool,
+) -> Option<PathBuf> {
+    if let Some(f) = flag.or(env) {
+        return Some(f.to_path_buf());
+    }
+    DISCOVERY
+        .iter()
+        .map(Path::new)
+        .find(|p| exists(p))
+        .map(Path::to_path_buf)
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// The file this configuration was read from (none: the defaults).
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
     pub data_dir: PathBuf,
     pub hostname: Option<String>,
     pub smtp: SmtpSection,
@@ -84,6 +112,9 @@ impl Default for WebhooksSection {
 #[serde(deny_unknown_fields, default)]
 pub struct DeliverySection {
     pub enabled: bool,
+    /// `send` (to the recipients' mail servers, or the relay) or `capture`
+    /// (keep every message in the store, mark it delivered, send nothing).
+    pub mode: String,
     pub hostname: Option<String>,
     pub port: u16,
     pub nameservers: Vec<String>,
@@ -146,6 +177,7 @@ impl Default for DeliverySection {
         let d = DeliveryConfig::default();
         Self {
             enabled: true,
+            mode: "send".into(),
             hostname: None,
             port: d.port,
             nameservers: Vec::new(),
@@ -226,9 +258,15 @@ pub struct LimitsSection {
     pub api_calls_per_minute: u64,
     pub connections_per_ip: u64,
     pub new_connections_per_ip_per_minute: u64,
-    pub auth_failures_per_ip: u64,
-    pub auth_failure_window_secs: u64,
-    pub auth_lockout_secs: u64,
+    /// AUTH lockouts (see `posthorn_store::LockoutPolicy`): distinct wrong
+    /// secrets per (address, user) within the window, and how long the
+    /// lockout lasts; then the same for one address over all users.
+    pub auth_failures_per_user: u32,
+    pub auth_user_window_secs: u64,
+    pub auth_user_lockout_secs: u64,
+    pub auth_failures_per_address: u32,
+    pub auth_address_window_secs: u64,
+    pub auth_address_lockout_secs: u64,
     pub connections_per_user_cluster: u64,
 }
 
@@ -243,9 +281,12 @@ impl Default for LimitsSection {
             api_calls_per_minute: r.api_calls_per_minute,
             connections_per_ip: s.max_connections_per_ip,
             new_connections_per_ip_per_minute: s.new_connections_per_ip_per_minute,
-            auth_failures_per_ip: s.auth_failures_per_ip,
-            auth_failure_window_secs: s.auth_failure_window.as_secs(),
-            auth_lockout_secs: s.auth_lockout.as_secs(),
+            auth_failures_per_user: s.auth_lockout.user_failures,
+            auth_user_window_secs: s.auth_lockout.user_window,
+            auth_user_lockout_secs: s.auth_lockout.user_lockout,
+            auth_failures_per_address: s.auth_lockout.address_failures,
+            auth_address_window_secs: s.auth_lockout.address_window,
+            auth_address_lockout_secs: s.auth_lockout.address_lockout,
             connections_per_user_cluster: s.max_connections_per_user_cluster,
         }
     }
@@ -288,6 +329,7 @@ pub struct LogSection {
 impl Default for Config {
     fn default() -> Self {
         Self {
+            source: None,
             data_dir: PathBuf::from("./posthorn-data"),
             hostname: None,
             smtp: SmtpSection::default(),
@@ -331,14 +373,27 @@ impl Default for LogSection {
 }
 
 impl Config {
-    /// Read `file` (if given) and apply `--data-dir`.
+    /// Read the configuration file and apply `--data-dir`. The file is
+    /// `file` when given (`--config`), else the first of [`DISCOVERY`] that
+    /// applies, else none (the defaults). The server and the admin commands
+    /// both load it this way, so they find the same store without flags.
     pub fn load(file: Option<&Path>, data_dir: Option<&Path>) -> anyhow::Result<Self> {
-        let mut config = match file {
+        let env = std::env::var_os(CONFIG_ENV).filter(|v| !v.is_empty());
+        Self::load_from(
+            discover(file, env.as_deref().map(Path::new), |p| p.is_file()),
+            data_dir,
+        )
+    }
+
+    fn load_from(file: Option<PathBuf>, data_dir: Option<&Path>) -> anyhow::Result<Self> {
+        let mut config = match &file {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("cannot read config file {}", path.display()))?;
-                toml::from_str(&text)
-                    .with_context(|| format!("config file {} is not valid", path.display()))?
+                let mut c: Config = toml::from_str(&text)
+                    .with_context(|| format!("config file {} is not valid", path.display()))?;
+                c.source = Some(path.clone());
+                c
             }
             None => Config::default(),
         };
@@ -346,6 +401,27 @@ impl Config {
             config.data_dir = dir.to_path_buf();
         }
         Ok(config)
+    }
+
+    /// One line for people: which file, which data directory.
+    pub fn describe(&self) -> String {
+        format!(
+            "config {}, data directory {}",
+            self.source
+                .as_deref()
+                .map_or("none (defaults)".to_string(), |p| p.display().to_string()),
+            self.data_dir.display()
+        )
+    }
+
+    /// Whether the name is a fully qualified domain name (with a dot, not
+    /// `localhost`): receivers check the greeting and SPF names against DNS.
+    pub fn hostname_is_qualified(name: &str) -> bool {
+        let name = name.trim_end_matches('.');
+        name.contains('.')
+            && !name.ends_with(".localdomain")
+            && !name.ends_with(".local")
+            && name.parse::<std::net::IpAddr>().is_err()
     }
 
     /// The host name: the config's, else the machine's.
@@ -530,7 +606,20 @@ impl Config {
             Some(id) => id.clone(),
             None => node_id(&self.data_dir)?,
         };
+        let capture = match d.mode.as_str() {
+            "send" => false,
+            "capture" => true,
+            other => bail!("[delivery] mode = {other:?}: use \"send\" (deliver) or \"capture\" (keep mail, send nothing)"),
+        };
+        let status_retention = dur("status_retention", &d.status_retention)?;
+        let mut body_retention = dur("body_retention", &d.body_retention)?;
+        if capture {
+            // Captured mail is there to be read: keep it as long as its
+            // record.
+            body_retention = body_retention.max(status_retention);
+        }
         Ok(DeliveryConfig {
+            capture,
             hostname: d.hostname.clone().unwrap_or_else(|| self.hostname()),
             port: d.port,
             resolver: ResolverSettings {
@@ -551,8 +640,8 @@ impl Config {
             command_timeout: dur("command_timeout", &d.command_timeout)?,
             data_timeout: dur("data_timeout", &d.data_timeout)?,
             lease: dur("lease", &d.lease)?,
-            body_retention: dur("body_retention", &d.body_retention)?,
-            status_retention: dur("status_retention", &d.status_retention)?,
+            body_retention,
+            status_retention,
             node_id,
             ..DeliveryConfig::default()
         })
@@ -591,9 +680,14 @@ impl Config {
             shutdown_grace: Duration::from_secs(s.shutdown_grace_secs),
             max_connections_per_ip: self.limits.connections_per_ip,
             new_connections_per_ip_per_minute: self.limits.new_connections_per_ip_per_minute,
-            auth_failures_per_ip: self.limits.auth_failures_per_ip,
-            auth_failure_window: Duration::from_secs(self.limits.auth_failure_window_secs),
-            auth_lockout: Duration::from_secs(self.limits.auth_lockout_secs),
+            auth_lockout: posthorn_smtpd::LockoutPolicy {
+                user_failures: self.limits.auth_failures_per_user,
+                user_window: self.limits.auth_user_window_secs,
+                user_lockout: self.limits.auth_user_lockout_secs,
+                address_failures: self.limits.auth_failures_per_address,
+                address_window: self.limits.auth_address_window_secs,
+                address_lockout: self.limits.auth_address_lockout_secs,
+            },
             max_connections_per_user_cluster: self.limits.connections_per_user_cluster,
             ..SmtpConfig::default()
         })
@@ -622,6 +716,40 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_config_file_is_found_without_flags() {
+        let none = |_: &Path| false;
+        let all = |_: &Path| true;
+        let only_etc = |p: &Path| p.starts_with("/etc");
+        let flag = Path::new("/srv/my.toml");
+        let env = Path::new("/opt/env.toml");
+        // --config wins, then $POSTHORN_CONFIG (even when missing: then
+        // loading it says so), then ./posthorn.toml, then /etc.
+        assert_eq!(discover(Some(flag), Some(env), all), Some(flag.into()));
+        assert_eq!(discover(None, Some(env), none), Some(env.into()));
+        assert_eq!(
+            discover(None, None, all),
+            Some(PathBuf::from("./posthorn.toml"))
+        );
+        assert_eq!(
+            discover(None, None, only_etc),
+            Some(PathBuf::from("/etc/posthorn/posthorn.toml"))
+        );
+        assert_eq!(discover(None, None, none), None);
+        let err = Config::load_from(Some(env.into()), None).unwrap_err();
+        assert!(format!("{err:#}").contains("cannot read config file /opt/env.toml"));
+    }
+
+    #[test]
+    fn qualified_host_names() {
+        assert!(Config::hostname_is_qualified("mail.example.com"));
+        assert!(Config::hostname_is_qualified("mail.example.com."));
+        assert!(!Config::hostname_is_qualified("vm"));
+        assert!(!Config::hostname_is_qualified("localhost"));
+        assert!(!Config::hostname_is_qualified("box.localdomain"));
+        assert!(!Config::hostname_is_qualified("192.0.2.1"));
+    }
+
+    #[test]
     fn example_config_parses_and_matches_defaults() {
         let text = include_str!("../../../posthorn.example.toml");
         let parsed: Config = toml::from_str(text).expect("example config parses");
@@ -646,14 +774,9 @@ mod tests {
             d.limits.new_connections_per_ip_per_minute
         );
         assert_eq!(
-            parsed.limits.auth_failures_per_ip,
-            d.limits.auth_failures_per_ip
+            parsed.smtp_config().unwrap().auth_lockout,
+            d.smtp_config().unwrap().auth_lockout
         );
-        assert_eq!(
-            parsed.limits.auth_failure_window_secs,
-            d.limits.auth_failure_window_secs
-        );
-        assert_eq!(parsed.limits.auth_lockout_secs, d.limits.auth_lockout_secs);
         assert_eq!(
             parsed.limits.connections_per_user_cluster,
             d.limits.connections_per_user_cluster

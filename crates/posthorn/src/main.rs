@@ -1,10 +1,28 @@
 //! `posthorn`: the server and its admin command line.
 
+/// A line on stdout from an admin command, `println!`'s arguments. An
+/// error (a closed pipe: `posthorn queue list | head -2`) returns from the
+/// function, and `main` ends quietly on a closed pipe instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)?
+    }};
+}
+
+/// As [`out!`], without the newline.
+macro_rules! out_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($arg)*)?
+    }};
+}
+
 mod admin;
 mod api_cmds;
 mod cli;
 mod config;
-mod dkim;
+mod lockout_cmds;
 mod serve;
 
 use clap::Parser;
@@ -25,6 +43,7 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(cli::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if closed_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             // One line that says what to fix.
             let mut msg = e.to_string();
@@ -36,6 +55,15 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Whether the error is stdout's reader going away (`| head`): the reader
+/// has what it wanted, so that is not a failure to report.
+fn closed_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Allocations of 1 MiB and more get their own mapping, returned to the

@@ -27,11 +27,20 @@ pub async fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
     if let Some(h) = args.hostname {
         config.hostname = Some(h);
     }
+    if args.capture {
+        config.delivery.mode = "capture".into();
+        config.delivery.enabled = true;
+    }
     if let Some(addr) = args.http {
         config.http.listen = addr;
         config.http.enabled = true;
     }
     init_logging(&config.log.level);
+    tracing::info!("{}", config.describe());
+    let hostname = config.hostname();
+    if !crate::config::Config::hostname_is_qualified(&hostname) {
+        tracing::warn!(%hostname, "the host name is not a fully qualified domain name: it goes into the greeting, the EHLO of outbound mail and the SPF record `posthorn domain add` prints, where receivers look it up in DNS; set hostname = \"mail.example.com\" in the configuration (or serve --hostname)");
+    }
     let metrics = posthorn_api::health::install_recorder();
 
     let listeners = config.listeners()?;
@@ -56,6 +65,9 @@ pub async fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(backend = %limiter.backend(), "rate limits");
     let engine = if config.delivery.enabled {
         let delivery = config.delivery_config()?;
+        if delivery.capture {
+            tracing::warn!("capture mode: outgoing mail is kept in the store and marked delivered, never sent; see it with `posthorn queue list` and `posthorn message content ID`; [delivery] mode = \"send\" delivers");
+        }
         tracing::info!(
             node = %delivery.node_id,
             relay = delivery.relay.as_ref().map(|r| r.host.as_str()).unwrap_or("-"),

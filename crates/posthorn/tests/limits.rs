@@ -243,22 +243,6 @@ fn new_connections_per_minute(redis: bool) {
     assert!(refusal.starts_with("421 4.7.0"), "{refusal}");
 }
 
-fn auth_failures_lock_the_address_out(redis: bool) {
-    let Some(server) = start(redis, "") else {
-        return;
-    };
-    for i in 0..5 {
-        let (_, r) = RawClient::login(server.submission_port, SENDER, &format!("wrong-{i}"));
-        assert!(r.starts_with("535 5.7.8"), "{r}");
-    }
-    // Even the right password is not checked now, and the answer does not
-    // say whether it was right.
-    let (_, r) = RawClient::login(server.submission_port, SENDER, SENDER_PASSWORD);
-    assert!(r.starts_with("454 4.7.0"), "{r}");
-    let (_, r) = RawClient::login(server.submission_port, SENDER, "wrong-again");
-    assert!(r.starts_with("454 4.7.0"), "{r}");
-}
-
 fn refused_messages_do_not_eat_quota(redis: bool) {
     let Some(server) = start(redis, "") else {
         return;
@@ -302,7 +286,6 @@ on_both_backends!(
     connections_per_user,
     connections_per_ip_before_auth,
     new_connections_per_minute,
-    auth_failures_lock_the_address_out,
     refused_messages_do_not_eat_quota,
 );
 

@@ -1,5 +1,6 @@
 use crate::IpNet;
 use posthorn_smtp::LineEndings;
+use posthorn_store::LockoutPolicy;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -58,11 +59,10 @@ pub struct SmtpConfig {
     pub max_connections_per_ip: u64,
     /// New connections per address per minute (0: no limit).
     pub new_connections_per_ip_per_minute: u64,
-    /// Failed logins from one address within `auth_failure_window` before
-    /// AUTH from it is refused for `auth_lockout` (0: never).
-    pub auth_failures_per_ip: u64,
-    pub auth_failure_window: Duration,
-    pub auth_lockout: Duration,
+    /// When failed logins lock AUTH out, per (client address, user) and per
+    /// client address (see [`LockoutPolicy`] for the defaults and why). The
+    /// state is in the store, so `posthorn lockout list|clear` sees it.
+    pub auth_lockout: LockoutPolicy,
     /// Logged-in connections per user across the cluster (Redis leases;
     /// 0: no cluster-wide cap, only the per-node one).
     pub max_connections_per_user_cluster: u64,
@@ -84,9 +84,7 @@ impl Default for SmtpConfig {
             shutdown_grace: Duration::from_secs(30),
             max_connections_per_ip: 50,
             new_connections_per_ip_per_minute: 600,
-            auth_failures_per_ip: 5,
-            auth_failure_window: Duration::from_secs(300),
-            auth_lockout: Duration::from_secs(900),
+            auth_lockout: LockoutPolicy::default(),
             max_connections_per_user_cluster: 0,
         }
     }

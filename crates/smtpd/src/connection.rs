@@ -7,6 +7,7 @@ use crate::ListenerKind;
 use posthorn_ratelimit::{count_refusal, ConnectionGuard, Decision, Limiter, Mode, Quota};
 use posthorn_smtp::{Credentials, Event, Session, SessionConfig};
 use posthorn_submit::{is_suppression, AuthError};
+use posthorn_types::time::{rfc3339, unix_now};
 use posthorn_types::{Identity, LoginKind, Origin, Reply};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -239,20 +240,38 @@ async fn admit(shared: &Shared, peer: SocketAddr) -> Result<ConnectionGuard, Rep
 }
 
 impl Conn {
-    /// Check a login, minding the address's lockout and the user's
-    /// connection cap.
+    /// Check a login, minding the AUTH lockouts and the user's connection
+    /// cap.
     async fn authenticate(&mut self, creds: &Credentials) -> Result<(), Reply> {
         let shared = self.shared.clone();
         let cfg = &shared.config;
         let limiter = shared.submitter.limiter().clone();
-        let lock_key = format!("authlock:{}", self.peer.ip());
-        if cfg.auth_failures_per_ip > 0 && limiter.is_locked(&lock_key).await.unwrap_or(false) {
-            count_refusal("auth_failures_per_ip");
-            return Err(Reply::new(
-                454,
-                "4.7.0",
-                "Error: too many failed logins from your address, try again later",
-            ));
+        let policy = &cfg.auth_lockout;
+        let lockouts_on = policy.user_failures > 0 || policy.address_failures > 0;
+        if lockouts_on {
+            // A point read; if the store cannot answer, the login goes on
+            // (limits protect, they never stop the service).
+            match shared
+                .submitter
+                .store()
+                .auth_lockout(self.peer.ip(), &creds.username, unix_now())
+                .await
+            {
+                Ok(Some(lockout)) => {
+                    count_refusal(if lockout.user.is_some() {
+                        "auth_failures_per_user"
+                    } else {
+                        "auth_failures_per_ip"
+                    });
+                    return Err(Reply::new(
+                        454,
+                        "4.7.0",
+                        "Error: too many failed logins from your address, try again later",
+                    ));
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot read AUTH lockouts"),
+            }
         }
         if !creds.authzid.is_empty() && creds.authzid != creds.username {
             // Acting for another user is not supported.
@@ -266,8 +285,8 @@ impl Conn {
             Ok(identity) => identity,
             Err(e) => {
                 tracing::info!(peer = %self.peer, user = %creds.username, error = %e, "authentication failed");
-                if matches!(e, AuthError::Invalid) && cfg.auth_failures_per_ip > 0 {
-                    self.count_auth_failure(&lock_key).await;
+                if matches!(e, AuthError::Invalid) && lockouts_on {
+                    self.count_auth_failure(creds).await;
                 }
                 return Err(auth_failure(&e));
             }
@@ -325,20 +344,27 @@ impl Conn {
         Ok(())
     }
 
-    /// Count a failed login from this address; past the limit, lock AUTH
-    /// from it out.
-    async fn count_auth_failure(&self, lock_key: &str) {
-        let cfg = &self.shared.config;
-        let limiter = self.shared.submitter.limiter();
-        let quota = Quota {
-            limit: cfg.auth_failures_per_ip,
-            period_us: cfg.auth_failure_window.as_micros() as u64,
-        };
-        let key = format!("authfail:{}", self.peer.ip());
-        let _ = limiter.check(&key, quota, 1, Mode::Force).await;
-        if let Ok(Decision::Denied { .. }) = limiter.check(&key, quota, 1, Mode::Peek).await {
-            tracing::warn!(peer = %self.peer, lockout = ?cfg.auth_lockout, "too many failed logins; AUTH from this address is locked");
-            let _ = limiter.lock(lock_key, cfg.auth_lockout).await;
+    /// Count a failed login for this address and user in the store, which
+    /// starts a lockout past the policy's limits.
+    async fn count_auth_failure(&self, creds: &Credentials) {
+        let policy = &self.shared.config.auth_lockout;
+        let tag = failure_tag(&creds.password);
+        match self
+            .shared
+            .submitter
+            .store()
+            .record_auth_failure(self.peer.ip(), &creds.username, &tag, unix_now(), policy)
+            .await
+        {
+            Ok(Some(lockout)) => tracing::warn!(
+                peer = %self.peer,
+                user = lockout.user.as_deref().unwrap_or("*"),
+                failures = lockout.failures,
+                until = %rfc3339(lockout.locked_until),
+                "too many failed logins; AUTH is locked"
+            ),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot record a failed login"),
         }
     }
 
@@ -503,4 +529,37 @@ async fn flush<S: AsyncWrite + Unpin>(
         session.clear_output();
     }
     Ok(())
+}
+
+/// The fingerprint of a wrong secret kept with a failed login: HMAC-SHA-256
+/// under a key drawn at process start, first 8 bytes in hex. The same wrong
+/// secret tried again (smtplib tries PLAIN, then LOGIN; clients retry) has
+/// the same tag and counts once; the stored tag says nothing about the
+/// secret without the key, which never leaves the process.
+fn failure_tag(secret: &str) -> String {
+    use hmac::{Hmac, Mac};
+    use std::fmt::Write;
+    static KEY: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+    let key = KEY.get_or_init(rand::random);
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key).expect("any key length");
+    mac.update(secret.as_bytes());
+    mac.finalize().into_bytes()[..8]
+        .iter()
+        .fold(String::with_capacity(16), |mut hex, b| {
+            let _ = write!(hex, "{b:02x}");
+            hex
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_failure_tag_is_16_hex_digits_and_the_same_for_the_same_secret() {
+        let a = super::failure_tag("wrong-1");
+        assert_eq!(a.len(), 16);
+        assert!(a.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(a, super::failure_tag("wrong-1"));
+        assert_ne!(a, super::failure_tag("wrong-2"));
+        assert!(!a.contains("wrong"));
+    }
 }

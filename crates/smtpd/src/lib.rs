@@ -12,5 +12,6 @@ mod tls;
 
 pub use config::{ListenerKind, ListenerSpec, SmtpConfig, TrustedNetwork};
 pub use net::IpNet;
+pub use posthorn_store::LockoutPolicy;
 pub use server::{BindError, SmtpServer};
 pub use tls::{TlsError, TlsStore};

@@ -11,6 +11,7 @@ mod fresh;
 mod model;
 mod sqlite;
 mod sqlite_api;
+mod sqlite_auth;
 mod sqlite_reader;
 mod sqlite_writer;
 
@@ -30,6 +31,10 @@ pub enum StoreError {
     /// The thing already exists (a unique name or address).
     #[error("{0}")]
     Duplicate(String),
+    /// The thing is still used by others (a domain with senders, an
+    /// account with messages in the queue): remove or finish those first.
+    #[error("{0}")]
+    InUse(String),
     /// The store itself failed: disk, database, connection.
     #[error("store failure: {0}")]
     Backend(String),
@@ -69,6 +74,22 @@ pub trait Store: Send + Sync + 'static {
 
     async fn add_label(&self, account_id: i64, label: &str) -> Result<()>;
     async fn has_label(&self, account_id: i64, label: &str) -> Result<bool>;
+    /// Remove a sender address (its login ends at once); `false` when the
+    /// account has no such sender.
+    async fn remove_sender(&self, account_id: i64, address: &str) -> Result<bool>;
+    /// Remove an API user; `false` when the account has none of that name.
+    async fn remove_api_user(&self, account_id: i64, name: &str) -> Result<bool>;
+    /// Remove a label; `false` when the account has no such label.
+    async fn remove_label(&self, account_id: i64, label: &str) -> Result<bool>;
+    /// Remove a domain and its DKIM key; `false` when the account has no
+    /// such domain. [`StoreError::InUse`] while sender addresses at the
+    /// domain exist.
+    async fn remove_domain(&self, account_id: i64, name: &str) -> Result<bool>;
+    /// Remove an account and everything of it, in one commit: domains,
+    /// senders, API users, labels, settings, keys, webhooks, suppressions
+    /// and its finished messages. [`StoreError::InUse`] while one of its
+    /// messages has a recipient not yet final (nothing accepted is lost).
+    async fn remove_account(&self, account_id: i64) -> Result<()>;
 
     // --- the queue ----------------------------------------------------
     /// Store a message and its recipients. Returns only once the data is on
@@ -170,6 +191,38 @@ pub trait Store: Send + Sync + 'static {
     async fn api_users(&self, account_id: i64) -> Result<Vec<ListedName>>;
     /// The labels of an account, by label.
     async fn labels(&self, account_id: i64) -> Result<Vec<ListedName>>;
+
+    // --- AUTH lockouts ---------------------------------------------------
+    // Failed SMTP logins per (client address, login name), kept here so the
+    // admin command line can list and clear lockouts and a cluster can share
+    // them. Login names compare without case; an IPv4-mapped IPv6 address
+    // is its IPv4 address. See [`LockoutPolicy`] for the rules.
+    /// Count a wrong secret `tag` (an opaque fingerprint, never the secret)
+    /// tried from `ip` for `user` at `now` (Unix seconds); the same tag
+    /// again for the same (ip, user) is not counted again. Returns the
+    /// lockout this failure started, if any (the address's when both did).
+    async fn record_auth_failure(
+        &self,
+        ip: std::net::IpAddr,
+        user: &str,
+        tag: &str,
+        now: i64,
+        policy: &LockoutPolicy,
+    ) -> Result<Option<Lockout>>;
+    /// The lockout refusing AUTH from `ip` for `user` at `now`, if any: the
+    /// address's own before the user's. A cheap point read, asked before
+    /// every login.
+    async fn auth_lockout(
+        &self,
+        ip: std::net::IpAddr,
+        user: &str,
+        now: i64,
+    ) -> Result<Option<Lockout>>;
+    /// Every lockout still running at `now`, by address and user.
+    async fn auth_lockouts(&self, now: i64) -> Result<Vec<Lockout>>;
+    /// End the lockouts of `ip` (only `user`'s with `Some`) and forget
+    /// their counted failures. Returns how many running lockouts ended.
+    async fn clear_auth_lockouts(&self, ip: std::net::IpAddr, user: Option<&str>) -> Result<u64>;
 
     /// Counters of the commit path, for metrics and tests.
     fn commit_stats(&self) -> CommitStats;

@@ -298,3 +298,74 @@ pub struct ListedName {
     pub name: String,
     pub created_at: i64,
 }
+
+/// When failed logins lock AUTH, per client address and user name and per
+/// client address alone. Counts are of *distinct* wrong secrets (the caller
+/// tags each one; the same tag again is not counted), so a client that
+/// tries one wrong password with PLAIN and then LOGIN, or retries it, costs
+/// one failure, not two.
+///
+/// The defaults follow what Postfix's anvil and fail2ban do (count per
+/// client within a window, then refuse for a while; fail2ban's stock
+/// `maxretry = 5`, `findtime = 10m`), but per user as well as per address,
+/// so one mistyped password does not lock every other user behind the same
+/// NAT or on the same host:
+///
+/// - 5 distinct wrong secrets for one (address, user) within 10 minutes
+///   lock AUTH for that user from that address for 5 minutes: short enough
+///   that a person who mistyped waits a coffee, long enough against
+///   guessing (a lockout restarts the count, so at most one guess a minute,
+///   about 1,440 a day per address per user: nothing against a generated
+///   password, 24 characters of 57; a password chosen by a person is only
+///   held to 8 characters, and guesses from many addresses are not limited
+///   here, so a weak chosen password is still at risk);
+/// - 30 distinct wrong secrets from one address over all users within 10
+///   minutes lock AUTH from that address for every user for 15 minutes
+///   (password spraying: few guesses for each of many users).
+///
+/// A count of 0 turns that lockout off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LockoutPolicy {
+    /// Distinct wrong secrets for one (address, user) within `user_window`
+    /// that lock that user out from that address (0: never).
+    pub user_failures: u32,
+    /// Seconds.
+    pub user_window: u64,
+    /// Seconds the (address, user) lockout lasts.
+    pub user_lockout: u64,
+    /// Distinct wrong secrets from one address, any users, within
+    /// `address_window` that lock AUTH from the address out (0: never).
+    pub address_failures: u32,
+    /// Seconds.
+    pub address_window: u64,
+    /// Seconds the address lockout lasts.
+    pub address_lockout: u64,
+}
+
+impl Default for LockoutPolicy {
+    fn default() -> Self {
+        Self {
+            user_failures: 5,
+            user_window: 600,
+            user_lockout: 300,
+            address_failures: 30,
+            address_window: 600,
+            address_lockout: 900,
+        }
+    }
+}
+
+/// AUTH refused from a client address, for one user or (`user: None`) for
+/// every user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lockout {
+    pub ip: std::net::IpAddr,
+    /// The login name (lower case), or `None` for the whole address.
+    pub user: Option<String>,
+    /// Unix seconds.
+    pub locked_at: i64,
+    /// Unix seconds; AUTH is refused while `now < locked_until`.
+    pub locked_until: i64,
+    /// Distinct failures counted when it started.
+    pub failures: u32,
+}

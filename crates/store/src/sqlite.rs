@@ -9,6 +9,7 @@
 
 use crate::fresh::FreshContents;
 use crate::sqlite_api as api;
+use crate::sqlite_auth as auth;
 use crate::sqlite_reader::PointReads;
 use crate::sqlite_writer::{self as writer, Counters, Done, Op, WriteJob};
 use crate::*;
@@ -20,7 +21,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{ConnectOptions, Connection, Row};
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -33,6 +34,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema_v2.sql"),
     include_str!("schema_v3.sql"),
     include_str!("schema_v4.sql"),
+    include_str!("schema_v5.sql"),
 ];
 
 /// See the module documentation.
@@ -71,6 +73,34 @@ fn duplicate(what: &str, name: &str) -> impl FnOnce(StoreError) -> StoreError {
 }
 
 impl SqliteStore {
+    /// The database file of the store in `dir`.
+    pub fn database_path(dir: &Path) -> PathBuf {
+        dir.join("posthorn.db")
+    }
+
+    /// Write a consistent copy of the whole database to `dest`, a file that
+    /// must not exist yet, while the server goes on writing: `VACUUM INTO`
+    /// reads one snapshot (WAL readers do not block the writer) and writes
+    /// a compact, self-contained database (no -wal file to go with it).
+    /// Restoring is putting that file in place of `posthorn.db` in a data
+    /// directory (with no `posthorn.db-wal` beside it) before starting.
+    pub async fn backup(&self, dest: &Path) -> Result<()> {
+        if dest.exists() {
+            return Err(StoreError::Duplicate(format!(
+                "{} exists already; give a new file name",
+                dest.display()
+            )));
+        }
+        let dest = dest.to_str().ok_or_else(|| {
+            StoreError::Backend(format!("{} is not a UTF-8 path", dest.display()))
+        })?;
+        sqlx::query("VACUUM INTO ?")
+            .bind(dest)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Open (creating if needed) `posthorn.db` in `dir` and migrate it.
     pub async fn open(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| {
@@ -517,6 +547,100 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn remove_sender(&self, account_id: i64, address: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM senders WHERE account_id = ? AND address = ?")
+            .bind(account_id)
+            .bind(address)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn remove_api_user(&self, account_id: i64, name: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM api_users WHERE account_id = ? AND name = ?")
+            .bind(account_id)
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn remove_label(&self, account_id: i64, label: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM labels WHERE account_id = ? AND label = ?")
+            .bind(account_id)
+            .bind(label)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn remove_domain(&self, account_id: i64, name: &str) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let senders: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM senders
+             WHERE account_id = ? AND lower(substr(address, instr(address, '@') + 1)) = ?",
+        )
+        .bind(account_id)
+        .bind(name.to_ascii_lowercase())
+        .fetch_one(&mut *tx)
+        .await?;
+        if senders > 0 {
+            return Err(StoreError::InUse(format!(
+                "domain {name} still has {senders} sender address{}; remove {} first",
+                if senders == 1 { "" } else { "es" },
+                if senders == 1 { "it" } else { "them" },
+            )));
+        }
+        let done = sqlx::query("DELETE FROM domains WHERE account_id = ? AND name = ?")
+            .bind(account_id)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn remove_account(&self, account_id: i64) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let pending: i64 = sqlx::query_scalar(
+            "SELECT COUNT(DISTINCT r.message_id) FROM recipients r JOIN messages m ON m.id = r.message_id
+             WHERE m.account_id = ? AND r.status IN ('queued', 'deferred', 'sending')",
+        )
+        .bind(account_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        if pending > 0 {
+            return Err(StoreError::InUse(format!(
+                "the account still has {pending} message{} in the queue; let {} finish, or give up with: posthorn queue bounce ID",
+                if pending == 1 { "" } else { "s" },
+                if pending == 1 { "it" } else { "them" },
+            )));
+        }
+        // Children before parents (the foreign keys are enforced).
+        for sql in [
+            "DELETE FROM webhook_deliveries WHERE webhook_id IN (SELECT id FROM webhooks WHERE account_id = ?1)",
+            "DELETE FROM webhooks WHERE account_id = ?1",
+            "DELETE FROM webhook_deliveries WHERE event_id IN (SELECT id FROM events WHERE account_id = ?1)",
+            "DELETE FROM events WHERE account_id = ?1",
+            "DELETE FROM attachments WHERE message_id IN (SELECT id FROM messages WHERE account_id = ?1)",
+            "DELETE FROM recipients WHERE message_id IN (SELECT id FROM messages WHERE account_id = ?1)",
+            "DELETE FROM message_contents WHERE message_id IN (SELECT id FROM messages WHERE account_id = ?1)",
+            "DELETE FROM messages WHERE account_id = ?1",
+            "DELETE FROM suppressions WHERE account_id = ?1",
+            "DELETE FROM api_keys WHERE account_id = ?1",
+            "DELETE FROM labels WHERE account_id = ?1",
+            "DELETE FROM account_settings WHERE account_id = ?1",
+            "DELETE FROM api_users WHERE account_id = ?1",
+            "DELETE FROM senders WHERE account_id = ?1",
+            "DELETE FROM domains WHERE account_id = ?1",
+            "DELETE FROM accounts WHERE id = ?1",
+        ] {
+            sqlx::query(sql).bind(account_id).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn has_label(&self, account_id: i64, label: &str) -> Result<bool> {
         let found = sqlx::query("SELECT 1 FROM labels WHERE account_id = ? AND label = ?")
             .bind(account_id)
@@ -614,6 +738,34 @@ impl Store for SqliteStore {
             Done::Purged(bodies, records) => Ok((bodies, records)),
             _ => unreachable!("a purge answers with what it purged"),
         }
+    }
+
+    async fn record_auth_failure(
+        &self,
+        ip: std::net::IpAddr,
+        user: &str,
+        tag: &str,
+        now: i64,
+        policy: &LockoutPolicy,
+    ) -> Result<Option<Lockout>> {
+        auth::record_failure(&self.pool, ip, user, tag, now, policy).await
+    }
+
+    async fn auth_lockout(
+        &self,
+        ip: std::net::IpAddr,
+        user: &str,
+        now: i64,
+    ) -> Result<Option<Lockout>> {
+        auth::lockout_of(&self.point_reads, ip, user, now)
+    }
+
+    async fn auth_lockouts(&self, now: i64) -> Result<Vec<Lockout>> {
+        auth::lockouts(&self.pool, now).await
+    }
+
+    async fn clear_auth_lockouts(&self, ip: std::net::IpAddr, user: Option<&str>) -> Result<u64> {
+        auth::clear(&self.pool, ip, user, now()).await
     }
 
     async fn add_suppression(&self, account_id: i64, address: &str, reason: &str) -> Result<()> {

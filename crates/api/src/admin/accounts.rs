@@ -1,7 +1,7 @@
 //! Accounts: list, create, show (effective limits and usage), and the
 //! per-account settings of `posthorn account set` / `unset`.
 
-use super::{account, check_name, AdminPath};
+use super::{account, AdminPath};
 use crate::auth::AdminAuth;
 use crate::error::{ApiError, ApiResult, ErrorBody, INVALID_VALUE};
 use crate::extract::ApiJson;
@@ -125,8 +125,7 @@ pub async fn create_account(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<NewAccount>,
 ) -> ApiResult<(StatusCode, Json<AccountView>)> {
-    check_name("account name", &req.name)?;
-    let a = state.store.create_account(&req.name).await?;
+    let a = super::service(&state).create_account(&req.name).await?;
     Ok((
         StatusCode::CREATED,
         Json(AccountView {

@@ -1,9 +1,9 @@
 //! Sender addresses (SMTP logins that send as themselves), API users (SMTP
 //! logins that may send as any sender of the account) and labels.
 
-use super::{account, address_domain, check_name, hash, secret_or_generated, AdminPath};
+use super::{account, service, AdminPath};
 use crate::auth::AdminAuth;
-use crate::error::{ApiError, ApiResult, ErrorBody, INVALID_VALUE};
+use crate::error::{ApiResult, ErrorBody};
 use crate::extract::ApiJson;
 use crate::AppState;
 use axum::extract::State;
@@ -160,31 +160,14 @@ pub async fn create_sender(
     AdminPath(name): AdminPath<String>,
     ApiJson(req): ApiJson<NewSender>,
 ) -> ApiResult<(StatusCode, Json<SenderCredentials>)> {
-    let acct = account(&state, &name).await?;
-    let domain = address_domain(&req.address)?;
-    match state.store.domain(domain).await {
-        Ok(d) if d.account_id == acct.id => {}
-        Ok(_) | Err(posthorn_store::StoreError::NotFound(_)) => {
-            return Err(ApiError::new(
-                INVALID_VALUE,
-                format!(
-                    "{domain} is not a domain of account {name}; add it first (POST /v1/admin/accounts/{name}/domains)"
-                ),
-            ))
-        }
-        Err(e) => return Err(e.into()),
-    }
-    let (password, generated) = secret_or_generated("password", req.password)?;
-    let hashed = hash(password.clone()).await?;
-    state
-        .store
-        .add_sender(acct.id, &req.address, &hashed)
+    let creds = service(&state)
+        .add_sender(&name, &req.address, req.password)
         .await?;
     Ok((
         StatusCode::CREATED,
         Json(SenderCredentials {
-            address: req.address,
-            password: generated.then_some(password),
+            address: creds.login,
+            password: creds.generated_secret,
         }),
     ))
 }
@@ -212,25 +195,12 @@ pub async fn set_sender_password(
     AdminPath((name, address)): AdminPath<(String, String)>,
     ApiJson(req): ApiJson<SetPassword>,
 ) -> ApiResult<Json<SenderCredentials>> {
-    let acct = account(&state, &name).await?;
-    let sender = match state.store.sender(&address).await {
-        Ok(s) if s.account_id == acct.id => s,
-        Ok(_) | Err(posthorn_store::StoreError::NotFound(_)) => {
-            return Err(ApiError::not_found(format!(
-                "account {name} has no sender address {address:?}"
-            )))
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let (password, generated) = secret_or_generated("password", req.password)?;
-    let hashed = hash(password.clone()).await?;
-    state
-        .store
-        .set_sender_password(&sender.address, &hashed)
+    let creds = service(&state)
+        .set_sender_password(Some(&name), &address, req.password)
         .await?;
     Ok(Json(SenderCredentials {
-        address: sender.address,
-        password: generated.then_some(password),
+        address: creds.login,
+        password: creds.generated_secret,
     }))
 }
 
@@ -283,28 +253,14 @@ pub async fn create_api_user(
     AdminPath(name): AdminPath<String>,
     ApiJson(req): ApiJson<NewApiUser>,
 ) -> ApiResult<(StatusCode, Json<ApiUserCredentials>)> {
-    let acct = account(&state, &name).await?;
-    check_name("API user name", &req.name)?;
-    if req.name.contains('#') || req.name.contains('@') {
-        return Err(ApiError::new(
-            INVALID_VALUE,
-            format!(
-                "API user name {:?} may not contain '#' or '@' ('#' separates a label at login)",
-                req.name
-            ),
-        ));
-    }
-    let (key, generated) = secret_or_generated("key", req.key)?;
-    let hashed = hash(key.clone()).await?;
-    state
-        .store
-        .add_api_user(acct.id, &req.name, &hashed)
+    let creds = service(&state)
+        .add_api_user(&name, &req.name, req.key)
         .await?;
     Ok((
         StatusCode::CREATED,
         Json(ApiUserCredentials {
-            name: req.name,
-            key: generated.then_some(key),
+            name: creds.login,
+            key: creds.generated_secret,
         }),
     ))
 }
@@ -358,15 +314,7 @@ pub async fn create_label(
     AdminPath(name): AdminPath<String>,
     ApiJson(req): ApiJson<NewLabel>,
 ) -> ApiResult<(StatusCode, Json<LabelView>)> {
-    let acct = account(&state, &name).await?;
-    check_name("label", &req.label)?;
-    if req.label.contains('#') {
-        return Err(ApiError::new(
-            INVALID_VALUE,
-            format!("label {:?} may not contain '#'", req.label),
-        ));
-    }
-    state.store.add_label(acct.id, &req.label).await?;
+    service(&state).add_label(&name, &req.label).await?;
     Ok((
         StatusCode::CREATED,
         Json(LabelView {

@@ -3,15 +3,15 @@
 
 use super::check::{self, Status};
 use super::dkim::{self, TxtRecord};
-use super::{account, blocking, is_domain, normalize_domain, AdminPath};
+use super::{account, service, AdminPath};
 use crate::auth::AdminAuth;
-use crate::error::{ApiError, ApiResult, ErrorBody, INTERNAL, INVALID_VALUE};
+use crate::error::{ApiResult, ErrorBody};
 use crate::extract::ApiJson;
 use crate::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use posthorn_store::{Domain, NewDomain};
+use posthorn_store::Domain;
 use posthorn_types::time::rfc3339;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -155,15 +155,7 @@ fn detail(state: &AppState, d: &Domain) -> DomainDetail {
 
 /// The domain named in the path, which must be the account's.
 async fn domain_of(state: &AppState, account: &str, domain: &str) -> ApiResult<Domain> {
-    let acct = super::account(state, account).await?;
-    let name = normalize_domain(domain);
-    match state.store.domain(&name).await {
-        Ok(d) if d.account_id == acct.id => Ok(d),
-        Ok(_) | Err(posthorn_store::StoreError::NotFound(_)) => Err(ApiError::not_found(format!(
-            "account {account} has no domain {name:?}"
-        ))),
-        Err(e) => Err(e.into()),
-    }
+    Ok(service(state).domain(Some(account), domain).await?)
 }
 
 /// The account's sending domains.
@@ -209,30 +201,12 @@ pub async fn add_domain(
     AdminPath(name): AdminPath<String>,
     ApiJson(req): ApiJson<NewDomainRequest>,
 ) -> ApiResult<(StatusCode, Json<DomainDetail>)> {
-    let acct = account(&state, &name).await?;
-    let domain = normalize_domain(&req.domain);
-    if !is_domain(&domain) {
-        return Err(ApiError::new(
-            INVALID_VALUE,
-            format!("{:?} is not a domain name like example.com", req.domain),
-        ));
-    }
-    let algorithm = req.dkim;
-    let (private, public) = blocking(move || match algorithm {
-        DkimAlgorithm::Rsa => dkim::generate_rsa(),
-        DkimAlgorithm::Ed25519 => dkim::generate_ed25519(),
-    })
-    .await?
-    .map_err(|e| ApiError::new(INTERNAL, e.to_string()))?;
-    let d = state
-        .store
-        .add_domain(NewDomain {
-            account_id: acct.id,
-            name: domain,
-            dkim_selector: dkim::SELECTOR.into(),
-            dkim_private_key: private,
-            dkim_public_key: public,
-        })
+    let algorithm = match req.dkim {
+        DkimAlgorithm::Rsa => posthorn_admin::DkimAlgorithm::Rsa,
+        DkimAlgorithm::Ed25519 => posthorn_admin::DkimAlgorithm::Ed25519,
+    };
+    let d = service(&state)
+        .add_domain(&name, &req.domain, algorithm)
         .await?;
     Ok((StatusCode::CREATED, Json(detail(&state, &d))))
 }

@@ -1,6 +1,6 @@
 //! HTTP API keys of an account: list, create (the key shown once), revoke.
 
-use super::{account, blocking, one_line, AdminPath};
+use super::{account, blocking, AdminPath};
 use crate::auth::{self, AdminAuth};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::ApiJson;
@@ -8,6 +8,7 @@ use crate::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
+use posthorn_admin::names::one_line;
 use posthorn_types::time::rfc3339;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

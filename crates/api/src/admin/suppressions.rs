@@ -1,7 +1,7 @@
 //! The suppression list of an account: list (JSON), add, remove, and
 //! export as CSV.
 
-use super::{account, check_address, one_line, AdminPath};
+use super::{account, AdminPath};
 use crate::auth::AdminAuth;
 use crate::error::{ApiError, ApiResult, ErrorBody, INVALID_VALUE};
 use crate::extract::ApiJson;
@@ -10,6 +10,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use posthorn_admin::names::{check_address, one_line};
 use posthorn_store::Suppression;
 use posthorn_types::time::rfc3339;
 use serde::{Deserialize, Serialize};

@@ -8,7 +8,7 @@
 //! compare with what is expected is decided by pure functions, unit-tested
 //! below.
 
-use super::dkim::{Purpose, TxtRecord};
+use crate::dkim::{Purpose, TxtRecord};
 use hickory_resolver::config::{NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts};
 use hickory_resolver::name_server::TokioConnectionProvider;
 use hickory_resolver::proto::op::ResponseCode;
@@ -345,8 +345,8 @@ fn judge_dmarc(expected: &TxtRecord, records: Vec<String>) -> Verdict {
 
 #[cfg(test)]
 mod tests {
-    use super::super::dkim::records;
     use super::*;
+    use crate::dkim::records;
 
     fn rec(purpose: Purpose) -> TxtRecord {
         records("example.com", "posthorn", "QUJD", "mx.example.net")

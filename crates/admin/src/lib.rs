@@ -1,0 +1,21 @@
+//! The admin service: one place for the rules of accounts, domains, sender
+//! addresses, API users and labels. The command line (`posthorn account
+//! ...`), the HTTP admin API (`/v1/admin/...`) and the console call it; each
+//! only translates its own input and [`AdminError`] into its own words.
+//!
+//! - [`names`]: what a name, domain and address may be.
+//! - [`secrets`]: given passwords are checked for strength (zxcvbn), or a
+//!   strong one is generated.
+//! - [`dkim`]: key generation and the DNS records to publish; [`check`]
+//!   looks them up.
+//! - [`service::Admin`]: the operations, on any [`posthorn_store::Store`].
+
+pub mod check;
+pub mod dkim;
+mod error;
+pub mod names;
+pub mod secrets;
+pub mod service;
+
+pub use error::{AdminError, AdminResult};
+pub use service::{Admin, Credentials, DkimAlgorithm};
