@@ -70,47 +70,29 @@ pub fn checked_domain(d: &str) -> AdminResult<String> {
     Ok(domain)
 }
 
-/// The domain of a sender address (as it is written).
+/// The domain of a sender address (as it is written): an address whose
+/// domain is a host name like `example.com`.
 pub fn address_domain(address: &str) -> AdminResult<&str> {
-    match address.split_once('@') {
-        Some((local, domain))
-            if !local.is_empty()
-                && local.len() <= 64
-                && !domain.contains('@')
-                && is_domain(&domain.to_ascii_lowercase())
-                && !local
-                    .chars()
-                    .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>') =>
-        {
-            Ok(domain)
-        }
-        _ => Err(invalid(format!(
-            "{address:?} is not an email address like name@example.com"
+    match posthorn_types::Address::parse(address) {
+        Ok(a) if is_domain(&a.domain().to_ascii_lowercase()) => Ok(a.domain()),
+        Ok(_) => Err(invalid(format!(
+            "{address:?} is not an email address like name@example.com: its domain is not a host name like example.com"
+        ))),
+        Err(why) => Err(invalid(format!(
+            "{address:?} is not an email address like name@example.com: {why}"
         ))),
     }
 }
 
-/// An address for the suppression list: one '@' with something on both
-/// sides, no spaces, no angle brackets.
+/// An address for the suppression list.
 pub fn check_address(address: &str) -> AdminResult<()> {
-    let ok = match address.split_once('@') {
-        Some((local, domain)) => {
-            !local.is_empty()
-                && !domain.is_empty()
-                && !domain.contains('@')
-                && address.len() <= 320
-                && !address
-                    .chars()
-                    .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>')
-        }
-        None => false,
-    };
-    if !ok {
-        return Err(invalid(format!(
-            "{address:?} is not an email address like name@example.com"
-        )));
-    }
-    Ok(())
+    posthorn_types::Address::parse(address)
+        .map(|_| ())
+        .map_err(|why| {
+            invalid(format!(
+                "{address:?} is not an email address like name@example.com: {why}"
+            ))
+        })
 }
 
 /// One line of text an operator gives (a reason, a description), trimmed.
@@ -150,6 +132,7 @@ mod tests {
         assert!(address_domain("no-at").is_err());
         assert!(address_domain("<a>@example.com").is_err());
         assert!(check_address("a@b").is_ok());
+        assert!(check_address("a@b").is_ok() && check_address("a@[192.0.2.1]").is_ok());
         assert!(check_address("a b@c").is_err());
         assert_eq!(one_line("reason", "  x ", 10).unwrap(), "x");
         assert!(one_line("reason", "a\nb", 10).is_err());

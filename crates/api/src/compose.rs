@@ -333,7 +333,10 @@ pub fn compose(req: &SendRequest) -> Result<Composed, ComposeError> {
     }
     out.extend_from_slice(b"MIME-Version: 1.0\r\n");
     body(req, inline, attachments).write_part(&mut out);
-    let content = canonical(out);
+    // What mail-builder writes is CRLF already (every body is base64,
+    // quoted-printable or 7bit text made CRLF by [`crlf`]); this is the
+    // guarantee the store relies on.
+    let content = posthorn_smtp::canonical_crlf(out);
 
     Ok(Composed {
         mail_from: from.email,
@@ -498,62 +501,13 @@ fn unquote(quoted: &str) -> String {
 /// `local@domain` of at most 254 characters, with a dot-atom local part (no
 /// quoted local parts) and a host name or `[address literal]`. ASCII only:
 /// the HTTP API does not send SMTPUTF8 messages.
-pub fn validate_address(email: &str) -> Result<(), &'static str> {
-    if email.is_empty() {
-        return Err("it is empty");
-    }
-    if email.len() > 254 {
-        return Err("it is longer than 254 characters");
-    }
-    if email
-        .chars()
-        .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>')
-    {
-        return Err("it contains white space, a control character or angle brackets");
-    }
+pub fn validate_address(email: &str) -> Result<(), String> {
+    let address = posthorn_types::Address::parse(email).map_err(|e| e.to_string())?;
     if !email.is_ascii() {
-        return Err("internationalised (non-ASCII) addresses are not supported");
+        return Err("internationalised (non-ASCII) addresses are not supported".into());
     }
-    let Some((local, domain)) = email.split_once('@') else {
-        return Err("it has no '@'");
-    };
-    if local.is_empty() {
-        return Err("the part before '@' is empty");
-    }
-    if domain.is_empty() {
-        return Err("the domain after '@' is empty");
-    }
-    if domain.contains('@') {
-        return Err("it has more than one '@'");
-    }
-    if local.len() > 64 {
-        return Err("the part before '@' is longer than 64 characters");
-    }
-    let atext = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~.".contains(&b);
-    if !local.bytes().all(atext) {
-        return Err("the part before '@' contains a character that needs quoting");
-    }
-    if let Some(literal) = domain.strip_prefix('[') {
-        let ok = literal.strip_suffix(']').is_some_and(|inner| {
-            !inner.is_empty()
-                && inner
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b':')
-        });
-        return if ok {
-            Ok(())
-        } else {
-            Err("the domain literal is malformed")
-        };
-    }
-    let label_ok = |l: &str| {
-        !l.is_empty()
-            && l.len() <= 63
-            && l.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    };
-    if !domain.split('.').all(label_ok) {
-        return Err("the domain is not a host name");
+    if !address.is_dot_atom() {
+        return Err("the part before '@' contains a character that needs quoting".into());
     }
     Ok(())
 }
@@ -758,55 +712,19 @@ fn base64_body(bytes: &[u8]) -> BodyPart<'static> {
 // ---------------------------------------------------------------------------
 // Line endings
 
-/// Text with every line break (CRLF, bare CR, bare LF) as CRLF. mail-builder
-/// turns bare LFs into CRLF but would let a bare CR through in 7bit.
+/// Text with every line break (CRLF, bare CR, bare LF) as CRLF (the one
+/// canonicaliser, `posthorn_smtp::canonical_crlf`, without the final CRLF
+/// it adds when the text has none). mail-builder turns bare LFs into CRLF
+/// but would let a bare CR through in 7bit.
 fn crlf(text: &str) -> Cow<'_, str> {
-    let bytes = text.as_bytes();
-    let clean = !bytes.iter().enumerate().any(|(i, &b)| match b {
-        b'\r' => bytes.get(i + 1) != Some(&b'\n'),
-        b'\n' => i == 0 || bytes[i - 1] != b'\r',
-        _ => false,
-    });
-    if clean {
+    let mut fixed = posthorn_smtp::canonical_crlf(text.as_bytes().to_vec());
+    if !text.ends_with(['\r', '\n']) {
+        fixed.truncate(fixed.len().saturating_sub(2));
+    }
+    if fixed == text.as_bytes() {
         return Cow::Borrowed(text);
     }
-    Cow::Owned(
-        text.replace("\r\n", "\n")
-            .replace('\r', "\n")
-            .replace('\n', "\r\n"),
-    )
-}
-
-/// The message ending in CRLF with no bare CR or LF. What mail-builder
-/// writes already is (every body is base64, quoted-printable or 7bit text
-/// normalised by [`crlf`]); this is the guarantee the store relies on, and
-/// costs one scan.
-fn canonical(mut out: Vec<u8>) -> Vec<u8> {
-    let bare = out.iter().enumerate().any(|(i, &b)| match b {
-        b'\r' => out.get(i + 1) != Some(&b'\n'),
-        b'\n' => i == 0 || out[i - 1] != b'\r',
-        _ => false,
-    });
-    if bare {
-        let mut fixed = Vec::with_capacity(out.len() + 64);
-        let mut i = 0;
-        while i < out.len() {
-            match out[i] {
-                b'\r' if out.get(i + 1) == Some(&b'\n') => {
-                    fixed.extend_from_slice(b"\r\n");
-                    i += 1;
-                }
-                b'\r' | b'\n' => fixed.extend_from_slice(b"\r\n"),
-                b => fixed.push(b),
-            }
-            i += 1;
-        }
-        out = fixed;
-    }
-    if !out.ends_with(b"\r\n") {
-        out.extend_from_slice(b"\r\n");
-    }
-    out
+    Cow::Owned(String::from_utf8(fixed).expect("only line breaks were changed"))
 }
 
 #[cfg(test)]

@@ -235,7 +235,7 @@ pub async fn send_raw(
         ));
     }
     let body = body_bytes(req).await?;
-    let content = canonical_lines(&body);
+    let content = posthorn_smtp::canonical_crlf(body.to_vec());
     let (header_from, header_rcpts) = header_envelope(&content);
     let mail_from = match query.from {
         Some(f) => f.trim().to_string(),
@@ -273,40 +273,7 @@ pub async fn send_raw(
 }
 
 fn plausible_address(a: &str) -> bool {
-    match a.rsplit_once('@') {
-        Some((l, d)) => {
-            !l.is_empty()
-                && !d.is_empty()
-                && a.len() <= 254
-                && !a
-                    .bytes()
-                    .any(|b| b <= b' ' || b == b'<' || b == b'>' || b == 0x7f)
-        }
-        None => false,
-    }
-}
-
-/// CRLF line endings only (the stored form SMTP's DATA reader makes too),
-/// ending with CRLF.
-fn canonical_lines(raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(raw.len() + raw.len() / 32 + 2);
-    let mut i = 0;
-    while i < raw.len() {
-        match raw[i] {
-            b'\r' if raw.get(i + 1) == Some(&b'\n') => {
-                out.extend_from_slice(b"\r\n");
-                i += 2;
-                continue;
-            }
-            b'\r' | b'\n' => out.extend_from_slice(b"\r\n"),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    if !out.ends_with(b"\r\n") {
-        out.extend_from_slice(b"\r\n");
-    }
-    out
+    posthorn_types::Address::parse(a).is_ok()
 }
 
 /// The From address and the To, Cc and Bcc addresses of a message's header.
@@ -555,6 +522,7 @@ mod tests {
 
     #[test]
     fn raw_lines_become_crlf() {
+        let canonical_lines = |b: &[u8]| posthorn_smtp::canonical_crlf(b.to_vec());
         assert_eq!(canonical_lines(b"a\nb\r\nc\rd"), b"a\r\nb\r\nc\r\nd\r\n");
         assert_eq!(canonical_lines(b"a\r\n"), b"a\r\n");
     }

@@ -56,7 +56,10 @@ pub fn routes() -> OpenApiRouter<AppState> {
             admin::accounts::list_accounts,
             admin::accounts::create_account
         ))
-        .routes(routes!(admin::accounts::show_account))
+        .routes(routes!(
+            admin::accounts::show_account,
+            admin::removals::remove_account
+        ))
         .routes(routes!(
             admin::accounts::set_setting,
             admin::accounts::clear_setting
@@ -65,7 +68,13 @@ pub fn routes() -> OpenApiRouter<AppState> {
             admin::domains::list_domains,
             admin::domains::add_domain
         ))
-        .routes(routes!(admin::domains::show_domain))
+        .routes(routes!(
+            admin::domains::show_domain,
+            admin::removals::remove_domain
+        ))
+        .routes(routes!(admin::removals::remove_sender))
+        .routes(routes!(admin::removals::remove_api_user))
+        .routes(routes!(admin::removals::remove_label))
         .routes(routes!(admin::domains::check_domain))
         .routes(routes!(
             admin::credentials::list_senders,

@@ -18,6 +18,7 @@ use crate::pool::{Checkout, Pool, PoolKey, Pooled};
 use crate::route::{RouteError, Router, NULL_MX};
 use crate::signer::Signer;
 use posthorn_store::{DueRecipient, NewMessage, OutcomeBatch, RecipientUpdate, Store, StoreError};
+use posthorn_types::address::domain_of;
 use posthorn_types::time::unix_now;
 use posthorn_types::{MessageId, RecipientStatus};
 use std::collections::HashMap;
@@ -809,10 +810,6 @@ pub fn bounce_notice(
         suppressed: Vec::new(),
         is_dsn: true,
     })
-}
-
-fn domain_of(address: &str) -> &str {
-    address.rsplit_once('@').map_or("", |(_, d)| d)
 }
 
 /// `mx.example.net` of `mx.example.net[192.0.2.1]`.

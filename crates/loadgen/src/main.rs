@@ -138,13 +138,8 @@ fn seconds(what: &str, secs: f64) -> anyhow::Result<Duration> {
 }
 
 fn check_address(what: &str, addr: &str) -> anyhow::Result<()> {
-    let ok = !addr.is_empty()
-        && addr.contains('@')
-        && !addr
-            .bytes()
-            .any(|b| b.is_ascii_control() || matches!(b, b'<' | b'>' | b' '));
-    if !ok {
-        bail!("bad {what} address: {addr:?}");
+    if let Err(why) = posthorn_types::Address::parse(addr) {
+        bail!("bad {what} address {addr:?}: {why}");
     }
     Ok(())
 }

@@ -424,3 +424,49 @@ fn a_backup_taken_while_accepting_restores_every_acknowledged_message() {
         );
     }
 }
+
+#[test]
+fn the_admin_api_removes_what_the_cli_removes() {
+    use posthorn_testkit::http::delete;
+    let server = TestServer::start(Path::new(BIN), PLAINTEXT_AUTH);
+    let port = server.http_port;
+    let admin = server.admin_http_key();
+    let base = format!("/v1/admin/accounts/{ACCOUNT}");
+    assert_eq!(
+        delete(port, &format!("{base}/labels/{LABEL}"), &admin).status,
+        204
+    );
+    let again = delete(port, &format!("{base}/labels/{LABEL}"), &admin);
+    assert_eq!(
+        (again.status, again.error_code().as_str()),
+        (404, "ResourceNotFound.Object")
+    );
+    // A domain with senders stays, with the code that says why.
+    let busy = delete(port, &format!("{base}/domains/{DOMAIN}"), &admin);
+    assert_eq!(busy.status, 409);
+    assert_eq!(busy.error_code(), "ResourceInUse.HasDependents");
+    // A removed sender cannot log in any more, at once.
+    let (_, reply) = RawClient::login(server.submission_port, SENDER, SENDER_PASSWORD);
+    assert!(reply.starts_with("235"), "{reply}");
+    for sender in [SENDER, OTHER_SENDER] {
+        assert_eq!(
+            delete(port, &format!("{base}/senders/{sender}"), &admin).status,
+            204
+        );
+    }
+    let (_, reply) = RawClient::login(server.submission_port, SENDER, SENDER_PASSWORD);
+    assert!(reply.starts_with("535"), "{reply}");
+    assert_eq!(
+        delete(port, &format!("{base}/domains/{DOMAIN}"), &admin).status,
+        204
+    );
+    assert_eq!(
+        delete(port, &format!("{base}/api-users/{API_USER}"), &admin).status,
+        204
+    );
+    // Another account's objects are not found through this one.
+    let other = delete(port, "/v1/admin/accounts/nobody/labels/1", &admin);
+    assert_eq!(other.status, 404);
+    assert_eq!(delete(port, &base, &admin).status, 204);
+    assert_eq!(server.cli_ok(&["account", "list"]), "");
+}

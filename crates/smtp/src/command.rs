@@ -147,31 +147,9 @@ fn strip_source_route(path: &str) -> &str {
     path
 }
 
-/// Whether `address` looks like `local@domain`. Not a full RFC 5321
-/// grammar: enough to refuse what cannot be delivered.
+/// Whether `address` is an address (the one parser, in posthorn-types).
 pub(crate) fn is_valid_address(address: &str) -> bool {
-    let Some(at) = address.rfind('@') else {
-        return false;
-    };
-    let (local, domain) = (&address[..at], &address[at + 1..]);
-    if local.is_empty() || local.len() > 64 || domain.is_empty() || domain.len() > 255 {
-        return false;
-    }
-    if address.chars().any(|c| c.is_control() || c == ' ') && !local.starts_with('"') {
-        return false;
-    }
-    if domain.starts_with('[') {
-        return domain.ends_with(']');
-    }
-    domain.split('.').all(|label| {
-        !label.is_empty()
-            && label.len() <= 63
-            && !label.starts_with('-')
-            && !label.ends_with('-')
-            && label
-                .chars()
-                .all(|c| c.is_alphanumeric() || c == '-' || !c.is_ascii())
-    })
+    posthorn_types::Address::parse(address).is_ok()
 }
 
 fn parse_mail(args: &str) -> Result<MailFrom, Reply> {

@@ -176,6 +176,19 @@ impl DataReader {
     }
 }
 
+/// The stored form of message content, whatever door it came in by: every
+/// line break CRLF (a bare CR or a bare LF becomes CRLF) and a final CRLF,
+/// with no size or line limit. The one canonicaliser: DATA and BDAT make
+/// the same form under their limits below, the HTTP API through this.
+pub fn canonical_crlf(data: Vec<u8>) -> Vec<u8> {
+    let unlimited = Limits {
+        max_size: usize::MAX,
+        max_line: usize::MAX,
+        line_endings: LineEndings::Fix,
+    };
+    canonicalize_chunks(data, unlimited).expect("no limit to break")
+}
+
 /// The canonical stored copy of BDAT content (no dot-unstuffing: BDAT is
 /// not dot-stuffed). The size limit was enforced on the raw bytes while
 /// chunks arrived; it is checked again here, because turning bare line
@@ -254,6 +267,17 @@ mod tests {
             (consumed, DataProgress::Done(result)) => Some((consumed, result)),
             (_, DataProgress::NeedMore) => None,
         }
+    }
+
+    #[test]
+    fn canonical_crlf_makes_every_break_crlf() {
+        assert_eq!(
+            canonical_crlf(b"a\nb\r\nc\rd".to_vec()),
+            b"a\r\nb\r\nc\r\nd\r\n"
+        );
+        assert_eq!(canonical_crlf(b"a\r\n".to_vec()), b"a\r\n");
+        assert_eq!(canonical_crlf(b"a\r\r\n\n".to_vec()), b"a\r\n\r\n\r\n");
+        assert_eq!(canonical_crlf(Vec::new()), b"");
     }
 
     #[test]

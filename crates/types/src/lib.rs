@@ -2,6 +2,7 @@
 //! envelope, recipient statuses, who is submitting, and the replies the
 //! submission path speaks in. Nothing here does I/O.
 
+pub mod address;
 mod business;
 mod envelope;
 mod id;
@@ -9,6 +10,7 @@ mod reply;
 mod status;
 pub mod time;
 
+pub use address::{Address, AddressError};
 pub use business::BusinessError;
 pub use envelope::{BodyType, Envelope, Identity, LoginKind, Origin};
 pub use id::{new_request_id, MessageId};

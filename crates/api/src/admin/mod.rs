@@ -1,8 +1,10 @@
-//! Admin routes (the admin key only), all under `/v1/admin/accounts`:
+//! Admin routes (the admin key only), all under `/v1/admin/accounts`; the
+//! rules are the admin service's (`posthorn_admin::Admin`), these translate:
 //! accounts and their limits ([`accounts`]), domains with their DKIM DNS
 //! records and a check that resolves them ([`domains`], [`check`]), sender
 //! addresses, API users and labels ([`credentials`]), the suppression list
-//! ([`suppressions`]) and HTTP API keys ([`keys`]).
+//! ([`suppressions`]), HTTP API keys ([`keys`]), and removing accounts,
+//! domains, senders, API users and labels ([`removals`]).
 //!
 //! Every route names its account in the path; an unknown account, or a
 //! domain, sender or key of another account, is `404
@@ -16,6 +18,7 @@ pub mod accounts;
 pub mod credentials;
 pub mod domains;
 pub mod keys;
+pub mod removals;
 pub mod suppressions;
 
 use crate::error::{
