@@ -110,7 +110,7 @@ cargo run -q -- message content "$id" | grep -q "^Subject:" || fail "message con
 echo "readme: \$ (the HTTP example)"
 timeout 600 bash "$work/http.sh" >"$work/out" 2>"$work/err" || { cat "$work/err"; fail "the HTTP example failed"; }
 cat "$work/out"; echo
-http_id=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])' <"$work/out") || fail "the HTTP example did not answer with an id"
+http_id=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["message_id"])' <"$work/out") || fail "the HTTP example did not answer with a message_id"
 for _ in $(seq 100); do
   cargo run -q -- message show "$http_id" | grep -q "delivered" && break
   sleep 0.2
