@@ -8,11 +8,13 @@
 //!   strong one is generated.
 //! - [`dkim`]: key generation and the DNS records to publish; [`check`]
 //!   looks them up.
+//! - [`keys`]: HTTP API keys (`ph_<id>_<secret>`).
 //! - [`service::Admin`]: the operations, on any [`posthorn_store::Store`].
 
 pub mod check;
 pub mod dkim;
 mod error;
+pub mod keys;
 pub mod names;
 pub mod secrets;
 pub mod service;

@@ -2,12 +2,20 @@
 //! calls these, so a rule (a name's shape, a password's strength, whether a
 //! domain with senders may go) is decided once.
 
-use crate::names::{address_domain, check_api_user_name, check_label, check_name, checked_domain};
+use crate::keys::{key_id, new_key, NewKey};
+use crate::names::{
+    address_domain, check_address, check_api_user_name, check_label, check_name, checked_domain,
+    one_line,
+};
 use crate::secrets::secret_or_generated;
 use crate::{dkim, AdminError, AdminResult};
-use posthorn_store::{Account, Domain, NewDomain, Store, StoreError};
+use posthorn_store::{Account, ApiKey, Domain, NewDomain, Store, StoreError, Suppression};
+use posthorn_submit::{validate_setting, SettingKey, SETTING_KEYS};
 use std::str::FromStr;
 use std::sync::Arc;
+
+/// The reason of a suppression an operator adds without one.
+pub const OPERATOR_REASON: &str = "added by operator";
 
 /// The DKIM key type of a new domain.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -280,6 +288,132 @@ impl Admin {
             )));
         }
         Ok(())
+    }
+}
+
+impl Admin {
+    // --- per-account settings -------------------------------------------
+
+    /// Set one account setting (`Some`) or take it back to the configured
+    /// default (`None`); the key must be one of `SETTING_KEYS`.
+    pub async fn set_setting(
+        &self,
+        account: &str,
+        key: &str,
+        value: Option<&str>,
+    ) -> AdminResult<&'static SettingKey> {
+        let acct = self.account(account).await?;
+        let k = SETTING_KEYS.iter().find(|k| k.key == key).ok_or_else(|| {
+            let known: Vec<&str> = SETTING_KEYS.iter().map(|k| k.key).collect();
+            AdminError::NotFound(format!("no setting {key:?}; known: {}", known.join(", ")))
+        })?;
+        let value = value
+            .map(|v| validate_setting(k.key, v).map_err(AdminError::Invalid))
+            .transpose()?;
+        self.store
+            .set_account_setting(acct.id, k.key, value.as_deref())
+            .await?;
+        Ok(k)
+    }
+
+    // --- the suppression list -------------------------------------------
+
+    /// Suppress an address for the account (or change the reason of one
+    /// already suppressed: then `true`, it existed). The reason defaults
+    /// to [`OPERATOR_REASON`].
+    pub async fn add_suppression(
+        &self,
+        account: &str,
+        address: &str,
+        reason: Option<&str>,
+    ) -> AdminResult<(Suppression, bool)> {
+        let acct = self.account(account).await?;
+        check_address(address)?;
+        let reason = one_line("reason", reason.unwrap_or(OPERATOR_REASON), 512)?;
+        if reason.is_empty() {
+            return Err(AdminError::Invalid(
+                "the reason must be 1 to 512 characters on one line".into(),
+            ));
+        }
+        let existed = self.store.is_suppressed(acct.id, address).await?;
+        self.store
+            .add_suppression(acct.id, address, &reason)
+            .await?;
+        let entry = self
+            .store
+            .suppressions(acct.id)
+            .await?
+            .into_iter()
+            .find(|s| s.address.eq_ignore_ascii_case(address))
+            .ok_or_else(|| AdminError::NotFound("the suppression was removed meanwhile".into()))?;
+        Ok((entry, existed))
+    }
+
+    /// Take an address off the account's list.
+    pub async fn remove_suppression(&self, account: &str, address: &str) -> AdminResult<()> {
+        let acct = self.account(account).await?;
+        if !self.store.remove_suppression(acct.id, address).await? {
+            return Err(AdminError::NotFound(format!(
+                "{address} is not on the suppression list of account {account}"
+            )));
+        }
+        Ok(())
+    }
+
+    // --- HTTP API keys ----------------------------------------------------
+
+    /// Make a key for the account (`None`: an admin key) and store it;
+    /// the whole key is in the answer, and only there.
+    pub async fn create_api_key(
+        &self,
+        account: Option<&str>,
+        description: &str,
+    ) -> AdminResult<NewKey> {
+        let account_id = match account {
+            Some(name) => Some(self.account(name).await?.id),
+            None => None,
+        };
+        let description = one_line("description", description, 200)?;
+        let new = tokio::task::spawn_blocking(move || new_key(account_id, &description))
+            .await
+            .map_err(|e| AdminError::Internal(format!("key generation stopped: {e}")))?;
+        self.store.add_api_key(new.record.clone()).await?;
+        Ok(new)
+    }
+
+    /// The account's keys (`None`: the admin keys).
+    pub async fn api_keys(&self, account: Option<&str>) -> AdminResult<Vec<ApiKey>> {
+        let account_id = match account {
+            Some(name) => Some(self.account(name).await?.id),
+            None => None,
+        };
+        Ok(self.store.api_keys(account_id).await?)
+    }
+
+    /// Revoke a key, given whole or by its id; when `account` is named the
+    /// key must be that account's. Answers the id revoked.
+    pub async fn revoke_api_key(&self, account: Option<&str>, given: &str) -> AdminResult<String> {
+        let id = key_id(given).to_string();
+        let not_found = || {
+            AdminError::NotFound(match account {
+                Some(a) => format!("account {a} has no API key {id:?}"),
+                None => format!("no API key {id:?}"),
+            })
+        };
+        let key = match self.store.api_key(&id).await {
+            Ok(k) => k,
+            Err(StoreError::NotFound(_)) => return Err(not_found()),
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(a) = account {
+            if key.account_id != Some(self.account(a).await?.id) {
+                return Err(not_found());
+            }
+        }
+        if !self.store.remove_api_key(&id).await? {
+            return Err(not_found());
+        }
+        Ok(id)
     }
 }
 

@@ -9,9 +9,8 @@ use crate::error::{ApiError, ADMIN_ONLY, INVALID_KEY, MISSING_KEY};
 use crate::AppState;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use posthorn_store::{ApiKey, StoreError};
+use posthorn_store::StoreError;
 use posthorn_types::{Identity, LoginKind};
-use rand::Rng;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -20,7 +19,6 @@ use std::time::{Duration, Instant};
 /// How long a verified key is trusted without asking the store again.
 pub const VERIFIED_TTL: Duration = Duration::from_secs(60);
 const CACHE_CAP: usize = 10_000;
-const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyz23456789";
 
 /// Who a request acts as.
 #[derive(Clone, Debug)]
@@ -29,42 +27,7 @@ pub enum Principal {
     Admin,
 }
 
-/// A new key: what to show once, and what to store.
-pub struct NewKey {
-    pub key: String,
-    pub record: ApiKey,
-}
-
-fn random(n: usize) -> String {
-    let mut rng = rand::thread_rng();
-    (0..n)
-        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
-        .collect()
-}
-
-/// Make a key for `account_id` (or an admin key with `None`).
-pub fn new_key(account_id: Option<i64>, description: &str) -> NewKey {
-    let id = random(12);
-    let secret = random(32);
-    NewKey {
-        key: format!("ph_{id}_{secret}"),
-        record: ApiKey {
-            id,
-            account_id,
-            secret_hash: posthorn_submit::hash_secret(&secret),
-            description: description.to_string(),
-            created_at: posthorn_types::time::unix_now(),
-        },
-    }
-}
-
-/// `(id, secret)` of a well-formed key.
-pub fn parse_key(key: &str) -> Option<(&str, &str)> {
-    let rest = key.strip_prefix("ph_")?;
-    let (id, secret) = rest.split_once('_')?;
-    let ok = |s: &str, n| s.len() == n && s.bytes().all(|b| ALPHABET.contains(&b));
-    (ok(id, 12) && ok(secret, 32)).then_some((id, secret))
-}
+pub use posthorn_admin::keys::{new_key, parse_key, NewKey};
 
 /// Keys verified lately.
 #[derive(Default)]

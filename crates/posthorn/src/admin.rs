@@ -11,7 +11,7 @@ use posthorn_store::{
     Domain, MessageFilter, MessageRecord, OutcomeBatch, RecipientRecord, RecipientUpdate,
     SqliteStore, Store, Suppression,
 };
-use posthorn_submit::{apply_settings, validate_setting, SETTING_KEYS};
+use posthorn_submit::{apply_settings, SETTING_KEYS};
 use posthorn_types::time::{rfc3339, unix_now};
 use posthorn_types::{MessageId, RecipientStatus};
 use serde_json::json;
@@ -43,17 +43,18 @@ pub async fn run(config: &Config, command: Command) -> anyhow::Result<()> {
             }
         }
         Command::Account(AccountCmd::Set { name, key, value }) => {
-            let acct = store.account(&name).await?;
-            let value = validate_setting(&key, &value).map_err(|e| anyhow::anyhow!(e))?;
-            store
-                .set_account_setting(acct.id, &key, Some(&value))
+            admin.set_setting(&name, &key, Some(&value)).await?;
+            let overrides = store
+                .account_settings(admin.account(&name).await?.id)
                 .await?;
+            let value = overrides
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map_or(value.clone(), |(_, v)| v.clone());
             out!("account {name}: {key} = {value}");
         }
         Command::Account(AccountCmd::Unset { name, key }) => {
-            let acct = store.account(&name).await?;
-            validate_setting(&key, "0").map_err(|e| anyhow::anyhow!(e))?;
-            store.set_account_setting(acct.id, &key, None).await?;
+            admin.set_setting(&name, &key, None).await?;
             out!("account {name}: {key} is back to the default");
         }
         Command::Account(AccountCmd::Show { name }) => {
@@ -270,20 +271,16 @@ pub async fn run(config: &Config, command: Command) -> anyhow::Result<()> {
             account,
             reason,
         }) => {
-            posthorn_admin::names::check_address(&address)?;
-            let reason = posthorn_admin::names::one_line("reason", &reason, 512)?;
-            if reason.is_empty() {
-                bail!("the reason must be 1 to 512 characters on one line");
-            }
-            let acct = store.account(&account).await?;
-            store.add_suppression(acct.id, &address, &reason).await?;
-            out!("suppressed {address} for account {account} ({reason})");
+            let (entry, _) = admin
+                .add_suppression(&account, &address, Some(&reason))
+                .await?;
+            out!(
+                "suppressed {address} for account {account} ({})",
+                entry.reason
+            );
         }
         Command::Suppression(SuppressionCmd::Remove { address, account }) => {
-            let acct = store.account(&account).await?;
-            if !store.remove_suppression(acct.id, &address).await? {
-                bail!("{address} is not on the suppression list of account {account}");
-            }
+            admin.remove_suppression(&account, &address).await?;
             out!("removed {address} from the suppression list of account {account}");
         }
         Command::Message(MessageCmd::Show { id, json }) => {
@@ -299,7 +296,7 @@ pub async fn run(config: &Config, command: Command) -> anyhow::Result<()> {
             let bytes = store.message_content(parse_id(&id)?).await?;
             std::io::stdout().write_all(&bytes)?;
         }
-        Command::Apikey(cmd) => crate::api_cmds::apikey(&store, cmd).await?,
+        Command::Apikey(cmd) => crate::api_cmds::apikey(&admin, cmd).await?,
         Command::Lockout(cmd) => crate::lockout_cmds::run(&store, cmd).await?,
         Command::Status { id, json } => crate::api_cmds::status(&store, &id, json).await?,
     }

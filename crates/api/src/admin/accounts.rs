@@ -3,13 +3,13 @@
 
 use super::{account, AdminPath};
 use crate::auth::AdminAuth;
-use crate::error::{ApiError, ApiResult, ErrorBody, INVALID_VALUE};
+use crate::error::{ApiResult, ErrorBody};
 use crate::extract::ApiJson;
 use crate::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use posthorn_submit::{apply_settings, validate_setting, AccountLimits, SettingKey, SETTING_KEYS};
+use posthorn_submit::{apply_settings, AccountLimits, SettingKey, SETTING_KEYS};
 use posthorn_types::time::{rfc3339, unix_now};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -195,13 +195,6 @@ pub async fn show_account(
     }))
 }
 
-fn setting_key(key: &str) -> ApiResult<&'static SettingKey> {
-    SETTING_KEYS.iter().find(|k| k.key == key).ok_or_else(|| {
-        let known: Vec<&str> = SETTING_KEYS.iter().map(|k| k.key).collect();
-        ApiError::not_found(format!("no setting {key:?}; known: {}", known.join(", ")))
-    })
-}
-
 /// The view of one setting after a change (caches of this node dropped,
 /// so it applies from the next message on).
 async fn after_change(
@@ -240,15 +233,12 @@ pub async fn set_setting(
     ApiJson(req): ApiJson<SetSetting>,
 ) -> ApiResult<Json<SettingView>> {
     let acct = account(&state, &name).await?;
-    let k = setting_key(&key)?;
     let text = match req.value {
         SettingInput::Number(n) => n.to_string(),
         SettingInput::Text(t) => t,
     };
-    let value = validate_setting(k.key, &text).map_err(|m| ApiError::new(INVALID_VALUE, m))?;
-    state
-        .store
-        .set_account_setting(acct.id, k.key, Some(&value))
+    let k = super::service(&state)
+        .set_setting(&name, &key, Some(&text))
         .await?;
     after_change(&state, acct.id, k).await
 }
@@ -272,10 +262,8 @@ pub async fn clear_setting(
     AdminPath((name, key)): AdminPath<(String, String)>,
 ) -> ApiResult<Json<SettingView>> {
     let acct = account(&state, &name).await?;
-    let k = setting_key(&key)?;
-    state
-        .store
-        .set_account_setting(acct.id, k.key, None)
+    let k = super::service(&state)
+        .set_setting(&name, &key, None)
         .await?;
     after_change(&state, acct.id, k).await
 }

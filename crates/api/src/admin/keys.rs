@@ -1,14 +1,13 @@
 //! HTTP API keys of an account: list, create (the key shown once), revoke.
 
-use super::{account, blocking, AdminPath};
-use crate::auth::{self, AdminAuth};
-use crate::error::{ApiError, ApiResult, ErrorBody};
+use super::{account, AdminPath};
+use crate::auth::AdminAuth;
+use crate::error::{ApiResult, ErrorBody};
 use crate::extract::ApiJson;
 use crate::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use posthorn_admin::names::one_line;
 use posthorn_types::time::rfc3339;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -96,12 +95,9 @@ pub async fn create_key(
     AdminPath(name): AdminPath<String>,
     ApiJson(req): ApiJson<NewApiKey>,
 ) -> ApiResult<(StatusCode, Json<CreatedApiKey>)> {
-    let acct = account(&state, &name).await?;
-    let description = one_line("description", req.description.as_deref().unwrap_or(""), 200)?;
-    let account_id = acct.id;
-    // argon2 takes tens of milliseconds: not on the async threads.
-    let new = blocking(move || auth::new_key(Some(account_id), &description)).await?;
-    state.store.add_api_key(new.record.clone()).await?;
+    let new = super::service(&state)
+        .create_api_key(Some(&name), req.description.as_deref().unwrap_or(""))
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedApiKey {
@@ -132,16 +128,9 @@ pub async fn revoke_key(
     State(state): State<AppState>,
     AdminPath((name, id)): AdminPath<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let acct = account(&state, &name).await?;
-    let not_found = || ApiError::not_found(format!("account {name} has no API key {id:?}"));
-    match state.store.api_key(&id).await {
-        Ok(k) if k.account_id == Some(acct.id) => {}
-        Ok(_) | Err(posthorn_store::StoreError::NotFound(_)) => return Err(not_found()),
-        Err(e) => return Err(e.into()),
-    }
-    if !state.store.remove_api_key(&id).await? {
-        return Err(not_found());
-    }
+    let id = super::service(&state)
+        .revoke_api_key(Some(&name), &id)
+        .await?;
     state.keys.forget(&id);
     Ok(StatusCode::NO_CONTENT)
 }

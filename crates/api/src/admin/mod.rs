@@ -21,9 +21,7 @@ pub mod keys;
 pub mod removals;
 pub mod suppressions;
 
-use crate::error::{
-    ApiError, ApiResult, DUPLICATE, INTERNAL, INVALID_VALUE, IN_USE, NOT_FOUND, TEMPORARY,
-};
+use crate::error::{ApiError, ApiResult, DUPLICATE, INVALID_VALUE, IN_USE, NOT_FOUND, TEMPORARY};
 use crate::AppState;
 use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
@@ -68,13 +66,4 @@ impl From<AdminError> for ApiError {
             AdminError::Internal(m) => ApiError::new(TEMPORARY, m),
         }
     }
-}
-
-/// Run slow work (argon2, RSA key generation) on the blocking pool.
-pub(crate) async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> T + Send + 'static,
-) -> ApiResult<T> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| ApiError::new(INTERNAL, format!("a background task failed: {e}")))
 }

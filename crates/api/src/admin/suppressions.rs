@@ -3,21 +3,20 @@
 
 use super::{account, AdminPath};
 use crate::auth::AdminAuth;
-use crate::error::{ApiError, ApiResult, ErrorBody, INVALID_VALUE};
+use crate::error::{ApiResult, ErrorBody};
 use crate::extract::ApiJson;
 use crate::AppState;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use posthorn_admin::names::{check_address, one_line};
 use posthorn_store::Suppression;
 use posthorn_types::time::rfc3339;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// The reason recorded when none is given (as `posthorn suppression add`).
-pub const DEFAULT_REASON: &str = "added by operator";
+pub const DEFAULT_REASON: &str = posthorn_admin::service::OPERATOR_REASON;
 
 #[derive(Serialize, ToSchema)]
 pub struct SuppressionView {
@@ -98,31 +97,9 @@ pub async fn add_suppression(
     AdminPath(name): AdminPath<String>,
     ApiJson(req): ApiJson<NewSuppression>,
 ) -> ApiResult<(StatusCode, Json<SuppressionView>)> {
-    let acct = account(&state, &name).await?;
-    check_address(&req.address)?;
-    let reason = one_line(
-        "reason",
-        req.reason.as_deref().unwrap_or(DEFAULT_REASON),
-        512,
-    )?;
-    if reason.is_empty() {
-        return Err(ApiError::new(
-            INVALID_VALUE,
-            "the reason must be 1 to 512 characters on one line",
-        ));
-    }
-    let existed = state.store.is_suppressed(acct.id, &req.address).await?;
-    state
-        .store
-        .add_suppression(acct.id, &req.address, &reason)
+    let (entry, existed) = super::service(&state)
+        .add_suppression(&name, &req.address, req.reason.as_deref())
         .await?;
-    let entry = state
-        .store
-        .suppressions(acct.id)
-        .await?
-        .into_iter()
-        .find(|s| s.address.eq_ignore_ascii_case(&req.address))
-        .ok_or_else(|| ApiError::not_found("the suppression was removed meanwhile"))?;
     let status = if existed {
         StatusCode::OK
     } else {
@@ -149,14 +126,10 @@ pub async fn remove_suppression(
     State(state): State<AppState>,
     AdminPath((name, address)): AdminPath<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let acct = account(&state, &name).await?;
-    if state.store.remove_suppression(acct.id, &address).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::not_found(format!(
-            "{address} is not on the suppression list of account {name}"
-        )))
-    }
+    super::service(&state)
+        .remove_suppression(&name, &address)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// One CSV field (RFC 4180): quoted when it holds a comma, quote, CR or
