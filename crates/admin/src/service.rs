@@ -305,7 +305,10 @@ impl Admin {
         let acct = self.account(account).await?;
         let k = SETTING_KEYS.iter().find(|k| k.key == key).ok_or_else(|| {
             let known: Vec<&str> = SETTING_KEYS.iter().map(|k| k.key).collect();
-            AdminError::NotFound(format!("no setting {key:?}; known: {}", known.join(", ")))
+            AdminError::NotFound(format!(
+                "unknown setting {key:?}; known: {}",
+                known.join(", ")
+            ))
         })?;
         let value = value
             .map(|v| validate_setting(k.key, v).map_err(AdminError::Invalid))

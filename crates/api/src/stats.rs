@@ -6,7 +6,7 @@ use crate::extract::ApiQuery;
 use crate::AppState;
 use axum::extract::State;
 use axum::Json;
-use posthorn_types::time::{parse_date, unix_now};
+use posthorn_types::time::parse_date;
 use posthorn_types::MessageId;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -68,7 +68,8 @@ pub async fn stats(
             .map(|d| parse_date(d).ok_or_else(|| bad(format!("{name} {d:?} is not YYYY-MM-DD"))))
             .transpose()
     };
-    let to = day("to", &q.to)?.unwrap_or(unix_now().div_euclid(86_400) * 86_400);
+    let today = state.store.now().div_euclid(86_400) * 86_400;
+    let to = day("to", &q.to)?.unwrap_or(today);
     let from = day("from", &q.from)?.unwrap_or(to - 29 * 86_400);
     if from > to {
         return Err(bad("from is after to".into()));

@@ -107,7 +107,8 @@ impl WebhookSender {
             }
             let wait = match self.store.next_webhook_due().await {
                 Ok(Some(t)) => {
-                    Duration::from_secs((t - unix_now()).clamp(0, IDLE.as_secs() as i64) as u64)
+                    let now = self.store.now();
+                    Duration::from_secs((t - now).clamp(0, IDLE.as_secs() as i64) as u64)
                 }
                 _ => IDLE,
             };
@@ -121,7 +122,7 @@ impl WebhookSender {
 
     /// Claim what is due, send it, record the results. Returns how many.
     async fn round(&self) -> Result<usize, posthorn_store::StoreError> {
-        let now = unix_now();
+        let now = self.store.now();
         let lease = now + self.config.webhook_timeout.as_secs() as i64 * 2 + 30;
         let due = self
             .store
@@ -137,13 +138,14 @@ impl WebhookSender {
             let permit = sem.clone().acquire_owned().await.expect("semaphore");
             let client = self.client.clone();
             let config = self.config.clone();
+            let store = self.store.clone();
             tasks.spawn(async move {
                 let _permit = permit;
                 let outcome = post(&client, &config, &d).await;
                 let attempts = d.attempts + 1;
                 let (retry_at, error) = match outcome {
                     Ok(()) => (None, None),
-                    Err(e) => match next_try(&config, d.event.created_at, attempts, unix_now()) {
+                    Err(e) => match next_try(&config, d.event.created_at, attempts, store.now()) {
                         Some(t) => (Some(t), Some(e)),
                         None => (None, Some(format!("gave up after {attempts} attempts: {e}"))),
                     },

@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use posthorn_store::{Webhook, EVENT_KINDS};
-use posthorn_types::time::{rfc3339, unix_now};
+use posthorn_types::time::rfc3339;
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 use utoipa::ToSchema;
@@ -176,7 +176,7 @@ pub async fn create(
             url: req.url.clone(),
             events: events.clone(),
             secret: secret.clone(),
-            created_at: unix_now(),
+            created_at: state.store.now(),
         })
         .await?;
     Ok((

@@ -19,7 +19,6 @@ use crate::route::{RouteError, Router, NULL_MX};
 use crate::signer::Signer;
 use posthorn_store::{DueRecipient, NewMessage, OutcomeBatch, RecipientUpdate, Store, StoreError};
 use posthorn_types::address::domain_of;
-use posthorn_types::time::unix_now;
 use posthorn_types::{MessageId, RecipientStatus};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -142,7 +141,7 @@ impl Engine {
     /// finish for up to `grace`, record their outcomes, and return.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken, grace: Duration) {
         let node = self.config.node_id.clone();
-        match self.store.release_leases(&node, unix_now()).await {
+        match self.store.release_leases(&node, self.store.now()).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(
                 recipients = n,
@@ -165,7 +164,7 @@ impl Engine {
                 }
                 continue;
             }
-            let now = unix_now();
+            let now = self.store.now();
             let limit = self.config.claim_batch.max(1);
             let lease_until = now + self.config.lease.as_secs() as i64;
             let due = match self.store.claim_due(&node, now, lease_until, limit).await {
@@ -263,7 +262,7 @@ impl Engine {
 
     /// Give a claimed job back untried (shutdown before it started).
     fn unclaim(&self, job: Job, tx: &mpsc::UnboundedSender<Finished>) {
-        let now = unix_now();
+        let now = self.store.now();
         let updates = job
             .rcpts
             .iter()
@@ -582,7 +581,7 @@ impl Engine {
         results: Vec<AttemptResult>,
         content: Option<&[u8]>,
     ) -> Finished {
-        let now = unix_now();
+        let now = self.store.now();
         let policy = RetryPolicy {
             schedule: &self.config.retry_schedule,
             max_age: self.config.max_age,
@@ -734,7 +733,7 @@ impl Engine {
                 t.elapsed() >= PURGE_EVERY.min(self.config.body_retention.max(tick))
             }) {
                 last_purge = Some(Instant::now());
-                let now = unix_now();
+                let now = self.store.now();
                 let bodies = now - self.config.body_retention.as_secs() as i64;
                 let records = now - self.config.status_retention.as_secs() as i64;
                 match self.store.purge(bodies, records).await {

@@ -12,7 +12,7 @@ use posthorn_store::{
     SqliteStore, Store, Suppression,
 };
 use posthorn_submit::{apply_settings, SETTING_KEYS};
-use posthorn_types::time::{rfc3339, unix_now};
+use posthorn_types::time::rfc3339;
 use posthorn_types::{MessageId, RecipientStatus};
 use serde_json::json;
 use std::sync::Arc;
@@ -21,7 +21,10 @@ use std::sync::Arc;
 const OPERATOR_BOUNCE_REPLY: &str = "550 5.0.0 bounced by the operator";
 
 pub async fn run(config: &Config, command: Command) -> anyhow::Result<()> {
-    let store = Arc::new(open_store(config).await?);
+    // Every command goes through the backend-neutral contract; only the
+    // backup is the embedded store's own.
+    let sqlite = Arc::new(open_store(config).await?);
+    let store: Arc<dyn Store> = sqlite.clone();
     let admin = Admin::new(store.clone());
     match command {
         Command::Serve(_) => unreachable!("handled by serve"),
@@ -73,7 +76,7 @@ pub async fn run(config: &Config, command: Command) -> anyhow::Result<()> {
                     names.join(", ")
                 }
             );
-            let now = posthorn_types::time::unix_now();
+            let now = store.now();
             let mut usage = Vec::new();
             for (label, secs) in [
                 ("last minute", 60),
@@ -201,7 +204,7 @@ pub async fn run(config: &Config, command: Command) -> anyhow::Result<()> {
             out!("removed label {label_id} from account {account}");
         }
         Command::Backup { dest } => {
-            store.backup(&dest).await?;
+            sqlite.backup(&dest).await?;
             out!(
                 "wrote a consistent copy of {} to {}",
                 SqliteStore::database_path(&config.data_dir).display(),
@@ -240,14 +243,16 @@ pub async fn run(config: &Config, command: Command) -> anyhow::Result<()> {
         }
         Command::Queue(QueueCmd::Retry { id }) => {
             let id = parse_id(&id)?;
-            let n = store.retry_now(id, unix_now()).await?;
+            let n = store.retry_now(id, store.now()).await?;
             if n == 0 {
                 out!("message {id} has no queued or deferred recipient: nothing to retry");
             } else {
                 out!("message {id}: {} due now", recipients(n));
             }
         }
-        Command::Queue(QueueCmd::Bounce { id }) => bounce(config, &store, parse_id(&id)?).await?,
+        Command::Queue(QueueCmd::Bounce { id }) => {
+            bounce(config, store.as_ref(), parse_id(&id)?).await?
+        }
         Command::Suppression(SuppressionCmd::List { account, json }) => {
             let acct = store.account(&account).await?;
             let list = store.suppressions(acct.id).await?;
@@ -297,17 +302,17 @@ pub async fn run(config: &Config, command: Command) -> anyhow::Result<()> {
             std::io::stdout().write_all(&bytes)?;
         }
         Command::Apikey(cmd) => crate::api_cmds::apikey(&admin, cmd).await?,
-        Command::Lockout(cmd) => crate::lockout_cmds::run(&store, cmd).await?,
-        Command::Status { id, json } => crate::api_cmds::status(&store, &id, json).await?,
+        Command::Lockout(cmd) => crate::lockout_cmds::run(store.as_ref(), cmd).await?,
+        Command::Status { id, json } => crate::api_cmds::status(store.as_ref(), &id, json).await?,
     }
     Ok(())
 }
 
 /// `queue bounce`: every recipient not yet final becomes bounced, in one
 /// commit with the bounce notice (when one is due).
-async fn bounce(config: &Config, store: &SqliteStore, id: MessageId) -> anyhow::Result<()> {
+async fn bounce(config: &Config, store: &dyn Store, id: MessageId) -> anyhow::Result<()> {
     let m = store.message(id).await?;
-    let now = unix_now();
+    let now = store.now();
     let pending: Vec<(usize, &RecipientRecord)> = m
         .recipients
         .iter()

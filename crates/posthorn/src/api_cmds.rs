@@ -5,7 +5,7 @@ use crate::admin::{parse_id, print_message};
 use crate::cli::ApiKeyCmd;
 use posthorn_admin::{Admin, AdminError};
 use posthorn_api::messages::MessageView;
-use posthorn_store::{SqliteStore, Store};
+use posthorn_store::Store;
 use posthorn_types::time::rfc3339;
 
 pub async fn apikey(admin: &Admin, cmd: ApiKeyCmd) -> anyhow::Result<()> {
@@ -44,7 +44,7 @@ pub async fn apikey(admin: &Admin, cmd: ApiKeyCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn status(store: &SqliteStore, id: &str, json: bool) -> anyhow::Result<()> {
+pub async fn status(store: &dyn Store, id: &str, json: bool) -> anyhow::Result<()> {
     let m = store.message(parse_id(id)?).await?;
     if json {
         out!("{}", serde_json::to_string_pretty(&MessageView::from(m))?);

@@ -3,15 +3,15 @@
 
 use crate::cli::LockoutCmd;
 use anyhow::Context;
-use posthorn_store::{Lockout, SqliteStore, Store};
-use posthorn_types::time::{rfc3339, unix_now};
+use posthorn_store::{Lockout, Store};
+use posthorn_types::time::rfc3339;
 use serde_json::json;
 use std::net::IpAddr;
 
-pub async fn run(store: &SqliteStore, cmd: LockoutCmd) -> anyhow::Result<()> {
+pub async fn run(store: &dyn Store, cmd: LockoutCmd) -> anyhow::Result<()> {
     match cmd {
         LockoutCmd::List { json } => {
-            let lockouts = store.auth_lockouts(unix_now()).await?;
+            let lockouts = store.auth_lockouts(store.now()).await?;
             if json {
                 let all: Vec<_> = lockouts.iter().map(lockout_json).collect();
                 out!("{}", serde_json::to_string_pretty(&all)?);

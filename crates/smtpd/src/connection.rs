@@ -7,7 +7,7 @@ use crate::ListenerKind;
 use posthorn_ratelimit::{count_refusal, ConnectionGuard, Decision, Limiter, Mode, Quota};
 use posthorn_smtp::{Credentials, Event, Session, SessionConfig};
 use posthorn_submit::{is_suppression, AuthError};
-use posthorn_types::time::{rfc3339, unix_now};
+use posthorn_types::time::rfc3339;
 use posthorn_types::{Identity, LoginKind, Origin, Reply};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -251,10 +251,9 @@ impl Conn {
         if lockouts_on {
             // A point read; if the store cannot answer, the login goes on
             // (limits protect, they never stop the service).
-            match shared
-                .submitter
-                .store()
-                .auth_lockout(self.peer.ip(), &creds.username, unix_now())
+            let store = shared.submitter.store();
+            match store
+                .auth_lockout(self.peer.ip(), &creds.username, store.now())
                 .await
             {
                 Ok(Some(lockout)) => {
@@ -349,11 +348,9 @@ impl Conn {
     async fn count_auth_failure(&self, creds: &Credentials) {
         let policy = &self.shared.config.auth_lockout;
         let tag = failure_tag(&creds.password);
-        match self
-            .shared
-            .submitter
-            .store()
-            .record_auth_failure(self.peer.ip(), &creds.username, &tag, unix_now(), policy)
+        let store = self.shared.submitter.store();
+        match store
+            .record_auth_failure(self.peer.ip(), &creds.username, &tag, store.now(), policy)
             .await
         {
             Ok(Some(lockout)) => tracing::warn!(

@@ -45,6 +45,15 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// The storage interface. Every method is safe to call from many tasks.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    // --- time -------------------------------------------------------------
+    /// The store's clock, Unix seconds. Every time a caller hands the
+    /// store (a claim's `now` and `lease_until`, a next try, a retention
+    /// cutoff, a lockout's `now`) is read from here, and the store stamps
+    /// with it too, so nodes whose own clocks are skewed still agree on
+    /// leases and due times. The embedded store: this machine's clock; a
+    /// shared database: the database's.
+    fn now(&self) -> i64;
+
     // --- accounts and credentials -------------------------------------
     async fn create_account(&self, name: &str) -> Result<Account>;
     async fn account(&self, name: &str) -> Result<Account>;
@@ -223,9 +232,6 @@ pub trait Store: Send + Sync + 'static {
     /// End the lockouts of `ip` (only `user`'s with `Some`) and forget
     /// their counted failures. Returns how many running lockouts ended.
     async fn clear_auth_lockouts(&self, ip: std::net::IpAddr, user: Option<&str>) -> Result<u64>;
-
-    /// Counters of the commit path, for metrics and tests.
-    fn commit_stats(&self) -> CommitStats;
 }
 
 /// How many commits carried how many messages since the store was opened.

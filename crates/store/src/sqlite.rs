@@ -40,7 +40,7 @@ const MIGRATIONS: &[&str] = &[
 /// See the module documentation.
 pub struct SqliteStore {
     pool: SqlitePool,
-    writer: std::sync::mpsc::Sender<WriteJob>,
+    writer: tokio::sync::mpsc::Sender<WriteJob>,
     point_reads: PointReads,
     counters: Arc<Counters>,
     fresh: Arc<FreshContents>,
@@ -73,6 +73,15 @@ fn duplicate(what: &str, name: &str) -> impl FnOnce(StoreError) -> StoreError {
 }
 
 impl SqliteStore {
+    /// Counters of the commit path (commits, messages in them), for the
+    /// benchmarks and tests of group commit: an embedded-store matter.
+    pub fn commit_stats(&self) -> CommitStats {
+        CommitStats {
+            commits: self.counters.commits.load(Ordering::Relaxed),
+            messages: self.counters.messages.load(Ordering::Relaxed),
+        }
+    }
+
     /// The database file of the store in `dir`.
     pub fn database_path(dir: &Path) -> PathBuf {
         dir.join("posthorn.db")
@@ -151,8 +160,10 @@ impl SqliteStore {
     async fn write(&self, op: Op) -> Result<Done> {
         let (done, wait) = oneshot::channel();
         let stopped = || StoreError::Backend("the store writer has stopped".into());
+        // Waits for room when the writer is behind (a bounded queue).
         self.writer
             .send(WriteJob { op, done })
+            .await
             .map_err(|_| stopped())?;
         wait.await.map_err(|_| stopped())?
     }
@@ -333,6 +344,11 @@ const MESSAGE_COLUMNS: &str = "m.id, m.account_id, a.name AS account, m.mail_fro
 
 #[async_trait]
 impl Store for SqliteStore {
+    fn now(&self) -> i64 {
+        // One machine: its own clock is the store's.
+        now()
+    }
+
     async fn create_account(&self, name: &str) -> Result<Account> {
         let row = sqlx::query(
             "INSERT INTO accounts (name, created_at) VALUES (?, ?) RETURNING id, name, created_at",
@@ -910,13 +926,6 @@ impl Store for SqliteStore {
 
     async fn labels(&self, account_id: i64) -> Result<Vec<ListedName>> {
         api::listed_names(&self.pool, api::ListedTable::Labels, account_id).await
-    }
-
-    fn commit_stats(&self) -> CommitStats {
-        CommitStats {
-            commits: self.counters.commits.load(Ordering::Relaxed),
-            messages: self.counters.messages.load(Ordering::Relaxed),
-        }
     }
 
     async fn message(&self, id: MessageId) -> Result<MessageRecord> {

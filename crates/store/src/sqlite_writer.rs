@@ -19,13 +19,17 @@ use rusqlite::{params, params_from_iter, Connection, ToSql, TransactionBehavior}
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::mpsc;
 use tokio::sync::oneshot;
 
 /// Most jobs one group commit carries.
 const MAX_BATCH: usize = 512;
+/// Jobs that may wait for the writer: when it falls this far behind,
+/// callers wait for room (a submission waits before its 250) instead of
+/// memory growing without bound. Eight full commits' worth.
+pub(crate) const QUEUE_CAP: usize = 8 * MAX_BATCH;
 /// Messages per multi-row INSERT (12 parameters each; SQLite allows 32,766).
 const MESSAGE_CHUNK: usize = 256;
 /// Rows per multi-row INSERT or UPDATE of the smaller tables.
@@ -108,7 +112,7 @@ pub(crate) fn spawn(
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.set_prepared_statement_cache_capacity(128);
-    let (tx, rx) = mpsc::channel();
+    let (tx, rx) = mpsc::channel(QUEUE_CAP);
     std::thread::Builder::new()
         .name("store-writer".into())
         .spawn(move || run(conn, rx, counters, fresh))
@@ -118,12 +122,12 @@ pub(crate) fn spawn(
 
 fn run(
     mut conn: Connection,
-    rx: mpsc::Receiver<WriteJob>,
+    mut rx: mpsc::Receiver<WriteJob>,
     counters: Arc<Counters>,
     fresh: Arc<FreshContents>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Ok(first) = rx.recv() {
+    while let Some(first) = rx.blocking_recv() {
         batch.push(first);
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -131,27 +135,25 @@ fn run(
                 Err(_) => break,
             }
         }
-        let enqueued = batch
-            .iter()
-            .filter(|j| matches!(j.op, Op::Enqueue(_)))
-            .count();
         match write_batch(&mut conn, &mut batch) {
             Ok(results) => {
                 counters.commits.fetch_add(1, Ordering::Relaxed);
-                counters
-                    .messages
-                    .fetch_add(enqueued as u64, Ordering::Relaxed);
                 let committed = std::time::Instant::now();
                 for (job, done) in batch.drain(..).zip(results) {
-                    match job.op {
-                        // Before its sender hears of the commit, so any
-                        // delivery of it can find it.
-                        Op::Enqueue(m) => fresh.keep(m.id, m.content, committed),
-                        // Contents were deleted: none may be handed out now.
-                        Op::Purge { .. } => fresh.clear(),
-                        _ => {}
+                    if done.is_ok() {
+                        match job.op {
+                            // Before its sender hears of the commit, so any
+                            // delivery of it can find it.
+                            Op::Enqueue(m) => {
+                                counters.messages.fetch_add(1, Ordering::Relaxed);
+                                fresh.keep(m.id, m.content, committed)
+                            }
+                            // Contents were deleted: none may be handed out now.
+                            Op::Purge { .. } => fresh.clear(),
+                            _ => {}
+                        }
                     }
-                    let _ = job.done.send(Ok(done));
+                    let _ = job.done.send(done);
                 }
             }
             Err(e) => {
@@ -164,11 +166,15 @@ fn run(
     }
 }
 
-/// Every job in one transaction; the results in the jobs' order.
-fn write_batch(conn: &mut Connection, batch: &mut [WriteJob]) -> Result<Vec<Done>> {
+/// Every job in one transaction; each job's result in the jobs' order.
+/// Each job runs under a savepoint of its own, so one that fails (a
+/// duplicate id, a constraint) is undone and fails alone while the others
+/// commit; only a failure of the transaction itself (the commit, the disk)
+/// fails them all.
+fn write_batch(conn: &mut Connection, batch: &mut [WriteJob]) -> Result<Vec<Result<Done>>> {
     // IMMEDIATE: take the write lock now (waiting out the pool's admin
     // writes), so no read snapshot can go stale under this transaction.
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let now = now();
     // Events only while some webhook may want them (see sqlite_api).
     let webhooks: bool = tx
@@ -185,6 +191,40 @@ fn write_batch(conn: &mut Connection, batch: &mut [WriteJob]) -> Result<Vec<Done
     let events = events_since.is_some();
     // The batch's messages first, together; the other writes may then
     // already see them (they commit together either way).
+    let enqueued = enqueue_all(&mut tx, batch, events)?;
+    let mut results = Vec::with_capacity(batch.len());
+    for (job, enqueued) in batch.iter_mut().zip(enqueued) {
+        if let Some(result) = enqueued {
+            results.push(result);
+            continue;
+        }
+        let sp = tx.savepoint()?;
+        let done = run_op(&sp, &mut job.op, events, now);
+        match done {
+            Ok(d) => {
+                sp.commit()?;
+                results.push(Ok(d));
+            }
+            // Dropping the savepoint undoes what the job wrote.
+            Err(e) => results.push(Err(e)),
+        }
+    }
+    if let Some(since) = events_since {
+        fan_out(&tx, since, now)?;
+    }
+    tx.commit()?;
+    Ok(results)
+}
+
+/// Insert the batch's messages: all in one go (a fixed number of
+/// statements), or when that fails, each under a savepoint of its own, so
+/// only the message at fault is refused. One entry per job: `Some` for an
+/// enqueue, with its result.
+fn enqueue_all(
+    tx: &mut rusqlite::Transaction<'_>,
+    batch: &[WriteJob],
+    events: bool,
+) -> Result<Vec<Option<Result<Done>>>> {
     let messages: Vec<&NewMessage> = batch
         .iter()
         .filter_map(|j| match &j.op {
@@ -192,48 +232,73 @@ fn write_batch(conn: &mut Connection, batch: &mut [WriteJob]) -> Result<Vec<Done
             _ => None,
         })
         .collect();
-    insert_messages(&tx, &messages, events)?;
+    let all = {
+        let sp = tx.savepoint()?;
+        match insert_messages(&sp, &messages, events) {
+            Ok(()) => sp.commit().map_err(StoreError::from),
+            Err(e) => Err(e),
+        }
+    };
+    let one_by_one = all.is_err();
     let mut results = Vec::with_capacity(batch.len());
-    for job in batch.iter_mut() {
-        let done = match &mut job.op {
-            Op::Enqueue(_) => Done::Enqueued,
-            Op::Claim {
-                owner,
-                now,
-                lease_until,
-                limit,
-            } => Done::Claimed(claim(&tx, owner, *now, *lease_until, *limit)?),
-            Op::Record { owner, batch } => Done::Recorded(record(
-                &tx,
-                owner.as_deref(),
-                std::mem::take(batch),
-                events,
-                now,
-            )?),
-            Op::Purge {
-                bodies_before,
-                records_before,
-            } => {
-                let (b, r) = purge(&tx, *bodies_before, *records_before)?;
-                Done::Purged(b, r)
-            }
-            Op::ClaimWebhooks {
-                now,
-                lease_until,
-                limit,
-            } => Done::WebhooksClaimed(claim_webhook_deliveries(&tx, *now, *lease_until, *limit)?),
-            Op::WebhookResults(results) => {
-                record_webhook_results(&tx, results, now)?;
-                Done::WebhooksRecorded
-            }
+    for job in batch {
+        let Op::Enqueue(m) = &job.op else {
+            results.push(None);
+            continue;
         };
-        results.push(done);
+        if !one_by_one {
+            results.push(Some(Ok(Done::Enqueued)));
+            continue;
+        }
+        let sp = tx.savepoint()?;
+        match insert_messages(&sp, &[m], events) {
+            Ok(()) => {
+                sp.commit()?;
+                results.push(Some(Ok(Done::Enqueued)));
+            }
+            Err(e) => {
+                tracing::warn!(id = %m.id, error = %e, "one message of a group commit refused");
+                results.push(Some(Err(e)));
+            }
+        }
     }
-    if let Some(since) = events_since {
-        fan_out(&tx, since, now)?;
-    }
-    tx.commit()?;
     Ok(results)
+}
+
+/// One write other than an enqueue.
+fn run_op(tx: &Connection, op: &mut Op, events: bool, now: i64) -> Result<Done> {
+    Ok(match op {
+        Op::Enqueue(_) => Done::Enqueued,
+        Op::Claim {
+            owner,
+            now,
+            lease_until,
+            limit,
+        } => Done::Claimed(claim(tx, owner, *now, *lease_until, *limit)?),
+        Op::Record { owner, batch } => Done::Recorded(record(
+            tx,
+            owner.as_deref(),
+            std::mem::take(batch),
+            events,
+            now,
+        )?),
+        Op::Purge {
+            bodies_before,
+            records_before,
+        } => {
+            let (b, r) = purge(tx, *bodies_before, *records_before)?;
+            Done::Purged(b, r)
+        }
+        Op::ClaimWebhooks {
+            now,
+            lease_until,
+            limit,
+        } => Done::WebhooksClaimed(claim_webhook_deliveries(tx, *now, *lease_until, *limit)?),
+        Op::WebhookResults(results) => {
+            record_webhook_results(tx, results, now)?;
+            Done::WebhooksRecorded
+        }
+    })
 }
 
 /// `(?, ?, …)` rows for a multi-row `VALUES`.

@@ -20,7 +20,7 @@ use posthorn_ratelimit::{Limiter, LocalLimiter};
 use posthorn_policy::codes::RECIPIENT_SUPPRESSED;
 use posthorn_policy::{rewrite_headers, HeaderEdits};
 use posthorn_store::{AttachmentRecord, NewMessage, Store, StoreError};
-use posthorn_types::time::{rfc5322, unix_now};
+use posthorn_types::time::rfc5322;
 use posthorn_types::{BusinessError, Envelope, Identity, LoginKind, MessageId, Origin};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -392,7 +392,8 @@ impl Submitter {
         )
         .await?;
         let id = MessageId::generate();
-        let now = unix_now();
+        // Stamped with the store's clock, like everything it keeps.
+        let now = self.store.now();
         let date = rfc5322(now);
         let received = received::field(origin, who, &self.config.hostname, id, &date);
         let message_id = format!("<{id}@{}>", self.config.hostname);

@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use posthorn_submit::{apply_settings, AccountLimits, SettingKey, SETTING_KEYS};
-use posthorn_types::time::{rfc3339, unix_now};
+use posthorn_types::time::rfc3339;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -171,7 +171,7 @@ pub async fn show_account(
     let defaults = state.submitter.config().limits;
     let limits = apply_settings(defaults, &overrides);
     let domains = state.store.domains(acct.id).await?;
-    let now = unix_now();
+    let now = state.store.now();
     let mut counts = [0u64; 3];
     for (n, secs) in counts.iter_mut().zip([60, 3600, 86400]) {
         *n = state

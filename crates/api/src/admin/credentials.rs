@@ -9,7 +9,7 @@ use crate::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use posthorn_types::time::{rfc3339, unix_now};
+use posthorn_types::time::rfc3339;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -319,7 +319,7 @@ pub async fn create_label(
         StatusCode::CREATED,
         Json(LabelView {
             label: req.label,
-            created_at: rfc3339(unix_now()),
+            created_at: rfc3339(state.store.now()),
         }),
     ))
 }
