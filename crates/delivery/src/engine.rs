@@ -800,6 +800,7 @@ pub fn bounce_notice(
         mail_from: String::new(),
         recipients: vec![about.mail_from.to_string()],
         auth_user: "mailer-daemon".into(),
+        client_ip: None,
         label: about.label.map(str::to_string),
         received_at: now,
         subject: "Undelivered Mail Returned to Sender".into(),

@@ -59,8 +59,8 @@ pub struct Facts {
     pub attachments: Vec<AttachmentFact>,
 }
 
-fn refuse(code: &'static str, message: impl Into<String>) -> BusinessError {
-    BusinessError::policy(code, message)
+fn refuse(code: &'static str, explanation: impl Into<String>) -> BusinessError {
+    crate::codes::refusal(code, explanation)
 }
 
 fn addresses(a: Option<&Address<'_>>) -> Vec<String> {
@@ -145,7 +145,7 @@ pub fn check(
             return Err(refuse(
                 INVALID_CONTENT_TYPE,
                 format!(
-                    "the top-level Content-Type {}/{} is not allowed; use text/plain, text/html or multipart/mixed, related or alternative",
+                    "top-level {}/{}; use text/plain, text/html or multipart/mixed, related or alternative",
                     ct.ctype(),
                     ct.subtype().unwrap_or("")
                 ),
@@ -416,7 +416,7 @@ fn check_part_headers(index: usize, part: &MessagePart<'_>) -> Result<(), Busine
         if !known.iter().any(|k| k.eq_ignore_ascii_case(cte)) {
             return Err(refuse(
                 INVALID_TRANSFER_ENCODING,
-                format!("part {index} has Content-Transfer-Encoding {cte:?}; use base64 or quoted-printable"),
+                format!("part {index} is {cte:?}; use base64 or quoted-printable"),
             ));
         }
     }
@@ -445,7 +445,8 @@ fn check_base64(raw: &[u8], part: &MessagePart<'_>, index: usize) -> Result<(), 
     let bad = |why: &str| {
         refuse(
             INVALID_ATTACHMENT_CONTENT,
-            format!("attachment {name} (part {index}) is not valid base64: {why}"),
+            // The reason first: a long Message is cut at its end.
+            format!("part {index}: {why} ({name})"),
         )
     };
     let mut symbols = 0usize;
@@ -465,7 +466,7 @@ fn check_base64(raw: &[u8], part: &MessagePart<'_>, index: usize) -> Result<(), 
                 }
             }
             b' ' | b'\t' | b'\r' | b'\n' => {}
-            _ => return Err(bad("a character outside the base64 alphabet")),
+            _ => return Err(bad("a character not in base64")),
         }
     }
     if (symbols + padding) % 4 == 1 || (padding > 0 && !(symbols + padding).is_multiple_of(4)) {

@@ -1,10 +1,16 @@
 //! Every business error code Posthorn answers with, what triggers it and how
 //! to fix it. `docs/errors.md` is kept in step with this list by a test.
 
+use posthorn_types::BusinessError;
+
 /// One stable error code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ErrorCode {
     pub code: &'static str,
+    /// The wording of the Tencent guide's error table ("General business
+    /// error description") for this refusal, if it has one: the `Message`
+    /// begins with it, then `: ` and Posthorn's own explanation.
+    pub seed_wording: Option<&'static str>,
     /// The SMTP reply it is answered with.
     pub smtp: &'static str,
     pub trigger: &'static str,
@@ -32,126 +38,171 @@ pub const RECIPIENT_RATE_LIMIT: &str = "RequestLimitExceeded.RecipientRateLimit"
 pub const API_CALL_LIMIT: &str = "RequestLimitExceeded.ApiCallLimit";
 pub const RECIPIENT_SUPPRESSED: &str = "FailedOperation.RecipientSuppressed";
 
-const POLICY: &str = "554 5.6.0";
+const POLICY: &str = "554 5.0.0";
+
+/// The seed table's wording for `code`, if the seed has one.
+pub fn seed_wording(code: &str) -> Option<&'static str> {
+    ERROR_CODES
+        .iter()
+        .find(|c| c.code == code)
+        .and_then(|c| c.seed_wording)
+}
+
+/// The `Message` of a business error: the seed table's wording for `code`
+/// where it has one, then `: ` and `explanation` (Posthorn's own words);
+/// just `explanation` otherwise.
+pub fn message(code: &str, explanation: impl Into<String>) -> String {
+    let explanation = explanation.into();
+    match seed_wording(code) {
+        Some(wording) => format!("{wording}: {explanation}"),
+        None => explanation,
+    }
+}
+
+/// A policy refusal (`554 5.0.0`) of `code`, its `Message` made by
+/// [`message`].
+pub fn refusal(code: &'static str, explanation: impl Into<String>) -> BusinessError {
+    BusinessError::policy(code, message(code, explanation))
+}
 
 /// All codes, in the order `docs/errors.md` lists them.
 pub const ERROR_CODES: &[ErrorCode] = &[
     ErrorCode {
         code: MISSING_FROM,
+        seed_wording: Some("msg.From is null"),
         smtp: POLICY,
         trigger: "the message has no From header, or it names no address",
         fix: "add `From: Name <sender@your-domain>`",
     },
     ErrorCode {
         code: MISSING_SUBJECT,
+        seed_wording: Some("msg.Subject is null"),
         smtp: POLICY,
         trigger: "the message has no Subject header, or it is empty",
         fix: "add a non-empty `Subject:`",
     },
     ErrorCode {
         code: MISSING_RECIPIENT,
+        seed_wording: None,
         smtp: POLICY,
         trigger: "neither To nor Cc names an address",
         fix: "add `To:` (or `Cc:`) with at least one address; Bcc alone is not enough",
     },
     ErrorCode {
         code: MISSING_EMAIL_CONTENT,
+        seed_wording: Some("msg.Body is null"),
         smtp: POLICY,
         trigger: "the message has no body text, no HTML and no attachment",
         fix: "send some content",
     },
     ErrorCode {
         code: SENDER_MISMATCH,
+        seed_wording: None,
         smtp: POLICY,
         trigger: "the From address is not the envelope sender (MAIL FROM), or From names several addresses",
         fix: "make `From:` the same address as MAIL FROM; the display name is free",
     },
     ErrorCode {
         code: INVALID_CONTENT_TYPE,
+        seed_wording: Some("Content-Type must in..."),
         smtp: POLICY,
         trigger: "the top-level Content-Type is not text/plain, text/html, multipart/mixed, multipart/related or multipart/alternative",
         fix: "wrap other content in multipart/mixed as an attachment",
     },
     ErrorCode {
         code: INVALID_CHARSET,
+        seed_wording: None,
         smtp: POLICY,
         trigger: "a text part names a charset that is not registered with IANA",
         fix: "use UTF-8 (or another registered charset)",
     },
     ErrorCode {
         code: INVALID_MIME_VERSION,
+        seed_wording: Some("Mime-Version must in..."),
         smtp: POLICY,
         trigger: "MIME-Version is present and is not 1.0",
         fix: "send `MIME-Version: 1.0` or leave it out",
     },
     ErrorCode {
         code: INVALID_TRANSFER_ENCODING,
+        seed_wording: Some("Content-Transfer-Encoding must in..."),
         smtp: POLICY,
         trigger: "a part's Content-Transfer-Encoding is not 7bit, 8bit, binary, base64 or quoted-printable",
         fix: "encode the part as base64 or quoted-printable",
     },
     ErrorCode {
         code: INVALID_ATTACHMENT_CONTENT,
+        seed_wording: Some("Incorrect attachment content. Make sure the base64 content is..."),
         smtp: POLICY,
         trigger: "an attachment's base64 content does not decode (characters outside the alphabet, broken padding, truncation)",
         fix: "encode the attachment with a standard base64 encoder",
     },
     ErrorCode {
         code: TOO_MANY_ATTACHMENTS,
+        seed_wording: None,
         smtp: POLICY,
         trigger: "more attachments than the account's limit (default 10)",
         fix: "send fewer attachments, or several messages",
     },
     ErrorCode {
         code: ATTACHMENT_TOO_LARGE,
+        seed_wording: Some("The attachments are too large. Make sure they do not exceed the..."),
         smtp: POLICY,
         trigger: "one attachment is larger, decoded, than the account's limit (default 5 MiB)",
         fix: "send a link instead of the file, or compress it",
     },
     ErrorCode {
         code: ATTACHMENTS_TOO_LARGE,
+        seed_wording: Some("The attachments are too large. Make sure they do not exceed the..."),
         smtp: POLICY,
         trigger: "all attachments together are larger, decoded, than the account's limit (default 8 MiB)",
         fix: "split the attachments over several messages",
     },
     ErrorCode {
         code: BODY_TOO_LARGE,
+        seed_wording: Some("The email is too large. Remove some content..."),
         smtp: POLICY,
         trigger: "the message without its attachments is larger than the account's limit (default 1 MiB)",
         fix: "shorten the text or HTML; move large inline content to attachments or links",
     },
     ErrorCode {
         code: MESSAGE_TOO_LARGE,
-        smtp: "554 5.6.0 (552 5.3.4 over SMTP, where SIZE catches it first)",
+        seed_wording: Some("The email is too large. Remove some content..."),
+        smtp: "554 5.0.0 (552 5.3.4 over SMTP, where SIZE catches it first)",
         trigger: "the whole message is larger than the size limit (default 16 MiB)",
         fix: "send less",
     },
     ErrorCode {
         code: LINE_TOO_LONG,
+        seed_wording: None,
         smtp: POLICY,
         trigger: "a line of the message is longer than the line limit (default 2,000 bytes)",
         fix: "wrap long lines, or use quoted-printable or base64 for the part",
     },
     ErrorCode {
         code: SMTP_RATE_LIMIT,
+        seed_wording: Some("smtp sending frequency limit..."),
         smtp: "451 4.7.1",
         trigger: "the account sent more messages per second than its limit (default 20); the message was not stored",
         fix: "retry after the time the message names; spread sending, or raise `messages_per_second`",
     },
     ErrorCode {
         code: RECIPIENT_RATE_LIMIT,
+        seed_wording: None,
         smtp: "450 4.7.1 (on that RCPT only)",
         trigger: "this sender has sent this recipient as many messages this hour as allowed (default 10)",
         fix: "send the other recipients now and this one later; or raise `pair_per_hour`",
     },
     ErrorCode {
         code: API_CALL_LIMIT,
+        seed_wording: None,
         smtp: "451 4.7.1 (at MAIL FROM)",
         trigger: "the API user made more SMTP transactions and HTTP calls this minute than its limit (default 20,000); SendCloud answers this `536 Frequency limited`",
         fix: "retry after the time the message names; code that waited for SendCloud's 536 should treat 451 4.7.1 the same way",
     },
     ErrorCode {
         code: RECIPIENT_SUPPRESSED,
+        seed_wording: None,
         smtp: "550 5.1.1 (on that RCPT only)",
         trigger: "an earlier message to this recipient bounced hard (5.1.x, user unknown), or an operator added it to the account's suppression list",
         fix: "remove the address from your list; if it works again, `posthorn suppression remove --account ACCOUNT ADDRESS`",

@@ -601,6 +601,15 @@ fn refuse_fixtures_refuse_with_the_named_code() {
                 describe(&e)
             )),
             Err(e) => {
+                // The Message begins with the seed table's wording, if any.
+                if let Some(wording) = posthorn_policy::codes::seed_wording(e.code) {
+                    if !e.message.starts_with(&format!("{wording}: ")) {
+                        failures.push(format!(
+                            "refuse/{name}: message does not begin with {wording:?}: {:?}",
+                            e.message
+                        ));
+                    }
+                }
                 // The reply must stay one SMTP line.
                 let line = e.to_reply().to_string();
                 if line.len() > 512 || line.trim_end().contains('\n') {

@@ -13,14 +13,42 @@ fn repo_root() -> PathBuf {
 }
 
 fn table() -> String {
-    let mut out = String::from("| code | SMTP reply | when | how to fix |\n|---|---|---|---|\n");
+    let mut out = String::from(
+        "| code | SMTP reply | `Message` begins with | when | how to fix |\n|---|---|---|---|---|\n",
+    );
     for c in ERROR_CODES {
+        let wording = c
+            .seed_wording
+            .map(|w| format!("`{w}: `"))
+            .unwrap_or_else(|| "(Posthorn's words only)".into());
         out.push_str(&format!(
-            "| `{}` | {} | {} | {} |\n",
-            c.code, c.smtp, c.trigger, c.fix
+            "| `{}` | {} | {} | {} | {} |\n",
+            c.code, c.smtp, wording, c.trigger, c.fix
         ));
     }
     out
+}
+
+/// The page's example line is exactly what Posthorn writes, but for the
+/// RequestId, which is new every time.
+#[test]
+fn the_error_page_shows_the_line_as_written() {
+    const EXAMPLE_ID: &str = "0f8c2b9e-5a41-4d7e-9b3a-6c1d2e4f5a7b";
+    let line = posthorn_policy::codes::refusal(
+        posthorn_policy::codes::MISSING_SUBJECT,
+        "the message has no Subject header",
+    )
+    .to_reply()
+    .to_string();
+    let marker = "\"RequestId\":\"";
+    let at = line.find(marker).expect("a RequestId") + marker.len();
+    let id = &line[at..at + 36];
+    let documented = line.replace(id, EXAMPLE_ID);
+    let page = std::fs::read_to_string(repo_root().join("docs/errors.md")).unwrap();
+    assert!(
+        page.contains(&format!("```\n{documented}\n```")),
+        "docs/errors.md should show the line as Posthorn writes it:\n{documented}"
+    );
 }
 
 #[test]

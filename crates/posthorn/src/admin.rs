@@ -531,6 +531,7 @@ fn message_json(m: &MessageRecord) -> serde_json::Value {
         "account": m.account,
         "mail_from": m.mail_from,
         "auth_user": m.auth_user,
+        "client_ip": m.client_ip,
         "label": m.label,
         "size": m.size,
         "received_at": rfc3339(m.received_at),
@@ -588,6 +589,7 @@ pub(crate) fn print_message(m: &MessageRecord) -> std::io::Result<()> {
     out!("received:    {}", rfc3339(m.received_at));
     out!("mail from:   {}", sender(&m.mail_from));
     out!("logged in:   {}", m.auth_user);
+    out!("client:      {}", m.client_ip.as_deref().unwrap_or("-"));
     out!("label:       {}", m.label.as_deref().unwrap_or("-"));
     out!("size:        {} bytes", m.size);
     out!("subject:     {}", m.subject);

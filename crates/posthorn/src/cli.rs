@@ -120,6 +120,11 @@ pub struct ServeArgs {
     /// STARTTLS listener address, e.g. 0.0.0.0:587; may be repeated; replaces the config's list.
     #[arg(long, value_name = "ADDR")]
     pub submission: Vec<String>,
+    /// Listener that takes TLS from the first byte or STARTTLS (waits
+    /// briefly for a TLS ClientHello before the greeting), e.g. 0.0.0.0:587;
+    /// may be repeated; replaces the config's list.
+    #[arg(long, value_name = "ADDR")]
+    pub auto_tls: Vec<String>,
     /// Host name in the greeting, EHLO reply and generated certificate.
     #[arg(long, value_name = "NAME")]
     pub hostname: Option<String>,

@@ -8,7 +8,7 @@ use posthorn_delivery::route::ResolverSettings;
 use posthorn_delivery::{parse_duration, DeliveryConfig, Relay};
 use posthorn_smtp::LineEndings;
 use posthorn_smtpd::{IpNet, ListenerKind, ListenerSpec, SmtpConfig, TrustedNetwork};
-use posthorn_submit::{AccountLimits, PolicyLimits, RateLimits, SubmitConfig};
+use posthorn_submit::{AccountLimits, PolicyLimits, RateLimits, ReceivedMode, SubmitConfig};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -207,6 +207,11 @@ impl Default for DeliverySection {
 pub struct SmtpSection {
     pub implicit_tls: Vec<String>,
     pub starttls: Vec<String>,
+    /// Listeners that take either (see `ListenerKind::AutoTls`).
+    pub auto_tls: Vec<String>,
+    /// Milliseconds an auto_tls listener waits for a TLS ClientHello
+    /// before greeting in plain text.
+    pub auto_tls_wait_ms: u64,
     pub max_message_size: usize,
     pub max_recipients: usize,
     pub max_line_length: usize,
@@ -216,6 +221,18 @@ pub struct SmtpSection {
     pub allow_plaintext_auth_on_loopback: bool,
     pub shutdown_grace_secs: u64,
     pub trusted_networks: Vec<TrustedNetworkEntry>,
+    /// `full` (the client's name, address and login, as MTAs write) or
+    /// `private` (none of them, as hosted providers do).
+    pub received_header: ReceivedHeader,
+}
+
+/// `[smtp] received_header`.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ReceivedHeader {
+    #[default]
+    Full,
+    Private,
 }
 
 #[derive(Debug, Deserialize)]
@@ -351,6 +368,8 @@ impl Default for SmtpSection {
         Self {
             implicit_tls: vec!["0.0.0.0:465".into()],
             starttls: vec!["0.0.0.0:587".into(), "0.0.0.0:2525".into()],
+            auto_tls: Vec::new(),
+            auto_tls_wait_ms: d.auto_tls_wait.as_millis() as u64,
             max_message_size: d.max_message_size,
             max_recipients: d.max_recipients,
             max_line_length: d.max_line_length,
@@ -360,6 +379,7 @@ impl Default for SmtpSection {
             allow_plaintext_auth_on_loopback: false,
             shutdown_grace_secs: d.shutdown_grace.as_secs(),
             trusted_networks: Vec::new(),
+            received_header: ReceivedHeader::Full,
         }
     }
 }
@@ -492,6 +512,7 @@ impl Config {
                 "implicit_tls",
             ),
             (&self.smtp.starttls, ListenerKind::StartTls, "starttls"),
+            (&self.smtp.auto_tls, ListenerKind::AutoTls, "auto_tls"),
         ] {
             for addr in list {
                 let addr: SocketAddr = addr.parse().with_context(|| {
@@ -501,7 +522,7 @@ impl Config {
             }
         }
         if out.is_empty() {
-            bail!("no SMTP listener is configured: set [smtp] implicit_tls or starttls, or pass --smtps / --submission");
+            bail!("no SMTP listener is configured: set [smtp] implicit_tls, starttls or auto_tls, or pass --smtps / --submission / --auto-tls");
         }
         Ok(out)
     }
@@ -527,6 +548,10 @@ impl Config {
                     api_calls_per_minute: l.api_calls_per_minute,
                 },
                 bounce_notices: u64::from(self.delivery.dsn),
+            },
+            received: match self.smtp.received_header {
+                ReceivedHeader::Full => ReceivedMode::Full,
+                ReceivedHeader::Private => ReceivedMode::Private,
             },
             ..SubmitConfig::default()
         }
@@ -678,6 +703,7 @@ impl Config {
             allow_plaintext_auth_on_loopback: s.allow_plaintext_auth_on_loopback,
             trusted_networks,
             shutdown_grace: Duration::from_secs(s.shutdown_grace_secs),
+            auto_tls_wait: Duration::from_millis(s.auto_tls_wait_ms),
             max_connections_per_ip: self.limits.connections_per_ip,
             new_connections_per_ip_per_minute: self.limits.new_connections_per_ip_per_minute,
             auth_lockout: posthorn_smtpd::LockoutPolicy {
@@ -759,6 +785,7 @@ mod tests {
         assert_eq!(parsed.smtp.starttls, d.smtp.starttls);
         assert_eq!(parsed.smtp.max_message_size, d.smtp.max_message_size);
         assert_eq!(parsed.smtp.max_recipients, d.smtp.max_recipients);
+        assert_eq!(parsed.smtp.received_header, d.smtp.received_header);
         assert_eq!(parsed.smtp.max_line_length, d.smtp.max_line_length);
         assert_eq!(parsed.smtp.line_endings, d.smtp.line_endings);
         assert_eq!(parsed.smtp.idle_timeout_secs, d.smtp.idle_timeout_secs);

@@ -24,6 +24,9 @@ pub async fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
     if !args.submission.is_empty() {
         config.smtp.starttls = args.submission.clone();
     }
+    if !args.auto_tls.is_empty() {
+        config.smtp.auto_tls = args.auto_tls.clone();
+    }
     if let Some(h) = args.hostname {
         config.hostname = Some(h);
     }
@@ -90,6 +93,7 @@ pub async fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
             let flag = match e.kind {
                 ListenerKind::ImplicitTls => "--smtps",
                 ListenerKind::StartTls => "--submission",
+                ListenerKind::AutoTls => "--auto-tls",
             };
             let hint = if e.addr.port() < 1024 && e.source.kind() == std::io::ErrorKind::PermissionDenied {
                 " (ports below 1024 need root or CAP_NET_BIND_SERVICE)"

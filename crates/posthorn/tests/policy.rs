@@ -97,6 +97,54 @@ fn a_refused_message_stores_nothing_and_the_next_one_passes() {
     assert_eq!(server.messages().len(), 1);
 }
 
+/// A refusal over real SMTP, read exactly as a Tencent client reads it:
+/// split the line at `##SES-response-json: `, parse the rest, take
+/// `Response.QcloudError.Error.Code` and `.Message` (and `Response.Error`).
+#[test]
+fn a_refusal_reads_as_a_tencent_client_expects() {
+    let server = TestServer::start(BIN.as_ref(), "allow_plaintext_auth_on_loopback = true");
+    let mut c = server.logged_in();
+    let cases = [
+        (
+            format!("From: {SENDER}\r\nTo: to@example.net\r\n\r\nhi\r\n"),
+            "FailedOperation.MissingSubject",
+            "msg.Subject is null: ",
+        ),
+        (
+            format!("From: {SENDER}\r\nTo: to@example.net\r\nSubject: x\r\nContent-Type: application/pdf\r\n\r\nhi\r\n"),
+            "FailedOperation.InvalidContentType",
+            "Content-Type must in...: ",
+        ),
+    ];
+    for (content, code, wording) in cases {
+        let line = send(&mut c, &["to@example.net"], &content);
+        let line = line.trim_end();
+        assert!(
+            line.starts_with("554 5.0.0 Error: transaction failed, blame it on the weather: ##SES-response-json: {"),
+            "{line}"
+        );
+        assert!(line.len() + 2 <= 512 && line.is_ascii(), "{line}");
+        let (_, json) = line.split_once("##SES-response-json: ").unwrap();
+        let v: Value = serde_json::from_str(json).unwrap();
+        let error = &v["Response"]["QcloudError"]["Error"];
+        assert_eq!(error["Code"], code, "{line}");
+        let message = error["Message"].as_str().unwrap();
+        assert!(message.starts_with(wording), "{line}");
+        assert!(message.len() > wording.len(), "{line}");
+        assert_eq!(v["Response"]["Error"]["Code"], code, "{line}");
+        assert_eq!(v["Response"]["Error"]["Message"], message, "{line}");
+        let id = v["Response"]["RequestId"].as_str().unwrap();
+        let parts: Vec<usize> = id.split('-').map(str::len).collect();
+        assert_eq!(parts, [8, 4, 4, 4, 12], "{id}");
+        assert!(
+            id.bytes()
+                .all(|b| b == b'-' || b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+            "{id}"
+        );
+    }
+    assert!(server.messages().is_empty());
+}
+
 #[test]
 fn per_account_overrides_apply_and_attachments_are_recorded() {
     let server = TestServer::start(BIN.as_ref(), "allow_plaintext_auth_on_loopback = true");

@@ -11,6 +11,11 @@ pub enum ListenerKind {
     ImplicitTls,
     /// Plaintext until STARTTLS (submission 587, 2525, 25).
     StartTls,
+    /// Either: waits [`SmtpConfig::auto_tls_wait`] for a TLS ClientHello
+    /// before the greeting and speaks TLS from the first byte if one comes
+    /// (clients told "587 uses SSL", as Tencent's samples and MailKit's
+    /// `SslOnConnect` are), else greets in plain text and offers STARTTLS.
+    AutoTls,
 }
 
 impl ListenerKind {
@@ -18,6 +23,7 @@ impl ListenerKind {
         match self {
             ListenerKind::ImplicitTls => "smtps (implicit TLS)",
             ListenerKind::StartTls => "submission (STARTTLS)",
+            ListenerKind::AutoTls => "submission (implicit TLS or STARTTLS)",
         }
     }
 }
@@ -50,6 +56,10 @@ pub struct SmtpConfig {
     pub data_timeout: Duration,
     /// Longest TLS handshake.
     pub tls_handshake_timeout: Duration,
+    /// How long an [`ListenerKind::AutoTls`] listener waits for a TLS
+    /// ClientHello before greeting in plain text: the delay a STARTTLS
+    /// client there sees before its greeting.
+    pub auto_tls_wait: Duration,
     /// Allow AUTH without TLS from loopback clients.
     pub allow_plaintext_auth_on_loopback: bool,
     pub trusted_networks: Vec<TrustedNetwork>,
@@ -79,6 +89,7 @@ impl Default for SmtpConfig {
             idle_timeout: Duration::from_secs(30),
             data_timeout: Duration::from_secs(600),
             tls_handshake_timeout: Duration::from_secs(10),
+            auto_tls_wait: Duration::from_millis(300),
             allow_plaintext_auth_on_loopback: false,
             trusted_networks: Vec::new(),
             shutdown_grace: Duration::from_secs(30),

@@ -56,6 +56,10 @@ pub(crate) async fn serve(
 ) {
     let _ = stream.set_nodelay(true);
     let cfg = &shared.config;
+    let kind = match kind {
+        ListenerKind::AutoTls => sniff(&stream, cfg.auto_tls_wait).await,
+        kind => kind,
+    };
     let loopback = peer.ip().is_loopback()
         || matches!(peer.ip(), std::net::IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()));
     let session_config = SessionConfig {
@@ -118,24 +122,26 @@ pub(crate) async fn serve(
             Some(tls) => conn.drive(tls, &mut session).await.map(|_| ()),
             None => Ok(()),
         },
-        ListenerKind::StartTls => match conn.drive(stream, &mut session).await {
-            Ok(End::StartTls(plain)) => match conn.handshake(plain).await {
-                Some(tls) => {
-                    session.tls_started();
-                    // TLS starts the session again: a login before it is void.
-                    conn.identity = conn.trusted.clone();
-                    conn.user_slot = None;
-                    conn.user_lease = None;
-                    if conn.identity.is_some() {
-                        session.set_authenticated();
+        ListenerKind::StartTls | ListenerKind::AutoTls => {
+            match conn.drive(stream, &mut session).await {
+                Ok(End::StartTls(plain)) => match conn.handshake(plain).await {
+                    Some(tls) => {
+                        session.tls_started();
+                        // TLS starts the session again: a login before it is void.
+                        conn.identity = conn.trusted.clone();
+                        conn.user_slot = None;
+                        conn.user_lease = None;
+                        if conn.identity.is_some() {
+                            session.set_authenticated();
+                        }
+                        conn.drive(tls, &mut session).await.map(|_| ())
                     }
-                    conn.drive(tls, &mut session).await.map(|_| ())
-                }
-                None => Ok(()),
-            },
-            Ok(End::Closed) => Ok(()),
-            Err(e) => Err(e),
-        },
+                    None => Ok(()),
+                },
+                Ok(End::Closed) => Ok(()),
+                Err(e) => Err(e),
+            }
+        }
     };
     if let Err(e) = result {
         tracing::debug!(%peer, error = %e, "connection ended with an I/O error");
@@ -237,6 +243,17 @@ async fn admit(shared: &Shared, peer: SocketAddr) -> Result<ConnectionGuard, Rep
             count_refusal("connections_per_ip");
             too_many()
         })
+}
+
+/// What a client on an auto-TLS listener speaks: TLS when the first byte
+/// to arrive within `wait` opens a TLS handshake record (0x16), else plain
+/// SMTP (an SMTP client waits for the greeting and sends nothing).
+async fn sniff(stream: &TcpStream, wait: Duration) -> ListenerKind {
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(wait, stream.peek(&mut first)).await {
+        Ok(Ok(1)) if first[0] == 0x16 => ListenerKind::ImplicitTls,
+        _ => ListenerKind::StartTls,
+    }
 }
 
 impl Conn {

@@ -6,6 +6,14 @@ use posthorn_types::Reply;
 pub(crate) fn auth_failure(e: &AuthError) -> Reply {
     match e {
         AuthError::Invalid => Reply::new(535, "5.7.8", "Error: authentication credentials invalid"),
+        AuthError::UnknownLabel(label) => Reply::new(
+            535,
+            "5.7.8",
+            format!(
+                "Error: the password is right, but the account has no label {:?}; check the label id after '#'",
+                label.chars().filter(|c| c.is_ascii_graphic()).take(64).collect::<String>()
+            ),
+        ),
         AuthError::Temporary(_) => Reply::new(
             454,
             "4.7.0",

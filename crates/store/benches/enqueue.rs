@@ -41,6 +41,7 @@ async fn main() {
                         mail_from: "load@bench.test".into(),
                         recipients: vec!["sink@example.net".into()],
                         auth_user: "load@bench.test".into(),
+                        client_ip: None,
                         label: None,
                         received_at: 0,
                         subject: "bench".into(),

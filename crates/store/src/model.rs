@@ -57,6 +57,9 @@ pub struct NewMessage {
     pub recipients: Vec<String>,
     /// Who logged in (address or API user name).
     pub auth_user: String,
+    /// The submitting client's address (SMTP or HTTP peer), for the
+    /// operator: kept even when the Received field leaves it out.
+    pub client_ip: Option<String>,
     pub label: Option<String>,
     pub received_at: i64,
     /// Decoded Subject, as the policy read it.
@@ -106,6 +109,9 @@ pub struct MessageRecord {
     pub account: String,
     pub mail_from: String,
     pub auth_user: String,
+    /// The submitting client's address (SMTP or HTTP peer), for the
+    /// operator: kept even when the Received field leaves it out.
+    pub client_ip: Option<String>,
     pub label: Option<String>,
     pub size: u64,
     /// Unix seconds.

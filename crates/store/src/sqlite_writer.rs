@@ -42,7 +42,8 @@ const SUPPRESSED_REPLY: &str = "550 5.1.1 recipient is on the account's suppress
 
 /// A write the writer carries out inside its next group commit.
 pub(crate) enum Op {
-    Enqueue(NewMessage),
+    // Boxed: a message is much larger than the other writes.
+    Enqueue(Box<NewMessage>),
     Claim {
         owner: String,
         now: i64,
@@ -228,7 +229,7 @@ fn enqueue_all(
     let messages: Vec<&NewMessage> = batch
         .iter()
         .filter_map(|j| match &j.op {
-            Op::Enqueue(m) => Some(m),
+            Op::Enqueue(m) => Some(&**m),
             _ => None,
         })
         .collect();
@@ -326,17 +327,18 @@ fn insert_messages(tx: &Connection, messages: &[&NewMessage], events: bool) -> R
         .collect();
     for chunk in message_rows.chunks(MESSAGE_CHUNK) {
         let sql = format!(
-            "INSERT INTO messages (id, account_id, mail_from, auth_user, label, size, received_at, subject, header_from, is_dsn, completed_at)
+            "INSERT INTO messages (id, account_id, mail_from, auth_user, client_ip, label, size, received_at, subject, header_from, is_dsn, completed_at)
              VALUES {}",
-            rows(chunk.len(), 11)
+            rows(chunk.len(), 12)
         );
-        let mut args: Vec<&dyn ToSql> = Vec::with_capacity(chunk.len() * 11);
+        let mut args: Vec<&dyn ToSql> = Vec::with_capacity(chunk.len() * 12);
         for (id, m, size, completed) in chunk {
             args.extend([
                 *id as &dyn ToSql,
                 &m.account_id,
                 &m.mail_from,
                 &m.auth_user,
+                &m.client_ip,
                 &m.label,
                 size,
                 &m.received_at,
@@ -780,6 +782,7 @@ mod tests {
                 vec![format!("r{n}@y.test")]
             },
             auth_user: "a@x.test".into(),
+            client_ip: None,
             label: None,
             received_at: 1_000 + n as i64,
             subject: format!("m{n}"),

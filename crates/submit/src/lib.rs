@@ -11,6 +11,7 @@ mod settings;
 
 pub use password::{burn_time, generate_secret, hash_secret, verify_secret};
 pub use posthorn_policy::PolicyLimits;
+pub use received::ReceivedMode;
 pub use settings::{
     apply_settings, validate_setting, AccountLimits, RateLimits, SettingKey, SETTING_KEYS,
 };
@@ -29,9 +30,15 @@ use std::time::{Duration, Instant};
 /// Why a login failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
-    /// Wrong user, password, or label: the client is never told which.
+    /// Wrong user or password: the client is never told which.
     #[error("invalid credentials")]
     Invalid,
+    /// The user and password are right, but the label after `#` is not
+    /// one of the account's: said plainly, since the client has proved it
+    /// knows the password, so a typo in a label id does not look like a
+    /// wrong key.
+    #[error("unknown label {0:?}")]
+    UnknownLabel(String),
     /// The store could not be asked; the client may try again.
     #[error("temporary failure: {0}")]
     Temporary(String),
@@ -66,6 +73,9 @@ pub struct SubmitConfig {
     pub limits: AccountLimits,
     /// How long an account's settings are cached before being read again.
     pub settings_ttl: Duration,
+    /// What the Received field says about the client (`[smtp]
+    /// received_header`).
+    pub received: ReceivedMode,
 }
 
 impl Default for SubmitConfig {
@@ -74,6 +84,7 @@ impl Default for SubmitConfig {
             hostname: "localhost".into(),
             limits: AccountLimits::default(),
             settings_ttl: Duration::from_secs(5),
+            received: ReceivedMode::Full,
         }
     }
 }
@@ -160,8 +171,9 @@ impl Submitter {
     /// Check a login. The user is a sender address (it may then send only
     /// from itself) or an API user (any sender address of its account);
     /// either may end in `#label_id`, naming a label of the account. An
-    /// unknown user, wrong password and unknown label all give
-    /// [`AuthError::Invalid`] after the same amount of work.
+    /// unknown user and a wrong password give [`AuthError::Invalid`] after
+    /// the same amount of work; an unknown label after the right password
+    /// gives [`AuthError::UnknownLabel`].
     pub async fn authenticate(&self, user: &str, password: &str) -> Result<Identity, AuthError> {
         // The whole name first (an address may contain '#'), then with a
         // label split off at the last '#'.
@@ -184,7 +196,7 @@ impl Submitter {
                                 .await
                                 .map_err(temp)?
                         {
-                            return Err(AuthError::Invalid);
+                            return Err(AuthError::UnknownLabel(label.to_string()));
                         }
                     }
                     let account = self.account_name(account_id).await?;
@@ -395,7 +407,14 @@ impl Submitter {
         // Stamped with the store's clock, like everything it keeps.
         let now = self.store.now();
         let date = rfc5322(now);
-        let received = received::field(origin, who, &self.config.hostname, id, &date);
+        let received = received::field(
+            origin,
+            who,
+            &self.config.hostname,
+            id,
+            &date,
+            self.config.received,
+        );
         let message_id = format!("<{id}@{}>", self.config.hostname);
         let content = rewrite_headers(
             &content,
@@ -415,6 +434,7 @@ impl Submitter {
                 suppressed: envelope.suppressed,
                 is_dsn: false,
                 auth_user: who.login_name().to_string(),
+                client_ip: origin.peer.map(|ip| ip.to_canonical().to_string()),
                 label: who.label.clone(),
                 received_at: now,
                 subject: facts.subject,

@@ -13,7 +13,7 @@ fn limited(code: u16, status: &'static str, id: &'static str, message: String) -
         smtp_code: code,
         smtp_status: status,
         code: id,
-        message,
+        message: posthorn_policy::codes::message(id, message),
     })
 }
 

@@ -441,16 +441,29 @@ pub fn queued_id(reply: &str) -> String {
         .to_string()
 }
 
-/// The `Code` of a business error reply (`... ##SES-response-json: {...}`).
+/// The `Code` of a business error reply (`... ##SES-response-json: {...}`),
+/// read as a Tencent client reads it: `Response.QcloudError.Error.Code`
+/// (checked to be the same as `Response.Error.Code`).
 pub fn business_code(reply: &str) -> String {
+    let v = business_json(reply);
+    let code = v["Response"]["QcloudError"]["Error"]["Code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(
+        v["Response"]["Error"]["Code"], code,
+        "Response.Error.Code differs from QcloudError's in {reply}"
+    );
+    code
+}
+
+/// The JSON of a business error reply: the text after
+/// `##SES-response-json: `, parsed.
+pub fn business_json(reply: &str) -> Value {
     let json = reply
         .split("##SES-response-json: ")
         .nth(1)
         .unwrap_or_else(|| panic!("not a business error: {reply}"))
         .trim_end();
-    let v: Value = serde_json::from_str(json).expect("valid JSON in the reply");
-    v["Response"]["Error"]["Code"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
+    serde_json::from_str(json).expect("valid JSON in the reply")
 }

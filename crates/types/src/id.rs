@@ -97,11 +97,28 @@ impl FromStr for MessageId {
     }
 }
 
-/// A short random identifier for one request, used in business-error JSON
-/// and logs so an operator can find the line a client quotes.
+/// A short random identifier for one HTTP request (`X-Request-Id`, the
+/// `request_id` of the API's errors) and for webhook ids: 16 hex digits.
 pub fn new_request_id() -> String {
     let v: u64 = rand::random();
     format!("{:016x}", v)
+}
+
+/// A random (version 4) UUID, lower case, `8-4-4-4-12`: the `RequestId` of
+/// a business error line, in the form the Tencent guide shows.
+pub fn new_uuid() -> String {
+    let v: u128 = rand::random();
+    let v = (v & !(0xf << 76)) | (0x4 << 76); // version 4
+    let v = (v & !(0x3 << 62)) | (0x2 << 62); // RFC 4122 variant
+    let h = format!("{v:032x}");
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
 }
 
 #[cfg(test)]

@@ -11,8 +11,8 @@ mod status;
 pub mod time;
 
 pub use address::{Address, AddressError};
-pub use business::BusinessError;
+pub use business::{BusinessError, BUSINESS_ERROR_PREFIX};
 pub use envelope::{BodyType, Envelope, Identity, LoginKind, Origin};
-pub use id::{new_request_id, MessageId};
+pub use id::{new_request_id, new_uuid, MessageId};
 pub use reply::Reply;
 pub use status::RecipientStatus;

@@ -307,7 +307,7 @@ pub fn normalize(transcript: &[u8]) -> String {
         let queued = rest.find("queued as ").map(|i| (i, "queued as ", 26));
         let request = rest
             .find("\"RequestId\":\"")
-            .map(|i| (i, "\"RequestId\":\"", 16));
+            .map(|i| (i, "\"RequestId\":\"", 36));
         let next = match (queued, request) {
             (Some(a), Some(b)) => Some(if a.0 < b.0 { a } else { b }),
             (a, b) => a.or(b),

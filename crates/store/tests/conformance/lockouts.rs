@@ -1,26 +1,24 @@
-//! Failed logins and AUTH lockouts in the SQLite store, with explicit
-//! clocks.
+//! Failed logins and AUTH lockouts, with explicit times read from the
+//! store's clock.
 
-use posthorn_store::{LockoutPolicy, SqliteStore, Store};
+use crate::support::Backend;
+use posthorn_store::LockoutPolicy;
 use std::net::IpAddr;
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
-const T: i64 = 1_800_000_000;
-
-#[tokio::test]
-async fn distinct_failures_lock_one_user_from_one_address() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path()).await.unwrap();
+pub async fn distinct_failures_lock_one_user_from_one_address(b: &Backend) {
+    let store = b.store();
+    let t0 = store.now();
     let p = LockoutPolicy::default();
     let a = ip("192.0.2.1");
     // The same wrong secret again (PLAIN then LOGIN, a retry) counts once.
     for _ in 0..10 {
         assert_eq!(
             store
-                .record_auth_failure(a, "bob@x.test", "t0", T, &p)
+                .record_auth_failure(a, "bob@x.test", "t0", t0, &p)
                 .await
                 .unwrap(),
             None
@@ -29,25 +27,27 @@ async fn distinct_failures_lock_one_user_from_one_address() {
     for i in 1..4 {
         let tag = format!("t{i}");
         assert!(store
-            .record_auth_failure(a, "Bob@X.test", &tag, T + i, &p)
+            .record_auth_failure(a, "Bob@X.test", &tag, t0 + i, &p)
             .await
             .unwrap()
             .is_none());
     }
     assert_eq!(
-        store.auth_lockout(a, "bob@x.test", T + 4).await.unwrap(),
+        store.auth_lockout(a, "bob@x.test", t0 + 4).await.unwrap(),
         None
     );
     let started = store
-        .record_auth_failure(a, "bob@x.test", "t4", T + 4, &p)
+        .record_auth_failure(a, "bob@x.test", "t4", t0 + 4, &p)
         .await
         .unwrap()
         .expect("the fifth distinct failure locks");
     assert_eq!(started.user.as_deref(), Some("bob@x.test"));
-    assert_eq!(started.locked_until, T + 4 + 300);
+    assert_eq!(started.ip, a);
+    assert_eq!(started.locked_at, t0 + 4);
+    assert_eq!(started.locked_until, t0 + 4 + 300);
     assert_eq!(started.failures, 5);
     // Locked for bob from this address only, names without case.
-    let t = T + 5;
+    let t = t0 + 5;
     assert_eq!(
         store.auth_lockout(a, "BOB@x.test", t).await.unwrap(),
         Some(started.clone())
@@ -90,20 +90,19 @@ async fn distinct_failures_lock_one_user_from_one_address() {
         .is_none());
 }
 
-#[tokio::test]
-async fn failures_out_of_the_window_do_not_count() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path()).await.unwrap();
+pub async fn failures_out_of_the_window_do_not_count(b: &Backend) {
+    let store = b.store();
+    let t0 = store.now();
     let p = LockoutPolicy::default();
     let a = ip("2001:db8::1");
     for i in 0..4 {
         store
-            .record_auth_failure(a, "bob", &format!("old{i}"), T, &p)
+            .record_auth_failure(a, "bob", &format!("old{i}"), t0, &p)
             .await
             .unwrap();
     }
     // Ten minutes later those four are gone.
-    let later = T + 600;
+    let later = t0 + 600;
     assert!(store
         .record_auth_failure(a, "bob", "new", later, &p)
         .await
@@ -112,10 +111,9 @@ async fn failures_out_of_the_window_do_not_count() {
     assert!(store.auth_lockout(a, "bob", later).await.unwrap().is_none());
 }
 
-#[tokio::test]
-async fn spraying_many_users_locks_the_whole_address() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path()).await.unwrap();
+pub async fn spraying_many_users_locks_the_whole_address(b: &Backend) {
+    let store = b.store();
+    let t0 = store.now();
     let p = LockoutPolicy::default();
     let a = ip("198.51.100.7");
     let mut started = None;
@@ -123,29 +121,31 @@ async fn spraying_many_users_locks_the_whole_address() {
         // Two guesses per user: no user is locked.
         let user = format!("u{}", i / 2);
         started = store
-            .record_auth_failure(a, &user, &format!("t{i}"), T + i, &p)
+            .record_auth_failure(a, &user, &format!("t{i}"), t0 + i, &p)
             .await
             .unwrap();
         assert!(started.is_none() || i == 29, "locked early at {i}");
     }
     let started = started.expect("30 distinct failures lock the address");
     assert_eq!(started.user, None);
-    assert_eq!(started.locked_until, T + 29 + 900);
+    assert_eq!(started.locked_until, t0 + 29 + 900);
     assert_eq!(started.failures, 30);
     // Every user, even one never tried, is refused from that address.
-    let got = store.auth_lockout(a, "someone-else", T + 30).await.unwrap();
+    let got = store
+        .auth_lockout(a, "someone-else", t0 + 30)
+        .await
+        .unwrap();
     assert_eq!(got, Some(started));
     assert!(store
-        .auth_lockout(ip("198.51.100.8"), "u0", T + 30)
+        .auth_lockout(ip("198.51.100.8"), "u0", t0 + 30)
         .await
         .unwrap()
         .is_none());
 }
 
-#[tokio::test]
-async fn zero_means_no_lockout() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path()).await.unwrap();
+pub async fn zero_means_no_lockout(b: &Backend) {
+    let store = b.store();
+    let t0 = store.now();
     let p = LockoutPolicy {
         user_failures: 0,
         address_failures: 0,
@@ -154,40 +154,38 @@ async fn zero_means_no_lockout() {
     let a = ip("192.0.2.9");
     for i in 0..50 {
         assert!(store
-            .record_auth_failure(a, "bob", &format!("t{i}"), T, &p)
+            .record_auth_failure(a, "bob", &format!("t{i}"), t0, &p)
             .await
             .unwrap()
             .is_none());
     }
-    assert!(store.auth_lockouts(T).await.unwrap().is_empty());
+    assert!(store.auth_lockouts(t0).await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn clearing_ends_lockouts_and_forgets_failures_and_survives_reopen() {
-    let dir = tempfile::tempdir().unwrap();
+pub async fn clearing_ends_lockouts_and_forgets_failures_and_survives_reopen(b: &Backend) {
     let p = LockoutPolicy {
         user_failures: 2,
         ..LockoutPolicy::default()
     };
     let a = ip("192.0.2.1");
-    let now = posthorn_types::time::unix_now();
-    {
-        let store = SqliteStore::open(dir.path()).await.unwrap();
-        for user in ["bob", "carol"] {
-            for tag in ["x", "y"] {
-                store
-                    .record_auth_failure(a, user, tag, now, &p)
-                    .await
-                    .unwrap();
-            }
+    let store = b.store();
+    let now = store.now();
+    for user in ["bob", "carol"] {
+        for tag in ["x", "y"] {
+            store
+                .record_auth_failure(a, user, tag, now, &p)
+                .await
+                .unwrap();
         }
-        store
-            .record_auth_failure(a, "dave", "x", now, &p)
-            .await
-            .unwrap();
     }
+    store
+        .record_auth_failure(a, "dave", "x", now, &p)
+        .await
+        .unwrap();
+    drop(store);
+
     // Another process (the admin command line) sees and clears them.
-    let store = SqliteStore::open(dir.path()).await.unwrap();
+    let store = b.reopen().await;
     assert_eq!(store.auth_lockouts(now).await.unwrap().len(), 2);
     assert_eq!(store.clear_auth_lockouts(a, Some("BOB")).await.unwrap(), 1);
     assert!(store.auth_lockout(a, "bob", now).await.unwrap().is_none());

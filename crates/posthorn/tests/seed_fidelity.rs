@@ -1,0 +1,137 @@
+//! What the providers' users expect unchanged: a private Received field,
+//! and (more to come with issue 20) per-account recipient limits.
+
+use posthorn_testkit::*;
+use std::path::Path;
+
+const BIN: &str = env!("CARGO_BIN_EXE_posthorn");
+
+fn send(c: &mut RawClient) -> String {
+    assert!(c.cmd(&format!("MAIL FROM:<{SENDER}>")).starts_with("250"));
+    assert!(c.cmd("RCPT TO:<you@example.net>").starts_with("250"));
+    assert!(c.cmd("DATA").starts_with("354"));
+    c.send(
+        format!("From: <{SENDER}>\r\nTo: <you@example.net>\r\nSubject: hi\r\n\r\nHello.\r\n.\r\n")
+            .as_bytes(),
+    );
+    queued_id(&c.read_reply())
+}
+
+/// The Received field, unfolded.
+fn received(content: &[u8]) -> String {
+    let text = String::from_utf8_lossy(content);
+    let mut field = String::new();
+    for line in text.split("\r\n") {
+        if field.is_empty() {
+            if line.starts_with("Received:") {
+                field.push_str(line);
+            }
+        } else if line.starts_with([' ', '\t']) {
+            field.push(' ');
+            field.push_str(line.trim());
+        } else {
+            break;
+        }
+    }
+    field
+}
+
+#[test]
+fn a_private_received_field_names_neither_client_nor_login() {
+    let full = TestServer::start(Path::new(BIN), "allow_plaintext_auth_on_loopback = true\n");
+    let id = send(&mut full.logged_in());
+    let field = received(&full.content(&id));
+    assert!(
+        field.contains("from ") && field.contains("[127.0.0.1]"),
+        "{field}"
+    );
+    assert!(
+        field.contains(&format!("authenticated as {SENDER}")),
+        "{field}"
+    );
+
+    let private = TestServer::start(
+        Path::new(BIN),
+        "allow_plaintext_auth_on_loopback = true\nreceived_header = \"private\"\n",
+    );
+    let id = send(&mut private.logged_in());
+    let field = received(&private.content(&id));
+    assert!(
+        field.starts_with("Received: by posthorn.test (Posthorn) with ESMTP"),
+        "{field}"
+    );
+    assert!(field.contains(&format!("id {id};")), "{field}");
+    for secret in ["127.0.0.1", SENDER, "authenticated", "from "] {
+        assert!(!field.contains(secret), "{secret:?} in {field}");
+    }
+    // The operator still knows who sent it.
+    let shown = private.message(&id);
+    assert_eq!(shown["auth_user"], SENDER);
+    assert_eq!(shown["client_ip"], "127.0.0.1");
+}
+
+/// Python's smtplib, as the providers' samples use it.
+fn python(script: &str, args: &[String]) -> String {
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn an_auto_tls_listener_takes_ssl_on_connect_and_starttls_alike() {
+    let port = free_port();
+    let server = TestServer::start(
+        Path::new(BIN),
+        &format!("auto_tls = [\"127.0.0.1:{port}\"]\nauto_tls_wait_ms = 300\n"),
+    );
+    // Tencent's sample shape: SMTP_SSL on the port; then a STARTTLS
+    // client on the same port, timed to its greeting.
+    let script = r#"
+import smtplib, ssl, sys, time
+port, user, pw = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+ctx = ssl._create_unverified_context()
+msg = "From: <%s>\r\nTo: <you@example.net>\r\nSubject: hi\r\n\r\nHello.\r\n" % user
+s = smtplib.SMTP_SSL("127.0.0.1", port, context=ctx, timeout=10)
+s.login(user, pw)
+s.sendmail(user, ["you@example.net"], msg)
+s.quit()
+print("ssl ok")
+t = time.monotonic()
+s = smtplib.SMTP("127.0.0.1", port, timeout=10)
+greeting = time.monotonic() - t
+s.starttls(context=ctx)
+s.login(user, pw)
+s.sendmail(user, ["you@example.net"], msg)
+s.quit()
+print("starttls ok %.3f" % greeting)
+"#;
+    let out = python(
+        script,
+        &[port.to_string(), SENDER.into(), SENDER_PASSWORD.into()],
+    );
+    assert!(out.contains("ssl ok"), "{out}");
+    let greeting: f64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("starttls ok "))
+        .unwrap_or_else(|| panic!("{out}"))
+        .trim()
+        .parse()
+        .unwrap();
+    // The wait is by design; the upper bound only catches a hang.
+    assert!(
+        (0.29..5.0).contains(&greeting),
+        "greeting after {greeting} s"
+    );
+    eprintln!("auto_tls: a STARTTLS client's greeting came after {greeting:.3} s");
+    assert_eq!(server.messages().len(), 2);
+}
