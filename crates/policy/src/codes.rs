@@ -37,6 +37,7 @@ pub const SMTP_RATE_LIMIT: &str = "RequestLimitExceeded.SmtpRateLimit";
 pub const RECIPIENT_RATE_LIMIT: &str = "RequestLimitExceeded.RecipientRateLimit";
 pub const API_CALL_LIMIT: &str = "RequestLimitExceeded.ApiCallLimit";
 pub const RECIPIENT_SUPPRESSED: &str = "FailedOperation.RecipientSuppressed";
+pub const TOO_MANY_RECIPIENTS: &str = "FailedOperation.TooManyRecipients";
 
 const POLICY: &str = "554 5.0.0";
 
@@ -206,5 +207,12 @@ pub const ERROR_CODES: &[ErrorCode] = &[
         smtp: "550 5.1.1 (on that RCPT only)",
         trigger: "an earlier message to this recipient bounced hard (5.1.x, user unknown), or an operator added it to the account's suppression list",
         fix: "remove the address from your list; if it works again, `posthorn suppression remove --account ACCOUNT ADDRESS`",
+    },
+    ErrorCode {
+        code: TOO_MANY_RECIPIENTS,
+        seed_wording: None,
+        smtp: "452 4.5.3 (on the RCPT past the limit; over HTTP 422)",
+        trigger: "more recipients (To, Cc and Bcc together) than the account's `max_recipients` (default 50; KooMessage allows 100)",
+        fix: "send to the others in another message (SMTP clients do this by themselves on 452), or `posthorn account set ACCOUNT max_recipients N`",
     },
 ];

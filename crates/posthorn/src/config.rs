@@ -548,6 +548,7 @@ impl Config {
                     api_calls_per_minute: l.api_calls_per_minute,
                 },
                 bounce_notices: u64::from(self.delivery.dsn),
+                max_recipients: self.smtp.max_recipients as u64,
             },
             received: match self.smtp.received_header {
                 ReceivedHeader::Full => ReceivedMode::Full,

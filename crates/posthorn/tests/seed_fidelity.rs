@@ -135,3 +135,60 @@ print("starttls ok %.3f" % greeting)
     eprintln!("auto_tls: a STARTTLS client's greeting came after {greeting:.3} s");
     assert_eq!(server.messages().len(), 2);
 }
+
+#[test]
+fn recipients_per_message_are_an_account_setting() {
+    let server = TestServer::start(Path::new(BIN), "allow_plaintext_auth_on_loopback = true\n");
+    let bad = server.cli(&["account", "set", ACCOUNT, "max_recipients", "0"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("max_recipients takes 1 to 1000"));
+    // KooMessage allows 100 per message.
+    server.cli_ok(&["account", "set", ACCOUNT, "max_recipients", "100"]);
+    let mut c = server.logged_in();
+    assert!(c.cmd(&format!("MAIL FROM:<{SENDER}>")).starts_with("250"));
+    for i in 0..100 {
+        let r = c.cmd(&format!("RCPT TO:<r{i}@example.net>"));
+        assert!(r.starts_with("250"), "RCPT {i}: {r}");
+    }
+    let r = c.cmd("RCPT TO:<r100@example.net>");
+    assert!(r.starts_with("452 4.5.3"), "{r}");
+    assert!(c.cmd("RSET").starts_with("250"));
+
+    // Over HTTP the same limit refuses the message with its own code. (Set
+    // through the admin API: this node then applies it at once; a CLI
+    // change reaches a running node within its settings cache, 5 s.)
+    let admin = server.admin_http_key();
+    let auth = format!("Bearer {admin}");
+    let set = posthorn_testkit::http::request(
+        server.http_port,
+        "PUT",
+        &format!("/v1/admin/accounts/{ACCOUNT}/settings/max_recipients"),
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        br#"{"value": 2}"#,
+    );
+    assert_eq!(set.status, 200, "{}", String::from_utf8_lossy(&set.body));
+    let key = server.http_key(ACCOUNT);
+    let r = posthorn_testkit::http::post_json(
+        server.http_port,
+        "/v1/messages",
+        &key,
+        &serde_json::json!({
+            "from": SENDER,
+            "to": ["a@example.net", "b@example.net"],
+            "cc": "c@example.net",
+            "subject": "hi",
+            "text": "Hello",
+        }),
+    );
+    assert_eq!(r.status, 422, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.error_code(), "FailedOperation.TooManyRecipients");
+    // A new login picks the new limit up over SMTP too.
+    let mut c = server.logged_in();
+    assert!(c.cmd(&format!("MAIL FROM:<{SENDER}>")).starts_with("250"));
+    assert!(c.cmd("RCPT TO:<a@example.net>").starts_with("250"));
+    assert!(c.cmd("RCPT TO:<b@example.net>").starts_with("250"));
+    assert!(c.cmd("RCPT TO:<c@example.net>").starts_with("452 4.5.3"));
+}

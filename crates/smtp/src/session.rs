@@ -175,6 +175,12 @@ impl Session {
         self.authenticated = true;
     }
 
+    /// Recipients per transaction from now on: the logged-in account's own
+    /// limit (the RCPT past it gets `452 4.5.3`).
+    pub fn set_max_recipients(&mut self, max: usize) {
+        self.config.max_recipients = max.max(1);
+    }
+
     /// The name the client gave in HELO/EHLO.
     pub fn helo(&self) -> Option<&str> {
         self.helo.as_deref()

@@ -109,8 +109,11 @@ pub(crate) async fn serve(
         Ok(slot) => {
             conn.ip_slot = slot;
             let mut session = Session::new(session_config);
-            if conn.identity.is_some() {
+            if let Some(who) = &conn.identity {
                 session.set_authenticated();
+                if let Ok(l) = shared.submitter.limits(who.account_id).await {
+                    session.set_max_recipients(l.max_recipients as usize);
+                }
             }
             session
         }
@@ -258,8 +261,9 @@ async fn sniff(stream: &TcpStream, wait: Duration) -> ListenerKind {
 
 impl Conn {
     /// Check a login, minding the AUTH lockouts and the user's connection
-    /// cap.
-    async fn authenticate(&mut self, creds: &Credentials) -> Result<(), Reply> {
+    /// cap. Answers the account's recipients-per-message limit when it
+    /// could be read.
+    async fn authenticate(&mut self, creds: &Credentials) -> Result<Option<u64>, Reply> {
         let shared = self.shared.clone();
         let cfg = &shared.config;
         let limiter = shared.submitter.limiter().clone();
@@ -307,11 +311,11 @@ impl Conn {
                 return Err(auth_failure(&e));
             }
         };
-        let per_user = match shared.submitter.limits(identity.account_id).await {
-            Ok(l) => l.rate.connections_per_user,
+        let (per_user, max_recipients) = match shared.submitter.limits(identity.account_id).await {
+            Ok(l) => (l.rate.connections_per_user, Some(l.max_recipients)),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read account limits");
-                0
+                (0, None)
             }
         };
         let Some(slot) = shared
@@ -357,7 +361,7 @@ impl Conn {
         self.user_slot = Some(slot);
         self.ip_slot = None;
         self.identity = Some(identity);
-        Ok(())
+        Ok(max_recipients)
     }
 
     /// Count a failed login for this address and user in the store, which
@@ -463,7 +467,10 @@ impl Conn {
                 }
                 Event::Authenticate(creds) => {
                     let result = self.authenticate(&creds).await;
-                    session.auth_result(result);
+                    if let Ok(Some(max)) = result {
+                        session.set_max_recipients(max as usize);
+                    }
+                    session.auth_result(result.map(|_| ()));
                 }
                 Event::Mail(from) => {
                     let result = match &self.identity {

@@ -392,6 +392,16 @@ impl Submitter {
             )));
         }
         let limits = self.limits(who.account_id).await?;
+        let recipients = envelope.rcpt_to.len() + envelope.suppressed.len();
+        if recipients as u64 > limits.max_recipients {
+            return Err(SubmitError::Business(posthorn_policy::codes::refusal(
+                posthorn_policy::codes::TOO_MANY_RECIPIENTS,
+                format!(
+                    "{recipients} recipients; this account sends to at most {} per message",
+                    limits.max_recipients
+                ),
+            )));
+        }
         let facts = posthorn_policy::check(&content, &envelope.mail_from, &limits.policy)
             .map_err(SubmitError::Business)?;
         // Only a message that passed the policy takes a share of the rates.

@@ -36,7 +36,13 @@ pub struct AccountLimits {
     /// Send bounce notices to the envelope sender (1) or not (0); the
     /// delivery engine reads the stored override under the same key.
     pub bounce_notices: u64,
+    /// Recipients per message, To, Cc and Bcc together (the SMTP session
+    /// answers the RCPT past it with `452 4.5.3`).
+    pub max_recipients: u64,
 }
+
+/// The most recipients an account may be allowed per message.
+pub const MAX_RECIPIENTS_CAP: u64 = 1000;
 
 impl Default for AccountLimits {
     fn default() -> Self {
@@ -44,6 +50,7 @@ impl Default for AccountLimits {
             policy: PolicyLimits::default(),
             rate: RateLimits::default(),
             bounce_notices: 1,
+            max_recipients: 50,
         }
     }
 }
@@ -120,6 +127,12 @@ pub const SETTING_KEYS: &[SettingKey] = &[
         set: |l, v| l.policy.max_message_size = v as usize,
     },
     SettingKey {
+        key: "max_recipients",
+        meaning: "recipients per message, To, Cc and Bcc together (1 to 1000)",
+        get: |l| l.max_recipients,
+        set: |l, v| l.max_recipients = v.clamp(1, MAX_RECIPIENTS_CAP),
+    },
+    SettingKey {
         key: "bounce_notices",
         meaning: "send bounce notices (RFC 3464) to the sender: 1 yes, 0 no",
         get: |l| l.bounce_notices,
@@ -140,6 +153,11 @@ pub fn validate_setting(key: &str, value: &str) -> Result<String, String> {
         .trim()
         .parse()
         .map_err(|_| format!("{key} takes a whole number of at least 0, not {value:?}"))?;
+    if key == "max_recipients" && !(1..=MAX_RECIPIENTS_CAP).contains(&n) {
+        return Err(format!(
+            "max_recipients takes 1 to {MAX_RECIPIENTS_CAP}, not {value:?}"
+        ));
+    }
     if key == "bounce_notices" && n > 1 {
         return Err(format!(
             "bounce_notices takes 1 (send notices) or 0 (don't), not {value:?}"
