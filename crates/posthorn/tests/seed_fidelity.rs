@@ -192,3 +192,27 @@ fn recipients_per_message_are_an_account_setting() {
     assert!(c.cmd("RCPT TO:<b@example.net>").starts_with("250"));
     assert!(c.cmd("RCPT TO:<c@example.net>").starts_with("452 4.5.3"));
 }
+
+#[test]
+fn a_refusals_request_id_is_in_the_server_log() {
+    let server = TestServer::start(Path::new(BIN), "allow_plaintext_auth_on_loopback = true\n");
+    let mut c = server.logged_in();
+    assert!(c.cmd(&format!("MAIL FROM:<{SENDER}>")).starts_with("250"));
+    assert!(c.cmd("RCPT TO:<you@example.net>").starts_with("250"));
+    assert!(c.cmd("DATA").starts_with("354"));
+    c.send(
+        format!("From: <{SENDER}>\r\nTo: <you@example.net>\r\n\r\nno subject\r\n.\r\n").as_bytes(),
+    );
+    let reply = c.read_reply();
+    let v = business_json(&reply);
+    let id = v["Response"]["RequestId"].as_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !server.log().contains(&format!("request_id={id}")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{id} not in:\n{}",
+            server.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

@@ -1,7 +1,7 @@
 //! One client connection: TLS set-up, the read/step/write loop, timeouts,
 //! and the answers to the session's events.
 
-use crate::replies::{auth_failure, submit_failure};
+use crate::replies::{auth_failure, submit_failure, submit_failure_with_id};
 use crate::server::Shared;
 use crate::ListenerKind;
 use posthorn_ratelimit::{count_refusal, ConnectionGuard, Decision, Limiter, Mode, Quota};
@@ -520,15 +520,19 @@ impl Conn {
                         .submitter
                         .submit(who, &origin, envelope, data)
                         .await;
-                    match &result {
+                    let result = match result {
                         Ok(id) => {
-                            tracing::info!(peer = %self.peer, user = who.login_name(), %id, rcpts, size, "message accepted")
+                            tracing::info!(peer = %self.peer, user = who.login_name(), %id, rcpts, size, "message accepted");
+                            Ok(id)
                         }
                         Err(e) => {
-                            tracing::info!(peer = %self.peer, user = who.login_name(), error = %e, "message refused")
+                            // The RequestId the client sees, in the log.
+                            let request_id = posthorn_types::new_uuid();
+                            tracing::info!(peer = %self.peer, user = who.login_name(), error = %e, %request_id, "message refused");
+                            Err(submit_failure_with_id(&e, &request_id))
                         }
-                    }
-                    session.submit_result(result.map_err(|e| submit_failure(&e)));
+                    };
+                    session.submit_result(result);
                 }
                 Event::Close => {
                     flush(&mut stream, session).await?;

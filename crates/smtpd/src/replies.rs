@@ -23,13 +23,19 @@ pub(crate) fn auth_failure(e: &AuthError) -> Reply {
 }
 
 pub(crate) fn submit_failure(e: &SubmitError) -> Reply {
+    submit_failure_with_id(e, &posthorn_types::new_uuid())
+}
+
+/// [`submit_failure`], a business error carrying `request_id` as its
+/// `RequestId`.
+pub(crate) fn submit_failure_with_id(e: &SubmitError, request_id: &str) -> Reply {
     match e {
         SubmitError::SenderNotAllowed(from) => Reply::new(
             553,
             "5.7.1",
             format!("Error: sender address <{from}> is not allowed for this login"),
         ),
-        SubmitError::Business(b) => b.to_reply(),
+        SubmitError::Business(b) => b.to_reply_with_id(request_id),
         SubmitError::Temporary(_) => Reply::new(
             451,
             "4.3.0",

@@ -40,7 +40,12 @@ impl BusinessError {
     /// `Response.Error` the Tencent Cloud API convention; both carry the same
     /// values, so code written against either finds them.
     pub fn to_reply(&self) -> Reply {
-        let request_id = new_uuid();
+        self.to_reply_with_id(&new_uuid())
+    }
+
+    /// [`BusinessError::to_reply`] with a `RequestId` the caller made (and
+    /// logged, so an operator can find the refusal a client reports).
+    pub fn to_reply_with_id(&self, request_id: &str) -> Reply {
         let code = json_string(self.code, usize::MAX);
         let line = |message: &str| {
             format!(
