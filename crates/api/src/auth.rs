@@ -132,14 +132,91 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
     Ok(key.trim())
 }
 
-/// A request made with an account's key; each one counts against the
-/// account's `api_calls_per_minute`.
+/// A request made with an account's key, or with SMTP credentials as
+/// `Authorization: Basic base64(user:password)` (an API user and its key,
+/// SendCloud style, `#label_id` included; or a sender address and its
+/// password). Each one counts against `api_calls_per_minute`: an API user's
+/// HTTP calls and SMTP transactions share one budget.
 pub struct AccountAuth(pub Identity);
+
+/// SMTP credentials given as `Authorization: Basic`, when they are.
+fn basic(parts: &Parts) -> Option<Result<(String, String), ApiError>> {
+    use base64::Engine;
+    let value = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let malformed = || {
+        ApiError::new(
+            INVALID_KEY,
+            "`Authorization: Basic` takes base64 of user:password",
+        )
+    };
+    let decoded = match base64::engine::general_purpose::STANDARD.decode(encoded.trim()) {
+        Ok(d) => d,
+        Err(_) => return Some(Err(malformed())),
+    };
+    let Ok(text) = String::from_utf8(decoded) else {
+        return Some(Err(malformed()));
+    };
+    match text.split_once(':') {
+        Some((user, password)) if !user.is_empty() => {
+            Some(Ok((user.to_string(), password.to_string())))
+        }
+        _ => Some(Err(malformed())),
+    }
+}
+
+/// A login with SMTP credentials over HTTP, under the same AUTH lockout.
+async fn smtp_login(
+    parts: &Parts,
+    state: &AppState,
+    user: &str,
+    password: &str,
+) -> Result<Identity, ApiError> {
+    use posthorn_submit::AuthError;
+    let ip = parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    match state
+        .submitter
+        .login(ip, user, password, &state.config.auth_lockout)
+        .await
+    {
+        Ok(who) => Ok(who),
+        Err(AuthError::LockedOut) => Err(ApiError::new(
+            crate::error::LOCKED_OUT,
+            "too many failed logins from your address, try again later",
+        )),
+        Err(AuthError::Temporary(m)) => Err(ApiError::new(crate::error::TEMPORARY, m)),
+        Err(e @ AuthError::UnknownLabel(_)) => Err(ApiError::new(
+            INVALID_KEY,
+            format!("the password is right, but: {e}"),
+        )),
+        Err(AuthError::Invalid) => Err(ApiError::new(
+            INVALID_KEY,
+            "the SMTP user or password is wrong",
+        )),
+    }
+}
 
 impl FromRequestParts<AppState> for AccountAuth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(creds) = basic(parts) {
+            let (user, password) = creds?;
+            let who = smtp_login(parts, state, &user, &password).await?;
+            state.submitter.api_call(&who).await?;
+            return Ok(AccountAuth(who));
+        }
         match authenticate(state, bearer(parts)?).await? {
             Principal::Account(who) => {
                 state.submitter.api_call(&who).await?;

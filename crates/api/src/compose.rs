@@ -1,12 +1,17 @@
 //! `POST /v1/messages`: the JSON body, checked field by field and turned into
 //! an envelope and an RFC 5322 message. Pure: no I/O, no clock, no async.
 //!
-//! [`compose`] answers only for what it can say about the request's own
-//! fields (a malformed address, broken base64, a header that would inject
-//! another). Whether the message may be sent (a recipient, a subject, some
-//! content, the size limits) is the shared policy's question,
-//! `posthorn_policy::check`, run later on the bytes made here, so a request
-//! with no To, an empty subject or no body still composes.
+//! [`compose`] answers for the request's own fields in two ways. A rule SMTP
+//! has too is answered with the business code SMTP answers for the same
+//! message (`posthorn_policy::codes`): no `from`, no or an empty `subject`,
+//! no `to` or `cc` address, no content, an attachment that is not base64;
+//! [`required`] is the one place for the missing fields, so serde never
+//! refuses them first. A fault of the JSON form only (a malformed address,
+//! a header that would inject another, a bad file name) gets an
+//! `InvalidParameter.*` code of [`COMPOSE_ERROR_CODES`]. The limits that
+//! depend on the account (attachment count and sizes, message size) and
+//! every other rule are the shared policy's, `posthorn_policy::check`, run
+//! later on the bytes made here, as for SMTP.
 //!
 //! The message carries no Date and no Message-ID: the submission path adds
 //! both (`policy::rewrite_headers`). mail-builder's `MessageBuilder` always
@@ -27,12 +32,14 @@ use mail_builder::headers::raw::Raw;
 use mail_builder::headers::text::Text;
 use mail_builder::headers::{Header, HeaderType};
 use mail_builder::mime::{BodyPart, MimePart};
+use posthorn_policy::codes;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
 /// A malformed address; the field is `from`, `to`, `to[2]`, `reply_to[0]`, ...
 pub const INVALID_ADDRESS: &str = "InvalidParameter.Address";
-/// Attachment or inline content that is not base64.
+/// Inline content that is not base64 (an attachment's is
+/// `FailedOperation.InvalidAttachmentContent`, as in SMTP).
 pub const INVALID_BASE64: &str = "InvalidParameter.Base64";
 /// A custom header with a bad name, a line break in its value, or a name
 /// Posthorn writes itself.
@@ -55,6 +62,16 @@ pub const COMPOSE_ERROR_CODES: &[&str] = &[
     INVALID_CONTENT_ID,
     INVALID_FILENAME,
     INVALID_CONTENT_TYPE,
+];
+
+/// Every business code [`compose`] answers with: the codes of
+/// `posthorn_policy::ERROR_CODES` that SMTP answers for the same message.
+pub const COMPOSE_BUSINESS_CODES: &[&str] = &[
+    codes::MISSING_FROM,
+    codes::MISSING_SUBJECT,
+    codes::MISSING_RECIPIENT,
+    codes::MISSING_EMAIL_CONTENT,
+    codes::INVALID_ATTACHMENT_CONTENT,
 ];
 
 /// Header fields Posthorn writes itself; a request may not set them through
@@ -143,10 +160,15 @@ impl Addresses {
 #[serde(deny_unknown_fields)]
 pub struct SendRequest {
     /// The sender: the From header and the envelope sender. It must be an
-    /// address the account may send from.
+    /// address the account may send from. Needed: without it (or with an
+    /// empty one) the answer is `422` `FailedOperation.MissingFrom`, as SMTP
+    /// refuses a message without From.
+    #[serde(default)]
     #[schema(example = json!("Example App <app@example.com>"))]
-    pub from: AddressInput,
-    /// Recipients shown in To.
+    pub from: Option<AddressInput>,
+    /// Recipients shown in To. `to` or `cc` must name an address (`bcc`
+    /// alone is not enough, as in SMTP): otherwise `422`
+    /// `FailedOperation.MissingRecipient`.
     #[serde(default)]
     #[schema(example = json!(["bob@example.net"]))]
     pub to: Option<Addresses>,
@@ -161,10 +183,14 @@ pub struct SendRequest {
     #[schema(example = json!("support@example.com"))]
     pub reply_to: Option<Addresses>,
     /// The subject, any Unicode, on one line (no control characters but
-    /// tab).
+    /// tab). Needed: without it, or with only white space, the answer is
+    /// `422` `FailedOperation.MissingSubject`, as in SMTP.
+    #[serde(default)]
     #[schema(example = "Your order has shipped")]
-    pub subject: String,
-    /// The plain-text body.
+    pub subject: Option<String>,
+    /// The plain-text body. `text`, `html`, `attachments` or `inline` must
+    /// have some content: otherwise `422`
+    /// `FailedOperation.MissingEmailContent`.
     #[serde(default)]
     #[schema(example = "Hello Bob,\n\nyour order is on its way.")]
     pub text: Option<String>,
@@ -173,7 +199,10 @@ pub struct SendRequest {
     #[serde(default)]
     #[schema(example = "<p>Hello Bob,</p><p>your order is on its way.</p><img src=\"cid:logo\">")]
     pub html: Option<String>,
-    /// Files attached to the message.
+    /// Files attached to the message. How many and how large (decoded)
+    /// is the account's limit, as in SMTP: `422`
+    /// `FailedOperation.TooManyAttachments`, `.AttachmentTooLarge` or
+    /// `.AttachmentsTooLarge`.
     #[serde(default)]
     pub attachments: Vec<AttachmentInput>,
     /// Parts the HTML shows by `cid:` reference (images, typically); they
@@ -209,7 +238,8 @@ pub struct AttachmentInput {
     #[schema(example = "application/pdf")]
     pub content_type: Option<String>,
     /// The file's bytes in standard base64 (padding optional, line breaks
-    /// allowed).
+    /// allowed); anything else is `422`
+    /// `FailedOperation.InvalidAttachmentContent`, as in SMTP.
     #[schema(example = "JVBERi0xLjQK")]
     pub content: String,
 }
@@ -252,7 +282,8 @@ pub struct Composed {
 /// Why a request could not be composed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ComposeError {
-    /// One of [`COMPOSE_ERROR_CODES`].
+    /// One of [`COMPOSE_ERROR_CODES`], or of [`COMPOSE_BUSINESS_CODES`]
+    /// (see [`ComposeError::is_business`]).
     pub code: &'static str,
     /// Where in the request: `from`, `to[2]`, `attachments[1].content`,
     /// `headers.X-Name`, ...
@@ -271,6 +302,17 @@ impl ComposeError {
     }
 }
 
+impl ComposeError {
+    /// Whether `code` is a business error code (one of
+    /// `posthorn_policy::ERROR_CODES`, answered as SMTP answers it) rather
+    /// than one of the JSON form's own.
+    pub fn is_business(&self) -> bool {
+        posthorn_policy::ERROR_CODES
+            .iter()
+            .any(|c| c.code == self.code)
+    }
+}
+
 impl fmt::Display for ComposeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} ({}): {}", self.field, self.code, self.message)
@@ -279,9 +321,56 @@ impl fmt::Display for ComposeError {
 
 impl std::error::Error for ComposeError {}
 
+/// The fields a business rule needs, checked in the policy's order (From,
+/// Subject, a To or Cc address, some content) and refused with the code
+/// `posthorn_policy::check` gives a message without them: the sender and
+/// the subject.
+pub fn required(req: &SendRequest) -> Result<(&AddressInput, &str), ComposeError> {
+    let from = req.from.as_ref().filter(|f| match f {
+        AddressInput::Text(text) => !text.trim().is_empty(),
+        AddressInput::Object { email, .. } => !email.trim().is_empty(),
+    });
+    let Some(from) = from else {
+        return Err(ComposeError::new(
+            codes::MISSING_FROM,
+            "from",
+            "the request has no sender address",
+        ));
+    };
+    let Some(subject) = req.subject.as_deref().filter(|s| !s.trim().is_empty()) else {
+        return Err(ComposeError::new(
+            codes::MISSING_SUBJECT,
+            "subject",
+            "the request has no subject, or it is empty",
+        ));
+    };
+    let names_one = |a: &Option<Addresses>| match a {
+        None => false,
+        Some(Addresses::One(_)) => true,
+        Some(Addresses::Many(list)) => !list.is_empty(),
+    };
+    if !names_one(&req.to) && !names_one(&req.cc) {
+        return Err(ComposeError::new(
+            codes::MISSING_RECIPIENT,
+            "to",
+            "the request has no to or cc address (bcc alone is not enough)",
+        ));
+    }
+    let blank = |t: &Option<String>| t.as_deref().is_none_or(|t| t.trim().is_empty());
+    if blank(&req.text) && blank(&req.html) && req.attachments.is_empty() && req.inline.is_empty() {
+        return Err(ComposeError::new(
+            codes::MISSING_EMAIL_CONTENT,
+            "text",
+            "the request has no text, html, attachment or inline part",
+        ));
+    }
+    Ok((from, subject))
+}
+
 /// Check `req` and build its envelope and message.
 pub fn compose(req: &SendRequest) -> Result<Composed, ComposeError> {
-    let from = mailbox(&req.from, "from")?;
+    let (from, subject) = required(req)?;
+    let from = mailbox(from, "from")?;
     let list = |value: &Option<Addresses>, field: &str| -> Result<Vec<Mailbox>, ComposeError> {
         match value {
             None => Ok(Vec::new()),
@@ -297,7 +386,7 @@ pub fn compose(req: &SendRequest) -> Result<Composed, ComposeError> {
     let bcc = list(&req.bcc, "bcc")?;
     let reply_to = list(&req.reply_to, "reply_to")?;
 
-    if req.subject.chars().any(|c| c.is_control() && c != '\t') {
+    if subject.chars().any(|c| c.is_control() && c != '\t') {
         return Err(ComposeError::new(
             INVALID_SUBJECT,
             "subject",
@@ -325,9 +414,7 @@ pub fn compose(req: &SendRequest) -> Result<Composed, ComposeError> {
             write_field(&mut out, name, &value);
         }
     }
-    if !req.subject.is_empty() {
-        write_field(&mut out, "Subject", &Text::new(req.subject.as_str()));
-    }
+    write_field(&mut out, "Subject", &Text::new(subject));
     for (name, value) in custom {
         write_field(&mut out, name, &value);
     }
@@ -577,8 +664,9 @@ fn attachment_parts(list: &[AttachmentInput]) -> Result<Vec<MimePart<'_>>, Compo
                 })?,
                 None => "application/octet-stream".to_string(),
             };
-            let bytes = decode_base64(&a.content)
-                .map_err(|why| ComposeError::new(INVALID_BASE64, field("content"), why))?;
+            let bytes = decode_base64(&a.content).map_err(|why| {
+                ComposeError::new(codes::INVALID_ATTACHMENT_CONTENT, field("content"), why)
+            })?;
             Ok(MimePart::new(
                 ContentType::new(ctype).attribute("name", a.filename.as_str()),
                 base64_body(&bytes),
@@ -1042,30 +1130,127 @@ mod tests {
     }
 
     #[test]
-    fn what_the_policy_refuses_still_composes() {
-        // No recipients, empty subject, no body: not compose's errors.
-        let c = compose(&req(
-            serde_json::json!({"from": "app@example.com", "subject": ""}),
-        ))
-        .unwrap();
-        assert!(c.rcpt_to.is_empty());
-        assert_wire_form(&c.content);
-        let e = check(&c.content, &c.mail_from, &PolicyLimits::default()).unwrap_err();
-        assert_eq!(e.code, posthorn_policy::codes::MISSING_SUBJECT);
-        let c = compose(&with(serde_json::json!({"to": [], "text": ""}))).unwrap();
-        assert!(c.rcpt_to.is_empty());
-        let e = check(&c.content, &c.mail_from, &PolicyLimits::default()).unwrap_err();
-        assert_eq!(e.code, posthorn_policy::codes::MISSING_RECIPIENT);
-        let c = compose(&with(serde_json::json!({"text": null}))).unwrap();
-        assert_wire_form(&c.content);
-        let e = check(&c.content, &c.mail_from, &PolicyLimits::default()).unwrap_err();
-        assert_eq!(e.code, posthorn_policy::codes::MISSING_EMAIL_CONTENT);
+    fn missing_fields_get_the_policy_codes() {
+        use posthorn_policy::codes::*;
+        let cases = [
+            (serde_json::json!({"from": null}), MISSING_FROM, "from"),
+            (serde_json::json!({"from": ""}), MISSING_FROM, "from"),
+            (serde_json::json!({"from": "  "}), MISSING_FROM, "from"),
+            (
+                serde_json::json!({"from": {"email": "", "name": "N"}}),
+                MISSING_FROM,
+                "from",
+            ),
+            (
+                serde_json::json!({"subject": null}),
+                MISSING_SUBJECT,
+                "subject",
+            ),
+            (
+                serde_json::json!({"subject": ""}),
+                MISSING_SUBJECT,
+                "subject",
+            ),
+            (
+                serde_json::json!({"subject": " \t "}),
+                MISSING_SUBJECT,
+                "subject",
+            ),
+            (serde_json::json!({"to": null}), MISSING_RECIPIENT, "to"),
+            (serde_json::json!({"to": []}), MISSING_RECIPIENT, "to"),
+            (
+                serde_json::json!({"to": [], "cc": [], "bcc": "b@example.net"}),
+                MISSING_RECIPIENT,
+                "to",
+            ),
+            (
+                serde_json::json!({"text": null}),
+                MISSING_EMAIL_CONTENT,
+                "text",
+            ),
+            (
+                serde_json::json!({"text": " \r\n", "html": ""}),
+                MISSING_EMAIL_CONTENT,
+                "text",
+            ),
+            // The policy's order: From, Subject, recipients, content.
+            (
+                serde_json::json!({"from": null, "subject": null, "to": null, "text": null}),
+                MISSING_FROM,
+                "from",
+            ),
+            (
+                serde_json::json!({"subject": null, "to": null, "text": null}),
+                MISSING_SUBJECT,
+                "subject",
+            ),
+            (
+                serde_json::json!({"to": null, "text": null}),
+                MISSING_RECIPIENT,
+                "to",
+            ),
+        ];
+        for (extra, code, field) in cases {
+            let e = compose(&with(extra.clone())).unwrap_err();
+            assert_eq!((e.code, e.field.as_str()), (code, field), "{extra}");
+            assert!(e.is_business(), "{extra}");
+        }
+        // Cc alone is a recipient; so is content in any one place.
+        ok(&with(
+            serde_json::json!({"to": null, "cc": "c@example.net"}),
+        ));
+        ok(&with(serde_json::json!({"text": null, "html": "<p>x</p>"})));
+        ok(&with(serde_json::json!({"text": null,
+            "attachments": [{"filename": "a.bin", "content": "AAEC"}]})));
+    }
+
+    #[test]
+    fn missing_fields_get_the_code_smtp_gets_for_the_same_message() {
+        // The message SMTP would carry without the field: the policy says
+        // the same code compose says.
+        let policy = |raw: &str| {
+            check(raw.as_bytes(), "app@example.com", &PolicyLimits::default())
+                .unwrap_err()
+                .code
+        };
+        let head = |from: &str, subject: &str, to: &str| {
+            format!("{from}{subject}{to}MIME-Version: 1.0\r\n")
+        };
+        let from = "From: app@example.com\r\n";
+        let subject = "Subject: Hi\r\n";
+        let to = "To: bob@example.net\r\n";
+        for (extra, raw) in [
+            (
+                serde_json::json!({"from": null}),
+                format!("{}\r\nHello\r\n", head("", subject, to)),
+            ),
+            (
+                serde_json::json!({"subject": ""}),
+                format!("{}\r\nHello\r\n", head(from, "Subject: \r\n", to)),
+            ),
+            (
+                serde_json::json!({"to": null, "bcc": "b@example.net"}),
+                format!(
+                    "{}\r\nHello\r\n",
+                    head(from, subject, "Bcc: b@example.net\r\n")
+                ),
+            ),
+            (
+                serde_json::json!({"text": null}),
+                format!("{}\r\n", head(from, subject, to)),
+            ),
+        ] {
+            assert_eq!(
+                compose(&with(extra.clone())).unwrap_err().code,
+                policy(&raw),
+                "{extra}"
+            );
+        }
     }
 
     #[test]
     fn bad_addresses_are_refused_with_their_field() {
         for bad in [
-            "",
             "plain",
             "@example.com",
             "a@",
@@ -1131,20 +1316,19 @@ mod tests {
 
     #[test]
     fn bad_base64_is_refused_with_its_field() {
+        // An attachment's is the policy's code, as over SMTP; an inline
+        // part's the JSON form's own.
+        let attachment = posthorn_policy::codes::INVALID_ATTACHMENT_CONTENT;
         let e = err(&with(serde_json::json!({"attachments": [
             {"filename": "a.bin", "content": "AAECAwQ="},
             {"filename": "b.bin", "content": "AAEC!wQ="}
         ]})));
-        assert_eq!(e, (INVALID_BASE64, "attachments[1].content".into()));
+        assert_eq!(e, (attachment, "attachments[1].content".into()));
         for bad in ["AAECA", "AA=ECAwQ", "AAEC AwQ=", "AAECAwQ-"] {
             let e = err(&with(
                 serde_json::json!({"attachments": [{"filename": "a", "content": bad}]}),
             ));
-            assert_eq!(
-                e,
-                (INVALID_BASE64, "attachments[0].content".into()),
-                "{bad}"
-            );
+            assert_eq!(e, (attachment, "attachments[0].content".into()), "{bad}");
         }
         let e = err(&with(serde_json::json!({"html": "x", "inline": [
             {"content_id": "a", "content_type": "image/png", "content": "***"}
@@ -1303,9 +1487,13 @@ mod tests {
             "to": "a@example.net",
             "cc": ["B <b@example.net>", {"email": "c@example.net", "name": "C"}],
             "bcc": {"email": "d@example.net", "name": null},
-            "subject": "s"
+            "subject": "s",
+            "text": "t"
         }));
-        assert!(matches!(r.from, AddressInput::Object { name: None, .. }));
+        assert!(matches!(
+            r.from,
+            Some(AddressInput::Object { name: None, .. })
+        ));
         assert!(matches!(r.to, Some(Addresses::One(AddressInput::Text(_)))));
         assert!(matches!(&r.cc, Some(Addresses::Many(v)) if v.len() == 2));
         assert!(matches!(
@@ -1334,11 +1522,24 @@ mod tests {
         assert!(unknown(
             serde_json::json!({"from": {"email": "a@b.c", "nmae": "x"}, "subject": "s"})
         ));
-        // Required fields.
-        assert!(unknown(serde_json::json!({"from": "a@b.c"})));
-        assert!(unknown(serde_json::json!({"subject": "s"})));
+        // Fields a business rule governs may be missing for serde (compose
+        // refuses them with the policy's code); the JSON form's own may not.
+        assert!(!unknown(serde_json::json!({"from": "a@b.c"})));
+        assert!(!unknown(serde_json::json!({"subject": "s"})));
+        assert!(!unknown(serde_json::json!({})));
         assert!(unknown(serde_json::json!({"from": "a@b.c", "subject": "s",
             "inline": [{"content_id": "a", "content": ""}]})));
+        assert!(unknown(serde_json::json!({"from": "a@b.c", "subject": "s",
+            "attachments": [{"filename": "a"}]})));
+        // A wrong type is still serde's.
+        for wrong in [
+            serde_json::json!({"to": 5}),
+            serde_json::json!({"subject": 5}),
+            serde_json::json!({"from": ["a@b.c"]}),
+            serde_json::json!({"text": false}),
+        ] {
+            assert!(unknown(wrong.clone()), "{wrong}");
+        }
     }
 
     #[test]
@@ -1376,6 +1577,12 @@ mod tests {
         assert!(COMPOSE_ERROR_CODES
             .iter()
             .all(|c| c.starts_with("InvalidParameter.")));
+        for code in COMPOSE_BUSINESS_CODES {
+            assert!(
+                posthorn_policy::ERROR_CODES.iter().any(|c| c.code == *code),
+                "{code}"
+            );
+        }
         let e = ComposeError::new(INVALID_SUBJECT, "subject", "x");
         assert_eq!(e.to_string(), "subject (InvalidParameter.Subject): x");
     }

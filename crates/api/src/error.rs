@@ -38,7 +38,8 @@ macro_rules! codes {
 
 codes! {
     MISSING_KEY = "AuthFailure.MissingKey", 401, "no `Authorization: Bearer <key>` header";
-    INVALID_KEY = "AuthFailure.InvalidKey", 401, "the key is unknown, revoked or malformed";
+    INVALID_KEY = "AuthFailure.InvalidKey", 401, "the key is unknown, revoked or malformed, or the SMTP user and password given with `Basic` are wrong";
+    LOCKED_OUT = "AuthFailure.LockedOut", 429, "too many wrong passwords for this SMTP user from this address (or for any user from it): try again later";
     ADMIN_ONLY = "UnauthorizedOperation.AdminOnly", 403, "an account key was used on an admin route";
     ACCOUNT_ONLY = "UnauthorizedOperation.AccountOnly", 403, "the admin key was used on a route that acts as an account";
     SENDER_NOT_ALLOWED = "UnauthorizedOperation.SenderNotAllowed", 403, "`from` is not a sender address of the key's account";
@@ -76,7 +77,9 @@ pub struct ErrorBody {
 
 #[derive(Serialize, ToSchema)]
 pub struct ErrorDetail {
-    /// Stable: match on it, not on the message.
+    /// Stable: match on it, not on the message. One of the API's own codes
+    /// or, for a refusal SMTP would make too (a policy rule, a rate limit),
+    /// the same business error code SMTP answers with (docs/errors.md).
     #[schema(example = "ResourceNotFound.Message")]
     pub code: String,
     pub message: String,

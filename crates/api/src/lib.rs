@@ -51,6 +51,9 @@ pub struct ApiConfig {
     /// The name servers the domain check asks (`[delivery] nameservers`);
     /// empty: those of `/etc/resolv.conf`.
     pub nameservers: Vec<SocketAddr>,
+    /// The AUTH lockout, applied to SMTP credentials given over HTTP
+    /// (`Authorization: Basic`) as to SMTP AUTH.
+    pub auth_lockout: posthorn_store::LockoutPolicy,
 }
 
 impl Default for ApiConfig {
@@ -64,6 +67,7 @@ impl Default for ApiConfig {
             webhook_max_age: 24 * 3600,
             webhook_timeout: std::time::Duration::from_secs(10),
             nameservers: Vec::new(),
+            auth_lockout: posthorn_store::LockoutPolicy::default(),
         }
     }
 }

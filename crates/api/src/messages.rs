@@ -50,12 +50,12 @@ pub struct SendResponse {
     request_body = SendRequest,
     responses(
         (status = 202, description = "accepted and stored", body = SendResponse),
-        (status = 400, description = "a malformed field", body = ErrorBody),
+        (status = 400, description = "not JSON of this shape (`InvalidParameter.Json`: a wrong type, an unknown field), or a malformed field (`InvalidParameter.*`); a business rule the message breaks is 422", body = ErrorBody),
         (status = 401, description = "no or a wrong API key", body = ErrorBody),
         (status = 403, description = "the sender is not the account's", body = ErrorBody),
         (status = 413, description = "the body is too large", body = ErrorBody),
         (status = 415, description = "not JSON", body = ErrorBody),
-        (status = 422, description = "the message breaks a policy rule, or every recipient was refused", body = ErrorBody),
+        (status = 422, description = "the message breaks a business rule, with the business code SMTP answers for the same message (docs/errors.md): no `from` (`FailedOperation.MissingFrom`), no or an empty `subject` (`.MissingSubject`), no `to` or `cc` address (`.MissingRecipient`), no content (`.MissingEmailContent`), an attachment that is not base64 (`.InvalidAttachmentContent`), too many or too large attachments, ...; or every recipient was refused", body = ErrorBody),
         (status = 429, description = "a rate limit", body = ErrorBody),
         (status = 503, description = "the store is unreachable; retry", body = ErrorBody),
     ),
@@ -79,11 +79,21 @@ pub async fn send(
     .await
 }
 
+/// A business rule (a missing field, an attachment that is not base64) is
+/// answered as the submitter answers the policy: the same code, a `Message`
+/// in the same words as SMTP's, the same status; a malformed field is 400.
 fn compose_error(e: ComposeError) -> ApiError {
+    let message = format!("{}: {}", e.field, e.message);
+    if e.is_business() {
+        return posthorn_submit::SubmitError::Business(posthorn_policy::codes::refusal(
+            e.code, message,
+        ))
+        .into();
+    }
     ApiError {
         status: StatusCode::BAD_REQUEST,
         code: e.code,
-        message: format!("{}: {}", e.field, e.message),
+        message,
     }
 }
 
@@ -202,7 +212,7 @@ pub struct RawQuery {
         (status = 403, description = "the sender is not the account's", body = ErrorBody),
         (status = 413, description = "the body is too large", body = ErrorBody),
         (status = 415, description = "not message/rfc822", body = ErrorBody),
-        (status = 422, description = "the message breaks a policy rule, or every recipient was refused", body = ErrorBody),
+        (status = 422, description = "the message breaks a business rule, with the business code SMTP answers for it (docs/errors.md), or every recipient was refused", body = ErrorBody),
         (status = 429, description = "a rate limit", body = ErrorBody),
         (status = 503, description = "the store is unreachable; retry", body = ErrorBody),
     ),

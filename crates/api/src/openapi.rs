@@ -39,6 +39,20 @@ impl Modify for BearerKey {
                     .build(),
             ),
         );
+        // Every route that acts as an account also takes the account's SMTP
+        // credentials (an API user and its key, `#label_id` allowed, or a
+        // sender address and its password), under the AUTH lockout.
+        components.add_security_scheme(
+            "smtp_login",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Basic)
+                    .description(Some(
+                        "SMTP credentials on the routes that act as an account: an API user and its key (with #label_id), or a sender address and its password",
+                    ))
+                    .build(),
+            ),
+        );
     }
 }
 
@@ -105,4 +119,37 @@ pub fn routes() -> OpenApiRouter<AppState> {
 /// The document as served at `/openapi.json`.
 pub fn document() -> utoipa::openapi::OpenApi {
     routes().split_for_parts().1
+}
+
+#[cfg(test)]
+mod tests {
+    /// The fields a business rule governs are optional in the document (the
+    /// server answers their absence with a business code, not a schema
+    /// error), and the send's refusals say which codes they carry.
+    #[test]
+    fn send_request_documents_business_rules() {
+        let doc = serde_json::to_value(super::document()).unwrap();
+        let schema = &doc["components"]["schemas"]["SendRequest"];
+        let required: Vec<&str> = schema["required"]
+            .as_array()
+            .map(|r| r.iter().filter_map(|v| v.as_str()).collect())
+            .unwrap_or_default();
+        for field in ["from", "subject", "to", "cc", "text", "html", "attachments"] {
+            assert!(schema["properties"].get(field).is_some(), "{field}");
+            assert!(!required.contains(&field), "{field} is required: {schema}");
+        }
+        let responses = &doc["paths"]["/v1/messages"]["post"]["responses"];
+        let refused = responses["422"]["description"].as_str().unwrap();
+        for code in [
+            "FailedOperation.MissingFrom",
+            ".MissingSubject",
+            ".MissingRecipient",
+        ] {
+            assert!(refused.contains(code), "{refused}");
+        }
+        assert!(responses["400"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("InvalidParameter.Json"));
+    }
 }

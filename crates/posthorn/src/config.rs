@@ -500,7 +500,21 @@ impl Config {
                     })
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?,
+            auth_lockout: self.lockout_policy(),
         })
+    }
+
+    /// The AUTH lockout of `[limits]`, the same for SMTP AUTH and for SMTP
+    /// credentials over HTTP.
+    fn lockout_policy(&self) -> posthorn_smtpd::LockoutPolicy {
+        posthorn_smtpd::LockoutPolicy {
+            user_failures: self.limits.auth_failures_per_user,
+            user_window: self.limits.auth_user_window_secs,
+            user_lockout: self.limits.auth_user_lockout_secs,
+            address_failures: self.limits.auth_failures_per_address,
+            address_window: self.limits.auth_address_window_secs,
+            address_lockout: self.limits.auth_address_lockout_secs,
+        }
     }
 
     pub fn listeners(&self) -> anyhow::Result<Vec<ListenerSpec>> {
@@ -707,14 +721,7 @@ impl Config {
             auto_tls_wait: Duration::from_millis(s.auto_tls_wait_ms),
             max_connections_per_ip: self.limits.connections_per_ip,
             new_connections_per_ip_per_minute: self.limits.new_connections_per_ip_per_minute,
-            auth_lockout: posthorn_smtpd::LockoutPolicy {
-                user_failures: self.limits.auth_failures_per_user,
-                user_window: self.limits.auth_user_window_secs,
-                user_lockout: self.limits.auth_user_lockout_secs,
-                address_failures: self.limits.auth_failures_per_address,
-                address_window: self.limits.auth_address_window_secs,
-                address_lockout: self.limits.auth_address_lockout_secs,
-            },
+            auth_lockout: self.lockout_policy(),
             max_connections_per_user_cluster: self.limits.connections_per_user_cluster,
             ..SmtpConfig::default()
         })

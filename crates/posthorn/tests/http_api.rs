@@ -452,8 +452,8 @@ fn bad_requests_get_stable_codes_and_never_another_accounts_data() {
                 "application/json",
                 &key,
             ),
-            400,
-            "InvalidParameter.Json",
+            422,
+            "FailedOperation.MissingSubject",
         ),
         (
             "unknown field",
@@ -505,8 +505,8 @@ fn bad_requests_get_stable_codes_and_never_another_accounts_data() {
                 "application/json",
                 &key,
             ),
-            400,
-            "InvalidParameter.Base64",
+            422,
+            "FailedOperation.InvalidAttachmentContent",
         ),
         (
             "bad address",

@@ -216,3 +216,89 @@ fn a_refusals_request_id_is_in_the_server_log() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+fn basic(user: &str, password: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
+fn send_http(server: &TestServer, auth: &str) -> posthorn_testkit::http::Response {
+    posthorn_testkit::http::request(
+        server.http_port,
+        "POST",
+        "/v1/messages",
+        &[
+            ("Authorization", auth),
+            ("Content-Type", "application/json"),
+        ],
+        serde_json::json!({
+            "from": SENDER, "to": "you@example.net", "subject": "hi", "text": "Hello",
+        })
+        .to_string()
+        .as_bytes(),
+    )
+}
+
+#[test]
+fn an_api_users_key_works_over_http_and_shares_its_smtp_budget() {
+    let server = TestServer::start(Path::new(BIN), "allow_plaintext_auth_on_loopback = true\n");
+    // One budget for the API user's HTTP calls and SMTP transactions: 3.
+    let admin = server.admin_http_key();
+    let set = posthorn_testkit::http::request(
+        server.http_port,
+        "PUT",
+        &format!("/v1/admin/accounts/{ACCOUNT}/settings/api_calls_per_minute"),
+        &[
+            ("Authorization", &format!("Bearer {admin}")),
+            ("Content-Type", "application/json"),
+        ],
+        br#"{"value": 3}"#,
+    );
+    assert_eq!(set.status, 200);
+    // SendCloud style: api_user#label_id and its key, over HTTP (call 1).
+    let r = send_http(&server, &basic(&format!("{API_USER}#{LABEL}"), API_KEY));
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    let id = r.json()["message_id"].as_str().unwrap().to_string();
+    assert_eq!(server.message(&id)["label"], LABEL);
+    assert_eq!(server.message(&id)["auth_user"], API_USER);
+    let auth = basic(API_USER, API_KEY);
+    let (mut c, reply) = RawClient::login(server.submission_port, API_USER, API_KEY);
+    assert!(reply.starts_with("235"), "{reply}");
+    assert!(c.cmd(&format!("MAIL FROM:<{SENDER}>")).starts_with("250"));
+    assert!(c.cmd("RSET").starts_with("250"));
+    assert!(c.cmd(&format!("MAIL FROM:<{SENDER}>")).starts_with("250"));
+    assert!(c.cmd("RSET").starts_with("250"));
+    // Three calls made (one HTTP, two SMTP transactions): the fourth is
+    // refused on either door.
+    let refused = send_http(&server, &auth);
+    assert_eq!(
+        refused.status,
+        429,
+        "{}",
+        String::from_utf8_lossy(&refused.body)
+    );
+    assert_eq!(refused.error_code(), "RequestLimitExceeded.ApiCallLimit");
+    assert!(c
+        .cmd(&format!("MAIL FROM:<{SENDER}>"))
+        .starts_with("451 4.7.1"));
+}
+
+#[test]
+fn wrong_smtp_passwords_over_http_meet_the_same_lockout() {
+    let server = TestServer::start(Path::new(BIN), "");
+    for i in 0..5 {
+        let r = send_http(&server, &basic(API_USER, &format!("wrong-{i}")));
+        assert_eq!(r.status, 401);
+        assert_eq!(r.error_code(), "AuthFailure.InvalidKey");
+    }
+    let r = send_http(&server, &basic(API_USER, API_KEY));
+    assert_eq!(r.status, 429, "the right key is not even checked now");
+    assert_eq!(r.error_code(), "AuthFailure.LockedOut");
+    let listed = server.cli_ok(&["lockout", "list"]);
+    assert!(listed.contains(API_USER), "{listed}");
+    server.cli_ok(&["lockout", "clear", "127.0.0.1"]);
+    assert_eq!(send_http(&server, &basic(API_USER, API_KEY)).status, 202);
+}

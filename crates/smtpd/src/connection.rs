@@ -7,7 +7,6 @@ use crate::ListenerKind;
 use posthorn_ratelimit::{count_refusal, ConnectionGuard, Decision, Limiter, Mode, Quota};
 use posthorn_smtp::{Credentials, Event, Session, SessionConfig};
 use posthorn_submit::{is_suppression, AuthError};
-use posthorn_types::time::rfc3339;
 use posthorn_types::{Identity, LoginKind, Origin, Reply};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -267,47 +266,23 @@ impl Conn {
         let shared = self.shared.clone();
         let cfg = &shared.config;
         let limiter = shared.submitter.limiter().clone();
-        let policy = &cfg.auth_lockout;
-        let lockouts_on = policy.user_failures > 0 || policy.address_failures > 0;
-        if lockouts_on {
-            // A point read; if the store cannot answer, the login goes on
-            // (limits protect, they never stop the service).
-            let store = shared.submitter.store();
-            match store
-                .auth_lockout(self.peer.ip(), &creds.username, store.now())
-                .await
-            {
-                Ok(Some(lockout)) => {
-                    count_refusal(if lockout.user.is_some() {
-                        "auth_failures_per_user"
-                    } else {
-                        "auth_failures_per_ip"
-                    });
-                    return Err(Reply::new(
-                        454,
-                        "4.7.0",
-                        "Error: too many failed logins from your address, try again later",
-                    ));
-                }
-                Ok(None) => {}
-                Err(e) => tracing::warn!(error = %e, "cannot read AUTH lockouts"),
-            }
-        }
         if !creds.authzid.is_empty() && creds.authzid != creds.username {
             // Acting for another user is not supported.
             return Err(auth_failure(&AuthError::Invalid));
         }
         let identity = match shared
             .submitter
-            .authenticate(&creds.username, &creds.password)
+            .login(
+                self.peer.ip(),
+                &creds.username,
+                &creds.password,
+                &cfg.auth_lockout,
+            )
             .await
         {
             Ok(identity) => identity,
             Err(e) => {
                 tracing::info!(peer = %self.peer, user = %creds.username, error = %e, "authentication failed");
-                if matches!(e, AuthError::Invalid) && lockouts_on {
-                    self.count_auth_failure(creds).await;
-                }
                 return Err(auth_failure(&e));
             }
         };
@@ -362,28 +337,6 @@ impl Conn {
         self.ip_slot = None;
         self.identity = Some(identity);
         Ok(max_recipients)
-    }
-
-    /// Count a failed login for this address and user in the store, which
-    /// starts a lockout past the policy's limits.
-    async fn count_auth_failure(&self, creds: &Credentials) {
-        let policy = &self.shared.config.auth_lockout;
-        let tag = failure_tag(&creds.password);
-        let store = self.shared.submitter.store();
-        match store
-            .record_auth_failure(self.peer.ip(), &creds.username, &tag, store.now(), policy)
-            .await
-        {
-            Ok(Some(lockout)) => tracing::warn!(
-                peer = %self.peer,
-                user = lockout.user.as_deref().unwrap_or("*"),
-                failures = lockout.failures,
-                until = %rfc3339(lockout.locked_until),
-                "too many failed logins; AUTH is locked"
-            ),
-            Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, "cannot record a failed login"),
-        }
     }
 
     async fn handshake(
@@ -474,12 +427,17 @@ impl Conn {
                 }
                 Event::Mail(from) => {
                     let result = match &self.identity {
-                        Some(who) => self
-                            .shared
-                            .submitter
-                            .check_sender(who, &from)
-                            .await
-                            .map_err(|e| submit_failure(&e)),
+                        Some(who) => {
+                            let submitter = &self.shared.submitter;
+                            // Each transaction is one call of an API user
+                            // (its HTTP calls share the budget); a refused
+                            // sender takes none of it.
+                            match submitter.check_sender(who, &from).await {
+                                Ok(()) => submitter.api_call(who).await,
+                                Err(e) => Err(e),
+                            }
+                            .map_err(|e| submit_failure(&e))
+                        }
                         None => Err(Reply::new(530, "5.7.0", "Error: authentication required")),
                     };
                     if result.is_ok() {
@@ -554,37 +512,4 @@ async fn flush<S: AsyncWrite + Unpin>(
         session.clear_output();
     }
     Ok(())
-}
-
-/// The fingerprint of a wrong secret kept with a failed login: HMAC-SHA-256
-/// under a key drawn at process start, first 8 bytes in hex. The same wrong
-/// secret tried again (smtplib tries PLAIN, then LOGIN; clients retry) has
-/// the same tag and counts once; the stored tag says nothing about the
-/// secret without the key, which never leaves the process.
-fn failure_tag(secret: &str) -> String {
-    use hmac::{Hmac, Mac};
-    use std::fmt::Write;
-    static KEY: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
-    let key = KEY.get_or_init(rand::random);
-    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key).expect("any key length");
-    mac.update(secret.as_bytes());
-    mac.finalize().into_bytes()[..8]
-        .iter()
-        .fold(String::with_capacity(16), |mut hex, b| {
-            let _ = write!(hex, "{b:02x}");
-            hex
-        })
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn a_failure_tag_is_16_hex_digits_and_the_same_for_the_same_secret() {
-        let a = super::failure_tag("wrong-1");
-        assert_eq!(a.len(), 16);
-        assert!(a.bytes().all(|b| b.is_ascii_hexdigit()));
-        assert_eq!(a, super::failure_tag("wrong-1"));
-        assert_ne!(a, super::failure_tag("wrong-2"));
-        assert!(!a.contains("wrong"));
-    }
 }

@@ -14,6 +14,11 @@ pub(crate) fn auth_failure(e: &AuthError) -> Reply {
                 label.chars().filter(|c| c.is_ascii_graphic()).take(64).collect::<String>()
             ),
         ),
+        AuthError::LockedOut => Reply::new(
+            454,
+            "4.7.0",
+            "Error: too many failed logins from your address, try again later",
+        ),
         AuthError::Temporary(_) => Reply::new(
             454,
             "4.7.0",

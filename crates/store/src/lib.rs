@@ -9,6 +9,9 @@
 
 mod fresh;
 mod model;
+mod postgres;
+mod postgres_api;
+mod postgres_auth;
 mod sqlite;
 mod sqlite_api;
 mod sqlite_auth;
@@ -16,6 +19,7 @@ mod sqlite_reader;
 mod sqlite_writer;
 
 pub use model::*;
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use sqlite_api::EVENT_KINDS;
 

@@ -4,6 +4,7 @@
 //! only when [`Submitter::submit`] returns its id, and by then it is on
 //! stable storage.
 
+mod lockout;
 mod password;
 mod rate;
 mod received;
@@ -39,6 +40,10 @@ pub enum AuthError {
     /// wrong key.
     #[error("unknown label {0:?}")]
     UnknownLabel(String),
+    /// Too many wrong secrets from this address (for this user, or for
+    /// any): refused without looking at the secret.
+    #[error("locked out after too many failed logins")]
+    LockedOut,
     /// The store could not be asked; the client may try again.
     #[error("temporary failure: {0}")]
     Temporary(String),
@@ -273,18 +278,13 @@ impl Submitter {
     }
 
     async fn sender_checks(&self, who: &Identity, from: &str) -> Result<(), SubmitError> {
-        self.sender_allowed(who, from).await?;
-        if let LoginKind::ApiUser { name } = &who.login {
-            // Each transaction is one call of the API user.
-            let limits = self.limits(who.account_id).await?;
-            rate::api_call(&*self.limiter, name, limits.rate.api_calls_per_minute).await?;
-        }
-        Ok(())
+        self.sender_allowed(who, from).await
     }
 
-    /// Count one HTTP call of an API key against the account's
-    /// `api_calls_per_minute` (an SMTP transaction of an API user is
-    /// counted by [`Submitter::check_sender`]).
+    /// Count one call of an HTTP API key or of an API user against the
+    /// account's `api_calls_per_minute`: each HTTP request, and each SMTP
+    /// transaction of an API user (the SMTP front end asks at MAIL), so an
+    /// API user's two doors share one budget. Other logins count nothing.
     pub async fn api_call(&self, who: &Identity) -> Result<(), SubmitError> {
         let name = match &who.login {
             LoginKind::ApiKey { id } => format!("key:{id}"),

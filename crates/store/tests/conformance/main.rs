@@ -83,16 +83,9 @@ mod sqlite {
     all_cases!(crate::support::sqlite);
 }
 
-// ---------------------------------------------------------------------
-// PostgreSQL (issue 18) goes here, and nowhere else in this suite:
-//
-//     /// A shared database: a schema of its own per case, when
-//     /// `POSTHORN_TEST_POSTGRES_URL` is set; otherwise each test prints
-//     /// "skipped: POSTHORN_TEST_POSTGRES_URL is unset" and passes.
-//     mod postgres {
-//         all_cases!(crate::support::postgres);
-//     }
-//
-// with its opener, `support::postgres`, written beside `support::sqlite`
-// (see the sketch there). No case changes.
-// ---------------------------------------------------------------------
+/// PostgreSQL (issue 18): a shared database, a schema of its own per
+/// case, when `POSTHORN_TEST_POSTGRES_URL` is set; otherwise each test
+/// prints "skipped: POSTHORN_TEST_POSTGRES_URL is unset" and passes.
+mod postgres {
+    all_cases!(crate::support::postgres);
+}

@@ -73,26 +73,66 @@ pub async fn sqlite() -> Option<Backend> {
     Some(Backend::new("sqlite", Box::new(dir), reopen).await)
 }
 
-// The PostgreSQL opener (issue 18) follows the same shape; a sketch:
-//
-//     pub async fn postgres() -> Option<Backend> {
-//         let Ok(url) = std::env::var("POSTHORN_TEST_POSTGRES_URL") else {
-//             eprintln!("skipped: POSTHORN_TEST_POSTGRES_URL is unset");
-//             return None;
-//         };
-//         // A schema (or database) per case, so cases run in parallel and
-//         // each starts empty: e.g. `posthorn_test_<MessageId::generate()>`,
-//         // created here and dropped by the guard kept in `_keep`.
-//         let schema = TestSchema::create(&url).await;
-//         let (url, name) = (url.clone(), schema.name.clone());
-//         let reopen: Reopen = Box::new(move || {
-//             let (url, name) = (url.clone(), name.clone());
-//             Box::pin(async move {
-//                 Arc::new(PostgresStore::open(&url, &name).await.unwrap()) as Arc<dyn Store>
-//             })
-//         });
-//         Some(Backend::new("postgres", Box::new(schema), reopen).await)
-//     }
+/// A shared PostgreSQL database (issue 18), when
+/// `POSTHORN_TEST_POSTGRES_URL` is set: a schema of its own per case
+/// (`t_<random>`), created here and dropped when the case ends, so cases
+/// run in parallel and each starts empty; reopening opens that schema
+/// again.
+pub async fn postgres() -> Option<Backend> {
+    let Ok(url) = std::env::var("POSTHORN_TEST_POSTGRES_URL") else {
+        eprintln!("skipped: POSTHORN_TEST_POSTGRES_URL is unset");
+        return None;
+    };
+    let schema = TestSchema {
+        url: url.clone(),
+        name: format!("t_{}", MessageId::generate().to_string().to_lowercase()),
+    };
+    let name = schema.name.clone();
+    let reopen: Reopen = Box::new(move || {
+        let (url, name) = (url.clone(), name.clone());
+        Box::pin(async move {
+            let store = PostgresStore::open(&url, Some(&name), 8)
+                .await
+                .expect("open the PostgreSQL store");
+            Arc::new(store) as Arc<dyn Store>
+        })
+    });
+    Some(Backend::new("postgres", Box::new(schema), reopen).await)
+}
+
+/// A case's schema, dropped with everything in it when the case ends
+/// (passed or failed).
+struct TestSchema {
+    url: String,
+    name: String,
+}
+
+impl Drop for TestSchema {
+    fn drop(&mut self) {
+        // Drop runs outside async code: a thread with a runtime of its own.
+        let (url, name) = (self.url.clone(), self.name.clone());
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(&url).await.ok()?;
+                let sql = format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE");
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                    .execute(&mut conn)
+                    .await
+                    .ok()?;
+                conn.close().await.ok()
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Some(()))) {
+            eprintln!("could not drop the test schema {}", self.name);
+        }
+    }
+}
 
 /// A message of `account_id` to `rcpts`, received at the store's now.
 pub fn message(store: &dyn Store, account_id: i64, rcpts: &[&str]) -> NewMessage {

@@ -1,0 +1,1478 @@
+//! The shared store: one PostgreSQL database (or one schema of it) that
+//! every node of a cluster uses (issue 18).
+//!
+//! Everything goes through one sqlx pool. Writes are ordinary
+//! transactions (`synchronous_commit` as the server has it, on by
+//! default, so an enqueue has been flushed when its future resolves);
+//! enqueues are one transaction per call for now: group commit belongs in
+//! [`PostgresStore::enqueue`] (a task taking every message waiting, as
+//! `sqlite_writer` does, into one transaction of `unnest` inserts).
+//!
+//! Nodes never work on the same recipient: claims take rows with
+//! `FOR UPDATE SKIP LOCKED`, and an outcome applies only to a recipient
+//! its node still leases. Time is the database's ([`Clock`]).
+//!
+//! Layout: this file has opening, migrations, the clock, accounts and the
+//! queue; `postgres_api.rs` the HTTP API's tables and webhooks;
+//! `postgres_auth.rs` the AUTH lockouts.
+
+use crate::*;
+use posthorn_types::RecipientStatus;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Connection, Row};
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+pub(crate) use crate::postgres_api as api;
+pub(crate) use crate::postgres_auth as auth;
+
+/// Schema migrations, applied in order; the table `posthorn_migrations`
+/// records which have run.
+const MIGRATIONS: &[&str] = &[include_str!("pg_schema_v1.sql")];
+
+/// How often [`Store::now`] measures the database's clock again.
+const CLOCK_REFRESH: Duration = Duration::from_secs(5);
+
+/// Statuses after which nothing more happens to a recipient.
+const NOT_FINAL: &str = "('queued', 'deferred', 'sending')";
+const SUPPRESSED_REPLY: &str = "550 5.1.1 recipient is on the account's suppression list";
+
+/// See the module documentation.
+pub struct PostgresStore {
+    pub(crate) pool: PgPool,
+    clock: Arc<Clock>,
+}
+
+/// The database's clock, read without a query: the offset between it and
+/// this machine's clock, measured at open and again at most every
+/// [`CLOCK_REFRESH`] (in a task started by a `now()` that finds it old).
+/// Never runs backwards.
+struct Clock {
+    /// Database minus local, milliseconds.
+    offset_ms: AtomicI64,
+    /// The largest second handed out.
+    last: AtomicI64,
+    measured: Mutex<Instant>,
+    refreshing: AtomicBool,
+}
+
+fn local_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Clock {
+    /// Database minus local clock, in milliseconds, measured once.
+    async fn measure(pool: &PgPool) -> Result<i64> {
+        let before = local_ms();
+        let db: i64 =
+            sqlx::query_scalar("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint")
+                .fetch_one(pool)
+                .await?;
+        let after = local_ms();
+        Ok(db - (before + after) / 2)
+    }
+
+    fn now(self: &Arc<Self>, pool: &PgPool) -> i64 {
+        let due = self
+            .measured
+            .lock()
+            .map(|m| m.elapsed() >= CLOCK_REFRESH)
+            .unwrap_or(false);
+        if due && !self.refreshing.swap(true, Ordering::AcqRel) {
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => {
+                    let (clock, pool) = (self.clone(), pool.clone());
+                    rt.spawn(async move {
+                        if let Ok(offset) = Self::measure(&pool).await {
+                            clock.offset_ms.store(offset, Ordering::Relaxed);
+                            if let Ok(mut m) = clock.measured.lock() {
+                                *m = Instant::now();
+                            }
+                        }
+                        clock.refreshing.store(false, Ordering::Release);
+                    });
+                }
+                Err(_) => self.refreshing.store(false, Ordering::Release),
+            }
+        }
+        let t = (local_ms() + self.offset_ms.load(Ordering::Relaxed)).div_euclid(1000);
+        let last = self.last.fetch_max(t, Ordering::AcqRel);
+        t.max(last)
+    }
+}
+
+/// `"name"`, quoted as an SQL identifier.
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn duplicate(what: &str, name: &str) -> impl FnOnce(StoreError) -> StoreError {
+    let msg = format!("{what} {name:?} already exists");
+    move |e| match e {
+        StoreError::Duplicate(_) => StoreError::Duplicate(msg),
+        e => e,
+    }
+}
+
+impl PostgresStore {
+    /// Connect to `url` with a pool of up to `max_connections`, working in
+    /// `schema` (created if missing; every connection's `search_path`) or
+    /// in the user's default search path, and migrate the schema. Several
+    /// nodes may open together: migrations run under an advisory lock.
+    pub async fn open(url: &str, schema: Option<&str>, max_connections: u32) -> Result<Self> {
+        let mut options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Backend(format!("PostgreSQL URL: {e}")))?
+            .application_name("posthorn");
+        if let Some(schema) = schema {
+            options = options.options([("search_path", quote_ident(schema))]);
+        }
+        let mut conn = PgConnection::connect_with(&options).await?;
+        migrate(&mut conn, schema).await?;
+        conn.close().await?;
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            // Callers wait for a connection rather than fail when the
+            // database is busy (5,000 enqueues at once).
+            .acquire_timeout(Duration::from_secs(60))
+            .connect_with(options)
+            .await?;
+        let offset = Clock::measure(&pool).await?;
+        let clock = Arc::new(Clock {
+            offset_ms: AtomicI64::new(offset),
+            last: AtomicI64::new(0),
+            measured: Mutex::new(Instant::now()),
+            refreshing: AtomicBool::new(false),
+        });
+        Ok(Self { pool, clock })
+    }
+}
+
+/// Apply the migrations not yet applied, holding an advisory lock (one
+/// per schema) so nodes starting together take turns.
+async fn migrate(conn: &mut PgConnection, schema: Option<&str>) -> Result<()> {
+    let key = format!("posthorn.migrate.{}", schema.unwrap_or(""));
+    sqlx::query("SELECT pg_advisory_lock(hashtext($1))")
+        .bind(&key)
+        .execute(&mut *conn)
+        .await?;
+    let result = migrate_locked(conn, schema).await;
+    let unlocked = sqlx::query("SELECT pg_advisory_unlock(hashtext($1))")
+        .bind(&key)
+        .execute(&mut *conn)
+        .await;
+    result?;
+    unlocked?;
+    Ok(())
+}
+
+async fn migrate_locked(conn: &mut PgConnection, schema: Option<&str>) -> Result<()> {
+    if let Some(schema) = schema {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "CREATE SCHEMA IF NOT EXISTS {}",
+            quote_ident(schema)
+        )))
+        .execute(&mut *conn)
+        .await?;
+    }
+    sqlx::raw_sql(
+        "CREATE TABLE IF NOT EXISTS posthorn_migrations (
+             version     BIGINT PRIMARY KEY,
+             applied_at  TIMESTAMPTZ NOT NULL DEFAULT now()
+         )",
+    )
+    .execute(&mut *conn)
+    .await?;
+    let applied: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM posthorn_migrations")
+        .fetch_one(&mut *conn)
+        .await?;
+    let applied = applied.unwrap_or(0);
+    if applied > MIGRATIONS.len() as i64 {
+        return Err(StoreError::Backend(format!(
+            "the database schema is version {applied}, newer than this Posthorn knows ({}); upgrade Posthorn",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
+        let mut tx = conn.begin().await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(*sql))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO posthorn_migrations (version) VALUES ($1)")
+            .bind(i as i64 + 1)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+    }
+    Ok(())
+}
+
+fn parse_id(id: &str) -> Result<MessageId> {
+    id.parse()
+        .map_err(|e| StoreError::Backend(format!("stored id {id:?}: {e}")))
+}
+
+fn account_from_row(row: &PgRow) -> Account {
+    Account {
+        id: row.get("id"),
+        name: row.get("name"),
+        created_at: row.get("created_at"),
+    }
+}
+
+fn domain_from_row(row: &PgRow) -> Domain {
+    Domain {
+        id: row.get("id"),
+        account_id: row.get("account_id"),
+        name: row.get("name"),
+        dkim_selector: row.get("dkim_selector"),
+        dkim_private_key: row.get("dkim_private_key"),
+        dkim_public_key: row.get("dkim_public_key"),
+        created_at: row.get("created_at"),
+    }
+}
+
+fn recipient_from_row(r: &PgRow) -> Result<RecipientRecord> {
+    let status: String = r.get("status");
+    Ok(RecipientRecord {
+        address: r.get("address"),
+        status: status.parse().map_err(StoreError::Backend)?,
+        attempts: r.get::<i64, _>("attempts") as u32,
+        last_reply: r.get("last_reply"),
+        next_try: r.get("next_try"),
+        remote_host: r.get("remote_host"),
+        updated_at: r.get("updated_at"),
+    })
+}
+
+fn attachment_from_row(r: &PgRow) -> AttachmentRecord {
+    AttachmentRecord {
+        filename: r.get("filename"),
+        content_type: r.get("content_type"),
+        size: r.get::<i64, _>("size") as u64,
+    }
+}
+
+fn message_from_row(
+    row: &PgRow,
+    attachments: Vec<AttachmentRecord>,
+    recipients: Vec<RecipientRecord>,
+) -> Result<MessageRecord> {
+    let id: String = row.get("id");
+    Ok(MessageRecord {
+        id: parse_id(&id)?,
+        completed_at: row.get("completed_at"),
+        is_dsn: row.get("is_dsn"),
+        content_purged: row.get("content_purged"),
+        account_id: row.get("account_id"),
+        account: row.get("account"),
+        mail_from: row.get("mail_from"),
+        auth_user: row.get("auth_user"),
+        client_ip: row.get("client_ip"),
+        label: row.get("label"),
+        size: row.get::<i64, _>("size") as u64,
+        received_at: row.get("received_at"),
+        subject: row.get("subject"),
+        header_from: row.get("header_from"),
+        attachments,
+        recipients,
+    })
+}
+
+fn by_message<T>(
+    rows: &[PgRow],
+    make: impl Fn(&PgRow) -> Result<T>,
+) -> Result<HashMap<String, Vec<T>>> {
+    let mut out: HashMap<String, Vec<T>> = HashMap::new();
+    for r in rows {
+        out.entry(r.get("message_id")).or_default().push(make(r)?);
+    }
+    Ok(out)
+}
+
+const MESSAGE_COLUMNS: &str = "m.id, m.account_id, a.name AS account, m.mail_from, m.auth_user, m.client_ip, m.label, m.size, m.received_at, m.subject, m.header_from, m.completed_at, m.is_dsn, m.content_purged";
+
+/// Insert one message, its content, attachments and recipients (queued,
+/// and suppressed at RCPT), with the events its suppressed recipients
+/// make, inside `tx`.
+pub(crate) async fn insert_message(tx: &mut PgConnection, m: &NewMessage, now: i64) -> Result<()> {
+    let id = m.id.to_string();
+    let completed = m.recipients.is_empty().then_some(m.received_at);
+    sqlx::query(
+        "INSERT INTO messages (id, account_id, mail_from, auth_user, client_ip, label, size, received_at, subject, header_from, is_dsn, completed_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(&id)
+    .bind(m.account_id)
+    .bind(&m.mail_from)
+    .bind(&m.auth_user)
+    .bind(&m.client_ip)
+    .bind(&m.label)
+    .bind(m.content.len() as i64)
+    .bind(m.received_at)
+    .bind(&m.subject)
+    .bind(&m.header_from)
+    .bind(m.is_dsn)
+    .bind(completed)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("INSERT INTO message_contents (message_id, content) VALUES ($1, $2)")
+        .bind(&id)
+        .bind(&m.content)
+        .execute(&mut *tx)
+        .await?;
+    if !m.attachments.is_empty() {
+        let idx: Vec<i64> = (0..m.attachments.len() as i64).collect();
+        let names: Vec<Option<String>> = m.attachments.iter().map(|a| a.filename.clone()).collect();
+        let types: Vec<String> = m
+            .attachments
+            .iter()
+            .map(|a| a.content_type.clone())
+            .collect();
+        let sizes: Vec<i64> = m.attachments.iter().map(|a| a.size as i64).collect();
+        sqlx::query(
+            "INSERT INTO attachments (message_id, idx, filename, content_type, size)
+             SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::text[], $5::bigint[])",
+        )
+        .bind(&id)
+        .bind(idx)
+        .bind(names)
+        .bind(types)
+        .bind(sizes)
+        .execute(&mut *tx)
+        .await?;
+    }
+    let queued = m.recipients.len();
+    let total = queued + m.suppressed.len();
+    if total > 0 {
+        let idx: Vec<i64> = (0..total as i64).collect();
+        let addresses: Vec<&str> = m
+            .recipients
+            .iter()
+            .chain(&m.suppressed)
+            .map(String::as_str)
+            .collect();
+        let statuses: Vec<&str> = (0..total)
+            .map(|i| {
+                if i < queued {
+                    RecipientStatus::Queued.as_str()
+                } else {
+                    RecipientStatus::Suppressed.as_str()
+                }
+            })
+            .collect();
+        let next_try: Vec<Option<i64>> = (0..total)
+            .map(|i| (i < queued).then_some(m.received_at))
+            .collect();
+        let replies: Vec<Option<&str>> = (0..total)
+            .map(|i| (i >= queued).then_some(SUPPRESSED_REPLY))
+            .collect();
+        sqlx::query(
+            "INSERT INTO recipients (message_id, idx, address, status, next_try, last_reply, updated_at)
+             SELECT $1, u.idx, u.address, u.status, u.next_try, u.last_reply, $7
+             FROM unnest($2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::text[])
+                  AS u(idx, address, status, next_try, last_reply)",
+        )
+        .bind(&id)
+        .bind(idx)
+        .bind(addresses)
+        .bind(statuses)
+        .bind(next_try)
+        .bind(replies)
+        .bind(m.received_at)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if !m.suppressed.is_empty() && !m.is_dsn {
+        let ids = vec![id; m.suppressed.len()];
+        let idx: Vec<i64> = (queued as i64..total as i64).collect();
+        record_events(tx, ids, idx, m.received_at, now).await?;
+    }
+    Ok(())
+}
+
+/// An event for each of these recipients (ids and indexes side by side)
+/// whose account has a webhook for its new status, stamped `at`, and a
+/// delivery row per such webhook, due at `now`: one statement. Bounce
+/// notices Posthorn made have none (the bounce itself was the event).
+pub(crate) async fn record_events(
+    tx: &mut PgConnection,
+    ids: Vec<String>,
+    idx: Vec<i64>,
+    at: i64,
+    now: i64,
+) -> Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "WITH t AS (SELECT * FROM unnest($1::text[], $2::bigint[]) AS t(id, idx)),
+         ins AS (
+             INSERT INTO events (account_id, kind, message_id, recipient, attempts, reply, remote_host, label, created_at)
+             SELECT m.account_id, r.status, r.message_id, r.address, r.attempts, r.last_reply, r.remote_host, m.label, $3
+             FROM t JOIN recipients r ON r.message_id = t.id AND r.idx = t.idx
+                    JOIN messages m ON m.id = r.message_id
+             WHERE r.status IN ('delivered', 'deferred', 'bounced', 'expired', 'suppressed')
+               AND NOT m.is_dsn
+               AND EXISTS (SELECT 1 FROM webhooks w WHERE w.account_id = m.account_id AND r.status = ANY(w.events))
+             ORDER BY r.message_id, r.idx
+             RETURNING id, account_id, kind)
+         INSERT INTO webhook_deliveries (webhook_id, event_id, next_try)
+         SELECT w.id, ins.id, $4 FROM ins JOIN webhooks w ON w.account_id = ins.account_id AND ins.kind = ANY(w.events)",
+    )
+    .bind(ids)
+    .bind(idx)
+    .bind(at)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+impl PostgresStore {
+    /// The attachments and recipients of these messages, by message id.
+    async fn parts_of(
+        &self,
+        ids: &[String],
+    ) -> Result<(
+        HashMap<String, Vec<AttachmentRecord>>,
+        HashMap<String, Vec<RecipientRecord>>,
+    )> {
+        let attachments = sqlx::query(
+            "SELECT message_id, filename, content_type, size FROM attachments
+             WHERE message_id = ANY($1) ORDER BY message_id, idx",
+        )
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?;
+        let recipients = sqlx::query(
+            "SELECT message_id, address, status, attempts, last_reply, next_try, remote_host, updated_at
+             FROM recipients WHERE message_id = ANY($1) ORDER BY message_id, idx",
+        )
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok((
+            by_message(&attachments, |r| Ok(attachment_from_row(r)))?,
+            by_message(&recipients, recipient_from_row)?,
+        ))
+    }
+
+    async fn messages_from_rows(&self, rows: &[PgRow]) -> Result<Vec<MessageRecord>> {
+        let ids: Vec<String> = rows.iter().map(|r| r.get("id")).collect();
+        let (mut attachments, mut recipients) = self.parts_of(&ids).await?;
+        rows.iter()
+            .zip(&ids)
+            .map(|(row, id)| {
+                message_from_row(
+                    row,
+                    attachments.remove(id).unwrap_or_default(),
+                    recipients.remove(id).unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn now(&self) -> i64 {
+        self.clock.now(&self.pool)
+    }
+
+    async fn create_account(&self, name: &str) -> Result<Account> {
+        let row = sqlx::query(
+            "INSERT INTO accounts (name, created_at) VALUES ($1, $2) RETURNING id, name, created_at",
+        )
+        .bind(name)
+        .bind(self.now())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(StoreError::from)
+        .map_err(duplicate("account", name))?;
+        Ok(account_from_row(&row))
+    }
+
+    async fn account(&self, name: &str) -> Result<Account> {
+        sqlx::query("SELECT id, name, created_at FROM accounts WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| account_from_row(&r))
+            .ok_or_else(|| StoreError::NotFound(format!("no account named {name:?}")))
+    }
+
+    async fn account_by_id(&self, id: i64) -> Result<Account> {
+        sqlx::query("SELECT id, name, created_at FROM accounts WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| account_from_row(&r))
+            .ok_or_else(|| StoreError::NotFound(format!("no account with id {id}")))
+    }
+
+    async fn accounts(&self) -> Result<Vec<Account>> {
+        let rows =
+            sqlx::query("SELECT id, name, created_at FROM accounts ORDER BY name COLLATE \"C\"")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.iter().map(account_from_row).collect())
+    }
+
+    async fn add_domain(&self, d: NewDomain) -> Result<Domain> {
+        let row = sqlx::query(
+            "INSERT INTO domains (account_id, name, dkim_selector, dkim_private_key, dkim_public_key, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
+        )
+        .bind(d.account_id)
+        .bind(&d.name)
+        .bind(&d.dkim_selector)
+        .bind(&d.dkim_private_key)
+        .bind(&d.dkim_public_key)
+        .bind(self.now())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(StoreError::from)
+        .map_err(duplicate("domain", &d.name))?;
+        Ok(domain_from_row(&row))
+    }
+
+    async fn domain(&self, name: &str) -> Result<Domain> {
+        sqlx::query("SELECT * FROM domains WHERE lower(name) = lower($1)")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| domain_from_row(&r))
+            .ok_or_else(|| StoreError::NotFound(format!("no domain named {name:?}")))
+    }
+
+    async fn domains(&self, account_id: i64) -> Result<Vec<Domain>> {
+        let rows = sqlx::query(
+            "SELECT * FROM domains WHERE account_id = $1 ORDER BY lower(name) COLLATE \"C\"",
+        )
+        .bind(account_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(domain_from_row).collect())
+    }
+
+    async fn add_sender(&self, account_id: i64, address: &str, password_hash: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO senders (address, account_id, password_hash, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(address)
+        .bind(account_id)
+        .bind(password_hash)
+        .bind(self.now())
+        .execute(&self.pool)
+        .await
+        .map_err(StoreError::from)
+        .map_err(duplicate("sender address", address))?;
+        Ok(())
+    }
+
+    async fn set_sender_password(&self, address: &str, password_hash: &str) -> Result<()> {
+        let done =
+            sqlx::query("UPDATE senders SET password_hash = $1 WHERE lower(address) = lower($2)")
+                .bind(password_hash)
+                .bind(address)
+                .execute(&self.pool)
+                .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!(
+                "no sender address {address:?}"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn sender(&self, address: &str) -> Result<Sender> {
+        sqlx::query(
+            "SELECT address, account_id, password_hash FROM senders WHERE lower(address) = lower($1)",
+        )
+        .bind(address)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| Sender {
+            address: r.get("address"),
+            account_id: r.get("account_id"),
+            password_hash: r.get("password_hash"),
+        })
+        .ok_or_else(|| StoreError::NotFound(format!("no sender address {address:?}")))
+    }
+
+    async fn add_api_user(&self, account_id: i64, name: &str, key_hash: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO api_users (name, account_id, key_hash, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(name)
+        .bind(account_id)
+        .bind(key_hash)
+        .bind(self.now())
+        .execute(&self.pool)
+        .await
+        .map_err(StoreError::from)
+        .map_err(duplicate("API user", name))?;
+        Ok(())
+    }
+
+    async fn api_user(&self, name: &str) -> Result<ApiUser> {
+        sqlx::query("SELECT name, account_id, key_hash FROM api_users WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| ApiUser {
+                name: r.get("name"),
+                account_id: r.get("account_id"),
+                key_hash: r.get("key_hash"),
+            })
+            .ok_or_else(|| StoreError::NotFound(format!("no API user {name:?}")))
+    }
+
+    async fn set_account_setting(
+        &self,
+        account_id: i64,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<()> {
+        match value {
+            Some(v) => {
+                sqlx::query(
+                    "INSERT INTO account_settings (account_id, key, value) VALUES ($1, $2, $3)
+                     ON CONFLICT (account_id, key) DO UPDATE SET value = excluded.value",
+                )
+                .bind(account_id)
+                .bind(key)
+                .bind(v)
+                .execute(&self.pool)
+                .await?;
+            }
+            None => {
+                sqlx::query("DELETE FROM account_settings WHERE account_id = $1 AND key = $2")
+                    .bind(account_id)
+                    .bind(key)
+                    .execute(&self.pool)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn account_settings(&self, account_id: i64) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT key, value FROM account_settings WHERE account_id = $1 ORDER BY key COLLATE \"C\"",
+        )
+        .bind(account_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get("key"), r.get("value")))
+            .collect())
+    }
+
+    async fn add_label(&self, account_id: i64, label: &str) -> Result<()> {
+        sqlx::query("INSERT INTO labels (account_id, label, created_at) VALUES ($1, $2, $3)")
+            .bind(account_id)
+            .bind(label)
+            .bind(self.now())
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::from)
+            .map_err(duplicate("label", label))?;
+        Ok(())
+    }
+
+    async fn has_label(&self, account_id: i64, label: &str) -> Result<bool> {
+        let found = sqlx::query("SELECT 1 FROM labels WHERE account_id = $1 AND label = $2")
+            .bind(account_id)
+            .bind(label)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(found.is_some())
+    }
+
+    async fn remove_sender(&self, account_id: i64, address: &str) -> Result<bool> {
+        let done =
+            sqlx::query("DELETE FROM senders WHERE account_id = $1 AND lower(address) = lower($2)")
+                .bind(account_id)
+                .bind(address)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn remove_api_user(&self, account_id: i64, name: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM api_users WHERE account_id = $1 AND name = $2")
+            .bind(account_id)
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn remove_label(&self, account_id: i64, label: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM labels WHERE account_id = $1 AND label = $2")
+            .bind(account_id)
+            .bind(label)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn remove_domain(&self, account_id: i64, name: &str) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        // The domain's row first, locked, so a sender added meanwhile is
+        // seen or waits.
+        let domain: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM domains WHERE account_id = $1 AND lower(name) = lower($2) FOR UPDATE",
+        )
+        .bind(account_id)
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let senders: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM senders
+             WHERE account_id = $1 AND lower(substr(address, strpos(address, '@') + 1)) = lower($2)",
+        )
+        .bind(account_id)
+        .bind(name)
+        .fetch_one(&mut *tx)
+        .await?;
+        if senders > 0 {
+            return Err(StoreError::InUse(format!(
+                "domain {name} still has {senders} sender address{}; remove {} first",
+                if senders == 1 { "" } else { "es" },
+                if senders == 1 { "it" } else { "them" },
+            )));
+        }
+        let Some(domain) = domain else {
+            return Ok(false);
+        };
+        let done = sqlx::query("DELETE FROM domains WHERE id = $1")
+            .bind(domain)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn remove_account(&self, account_id: i64) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        // Its messages first, in id order, as a recorder locks them (so
+        // the two take turns instead of deadlocking); then the account:
+        // an enqueue for it (its foreign key takes a share lock on that
+        // row) waits until this commits, then fails.
+        sqlx::query("SELECT 1 FROM messages WHERE account_id = $1 ORDER BY id FOR UPDATE")
+            .bind(account_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE")
+            .bind(account_id)
+            .execute(&mut *tx)
+            .await?;
+        let sql = format!(
+            "SELECT COUNT(DISTINCT r.message_id) FROM recipients r JOIN messages m ON m.id = r.message_id
+             WHERE m.account_id = $1 AND r.status IN {NOT_FINAL}"
+        );
+        let pending: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(account_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        if pending > 0 {
+            return Err(StoreError::InUse(format!(
+                "the account still has {pending} message{} in the queue; let {} finish, or give up with: posthorn queue bounce ID",
+                if pending == 1 { "" } else { "s" },
+                if pending == 1 { "it" } else { "them" },
+            )));
+        }
+        for sql in [
+            "DELETE FROM webhook_deliveries WHERE webhook_id IN (SELECT id FROM webhooks WHERE account_id = $1)",
+            "DELETE FROM webhooks WHERE account_id = $1",
+            "DELETE FROM webhook_deliveries WHERE event_id IN (SELECT id FROM events WHERE account_id = $1)",
+            "DELETE FROM events WHERE account_id = $1",
+            "DELETE FROM attachments WHERE message_id IN (SELECT id FROM messages WHERE account_id = $1)",
+            "DELETE FROM recipients WHERE message_id IN (SELECT id FROM messages WHERE account_id = $1)",
+            "DELETE FROM message_contents WHERE message_id IN (SELECT id FROM messages WHERE account_id = $1)",
+            "DELETE FROM messages WHERE account_id = $1",
+            "DELETE FROM suppressions WHERE account_id = $1",
+            "DELETE FROM api_keys WHERE account_id = $1",
+            "DELETE FROM labels WHERE account_id = $1",
+            "DELETE FROM account_settings WHERE account_id = $1",
+            "DELETE FROM api_users WHERE account_id = $1",
+            "DELETE FROM senders WHERE account_id = $1",
+            "DELETE FROM domains WHERE account_id = $1",
+            "DELETE FROM accounts WHERE id = $1",
+        ] {
+            sqlx::query(sql).bind(account_id).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn enqueue(&self, message: NewMessage) -> Result<()> {
+        // One transaction per message for now; group commit (many
+        // messages, one transaction, one flush) would gather here.
+        let now = self.now();
+        let mut tx = self.pool.begin().await?;
+        insert_message(&mut tx, &message, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn message(&self, id: MessageId) -> Result<MessageRecord> {
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN accounts a ON a.id = m.account_id WHERE m.id = $1"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("no message {id}")))?;
+        Ok(self
+            .messages_from_rows(std::slice::from_ref(&row))
+            .await?
+            .remove(0))
+    }
+
+    async fn message_content(&self, id: MessageId) -> Result<Vec<u8>> {
+        let found = sqlx::query(
+            "SELECT c.content, m.content_purged FROM messages m
+             LEFT JOIN message_contents c ON c.message_id = m.id WHERE m.id = $1",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("no message {id}")))?;
+        if found.get::<bool, _>("content_purged") {
+            return Err(StoreError::NotFound(format!(
+                "the content of message {id} was deleted after its retention time (every recipient is final)"
+            )));
+        }
+        found
+            .get::<Option<Vec<u8>>, _>("content")
+            .ok_or_else(|| StoreError::Backend(format!("message {id} has no stored content")))
+    }
+
+    async fn messages(&self, filter: &MessageFilter) -> Result<Vec<MessageRecord>> {
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN accounts a ON a.id = m.account_id
+             WHERE ($1::bigint IS NULL OR m.account_id = $1)
+               AND ($2::text IS NULL OR EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id AND r.status = $2))
+               AND ($4::text IS NULL OR m.id > $4)
+               AND ($5::text IS NULL OR m.id < $5)
+               AND ($6::text IS NULL OR m.id IN (SELECT message_id FROM recipients WHERE lower(address) = lower($6)))
+               AND ($7::text IS NULL OR m.label = $7)
+             ORDER BY m.id LIMIT $3"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(filter.account_id)
+            .bind(filter.status.map(|s| s.as_str()))
+            .bind(filter.limit.map(i64::from))
+            .bind(filter.after.map(|id| id.to_string()))
+            .bind(filter.before.map(|id| id.to_string()))
+            .bind(filter.recipient.as_deref())
+            .bind(filter.label.as_deref())
+            .fetch_all(&self.pool)
+            .await?;
+        self.messages_from_rows(&rows).await
+    }
+
+    async fn count_messages_since(&self, account_id: i64, since: i64) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM messages WHERE account_id = $1 AND received_at >= $2",
+        )
+        .bind(account_id)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n as u64)
+    }
+
+    async fn claim_due(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> Result<Vec<DueRecipient>> {
+        // One statement: leases that ran out first, then the earliest
+        // planned; rows another node is claiming right now are skipped,
+        // never waited for nor taken twice.
+        let rows = sqlx::query(
+            "WITH expired AS (
+                 SELECT message_id, idx FROM recipients
+                 WHERE status = 'sending' AND lease_until <= $1
+                 ORDER BY lease_until LIMIT $2 FOR UPDATE SKIP LOCKED),
+             planned AS (
+                 SELECT message_id, idx FROM recipients
+                 WHERE status IN ('queued', 'deferred') AND next_try <= $1
+                 ORDER BY next_try LIMIT $2 FOR UPDATE SKIP LOCKED),
+             due AS (SELECT * FROM expired UNION ALL SELECT * FROM planned LIMIT $2)
+             UPDATE recipients r SET status = 'sending', lease_owner = $3, lease_until = $4, updated_at = $1
+             FROM due JOIN messages m ON m.id = due.message_id
+             WHERE r.message_id = due.message_id AND r.idx = due.idx
+             RETURNING r.message_id, r.idx, r.address, r.attempts, m.account_id, m.mail_from,
+                       m.header_from, m.label, m.received_at, m.is_dsn",
+        )
+        .bind(now)
+        .bind(i64::from(limit))
+        .bind(owner)
+        .bind(lease_until)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let id: String = r.get("message_id");
+            out.push(DueRecipient {
+                message_id: parse_id(&id)?,
+                idx: r.get::<i64, _>("idx") as u32,
+                address: r.get("address"),
+                attempts: r.get::<i64, _>("attempts") as u32,
+                account_id: r.get("account_id"),
+                mail_from: r.get("mail_from"),
+                header_from: r.get("header_from"),
+                label: r.get("label"),
+                received_at: r.get("received_at"),
+                is_dsn: r.get("is_dsn"),
+            });
+        }
+        // Oldest messages first, a message's recipients together and in order.
+        out.sort_by_key(|r| (r.message_id, r.idx));
+        Ok(out)
+    }
+
+    async fn release_leases(&self, owner: &str, now: i64) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE recipients SET status = CASE WHEN attempts = 0 THEN 'queued' ELSE 'deferred' END,
+                    lease_owner = NULL, lease_until = NULL, next_try = $1, updated_at = $1
+             WHERE status = 'sending' AND lease_owner = $2",
+        )
+        .bind(now)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn next_due(&self) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT LEAST(
+                 (SELECT MIN(next_try) FROM recipients WHERE status IN ('queued', 'deferred')),
+                 (SELECT MIN(lease_until) FROM recipients WHERE status = 'sending'))",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn record_outcomes(&self, owner: Option<&str>, batch: OutcomeBatch) -> Result<Recorded> {
+        let now = self.now();
+        let mut tx = self.pool.begin().await?;
+        let mut recorded = Recorded::default();
+        if !batch.updates.is_empty() {
+            let mut touched: Vec<String> = batch
+                .updates
+                .iter()
+                .map(|u| u.message_id.to_string())
+                .collect();
+            touched.sort_unstable();
+            touched.dedup();
+            // The messages first, in id order: two recorders finishing the
+            // last recipients of one message take turns, so the second
+            // sees the first's and marks the message complete.
+            sqlx::query("SELECT 1 FROM messages WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+                .bind(&touched)
+                .execute(&mut *tx)
+                .await?;
+            let u = &batch.updates;
+            let guard = match owner {
+                Some(_) => "r.status = 'sending' AND r.lease_owner = $9",
+                None => "r.status IN ('queued', 'deferred', 'sending') AND $9::text IS NULL",
+            };
+            let sql = format!(
+                "UPDATE recipients AS r SET status = u.status, attempts = u.attempts,
+                        last_reply = u.last_reply, remote_host = u.remote_host, next_try = u.next_try,
+                        lease_owner = NULL, lease_until = NULL, updated_at = $8
+                 FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::bigint[])
+                      AS u(id, idx, status, attempts, last_reply, remote_host, next_try)
+                 WHERE r.message_id = u.id AND r.idx = u.idx AND {guard}
+                 RETURNING r.message_id, r.idx"
+            );
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(
+                    u.iter()
+                        .map(|u| u.message_id.to_string())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(u.iter().map(|u| i64::from(u.idx)).collect::<Vec<_>>())
+                .bind(u.iter().map(|u| u.status.as_str()).collect::<Vec<_>>())
+                .bind(u.iter().map(|u| i64::from(u.attempts)).collect::<Vec<_>>())
+                .bind(u.iter().map(|u| u.last_reply.clone()).collect::<Vec<_>>())
+                .bind(u.iter().map(|u| u.remote_host.clone()).collect::<Vec<_>>())
+                .bind(u.iter().map(|u| u.next_try).collect::<Vec<_>>())
+                .bind(now)
+                .bind(owner)
+                .fetch_all(&mut *tx)
+                .await?;
+            let mut applied: Vec<(String, i64)> = rows
+                .iter()
+                .map(|r| (r.get("message_id"), r.get("idx")))
+                .collect();
+            applied.sort_unstable();
+            applied.dedup();
+            recorded.applied = applied.len() as u64;
+            let (ids, idx): (Vec<String>, Vec<i64>) = applied.iter().cloned().unzip();
+            record_events(&mut tx, ids, idx, now, now).await?;
+            for u in &batch.updates {
+                let Some(reason) = &u.suppress else { continue };
+                let id = u.message_id.to_string();
+                if applied
+                    .binary_search(&(id.clone(), i64::from(u.idx)))
+                    .is_err()
+                {
+                    continue;
+                }
+                sqlx::query(
+                    "INSERT INTO suppressions (account_id, address, reason, message_id, created_at)
+                     SELECT m.account_id, r.address, $3, $1, $4
+                     FROM messages m JOIN recipients r ON r.message_id = m.id AND r.idx = $2
+                     WHERE m.id = $1
+                     ON CONFLICT (account_id, lower(address)) DO UPDATE SET reason = excluded.reason,
+                         message_id = excluded.message_id, created_at = excluded.created_at",
+                )
+                .bind(&id)
+                .bind(i64::from(u.idx))
+                .bind(reason)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            let sql = format!(
+                "UPDATE messages SET completed_at = $1
+                 WHERE id = ANY($2) AND completed_at IS NULL
+                   AND NOT EXISTS (SELECT 1 FROM recipients WHERE message_id = messages.id AND status IN {NOT_FINAL})
+                 RETURNING id"
+            );
+            let done: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .bind(now)
+                .bind(&touched)
+                .fetch_all(&mut *tx)
+                .await?;
+            for id in done {
+                recorded.completed.push(parse_id(&id)?);
+            }
+            recorded.completed.sort_unstable();
+        }
+        for notice in &batch.notices {
+            insert_message(&mut tx, notice, now).await?;
+        }
+        tx.commit().await?;
+        Ok(recorded)
+    }
+
+    async fn retry_now(&self, id: MessageId, now: i64) -> Result<u64> {
+        self.message(id).await?;
+        let done = sqlx::query(
+            "UPDATE recipients SET next_try = $1, updated_at = $1
+             WHERE message_id = $2 AND status IN ('queued', 'deferred')",
+        )
+        .bind(now)
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn purge(&self, bodies_before: i64, records_before: i64) -> Result<(u64, u64)> {
+        let mut tx = self.pool.begin().await?;
+        // The messages it may touch, in id order, as a recorder locks them:
+        // the two take turns instead of deadlocking.
+        sqlx::query(
+            "SELECT 1 FROM messages WHERE completed_at IS NOT NULL AND completed_at <= GREATEST($1, $2)
+             ORDER BY id FOR UPDATE",
+        )
+        .bind(bodies_before)
+        .bind(records_before)
+        .execute(&mut *tx)
+        .await?;
+        let final_before = "completed_at IS NOT NULL AND completed_at <= $1 AND NOT content_purged";
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM message_contents WHERE message_id IN (SELECT id FROM messages WHERE {final_before})"
+        )))
+        .bind(bodies_before)
+        .execute(&mut *tx)
+        .await?;
+        let bodies = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE messages SET content_purged = true WHERE {final_before}"
+        )))
+        .bind(bodies_before)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let old = "SELECT id FROM messages WHERE completed_at IS NOT NULL AND completed_at <= $1";
+        for table in ["attachments", "recipients", "message_contents"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE message_id IN ({old})"
+            )))
+            .bind(records_before)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let records = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM messages WHERE id IN ({old})"
+        )))
+        .bind(records_before)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query("DELETE FROM webhook_deliveries WHERE done_at IS NOT NULL AND done_at <= $1")
+            .bind(records_before)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "DELETE FROM events WHERE created_at <= $1
+             AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = events.id)",
+        )
+        .bind(records_before)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok((bodies, records))
+    }
+
+    async fn add_suppression(&self, account_id: i64, address: &str, reason: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO suppressions (account_id, address, reason, created_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (account_id, lower(address)) DO UPDATE SET reason = excluded.reason",
+        )
+        .bind(account_id)
+        .bind(address)
+        .bind(reason)
+        .bind(self.now())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn remove_suppression(&self, account_id: i64, address: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "DELETE FROM suppressions WHERE account_id = $1 AND lower(address) = lower($2)",
+        )
+        .bind(account_id)
+        .bind(address)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn suppressions(&self, account_id: i64) -> Result<Vec<Suppression>> {
+        let rows = sqlx::query(
+            "SELECT address, reason, message_id, created_at FROM suppressions
+             WHERE account_id = $1 ORDER BY lower(address) COLLATE \"C\"",
+        )
+        .bind(account_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Suppression {
+                address: r.get("address"),
+                reason: r.get("reason"),
+                message_id: r.get("message_id"),
+                created_at: r.get("created_at"),
+            })
+            .collect())
+    }
+
+    async fn is_suppressed(&self, account_id: i64, address: &str) -> Result<bool> {
+        let found = sqlx::query(
+            "SELECT 1 FROM suppressions WHERE account_id = $1 AND lower(address) = lower($2)",
+        )
+        .bind(account_id)
+        .bind(address)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(found.is_some())
+    }
+
+    async fn add_api_key(&self, key: ApiKey) -> Result<()> {
+        let id = key.id.clone();
+        api::add_api_key(&self.pool, &key)
+            .await
+            .map_err(duplicate("API key", &id))
+    }
+
+    async fn api_key(&self, id: &str) -> Result<ApiKey> {
+        api::api_key(&self.pool, id).await
+    }
+
+    async fn api_keys(&self, account_id: Option<i64>) -> Result<Vec<ApiKey>> {
+        api::api_keys(&self.pool, account_id).await
+    }
+
+    async fn remove_api_key(&self, id: &str) -> Result<bool> {
+        api::remove_api_key(&self.pool, id).await
+    }
+
+    async fn daily_stats(
+        &self,
+        account_id: i64,
+        from: MessageId,
+        before: MessageId,
+        label: Option<&str>,
+    ) -> Result<Vec<DayStats>> {
+        api::daily_stats(&self.pool, account_id, from, before, label).await
+    }
+
+    async fn status_counts(&self) -> Result<Vec<(RecipientStatus, u64)>> {
+        api::status_counts(&self.pool).await
+    }
+
+    async fn add_webhook(&self, webhook: Webhook) -> Result<()> {
+        api::add_webhook(&self.pool, &webhook).await
+    }
+
+    async fn webhooks(&self, account_id: i64) -> Result<Vec<Webhook>> {
+        api::webhooks(&self.pool, account_id).await
+    }
+
+    async fn remove_webhook(&self, account_id: i64, id: &str) -> Result<bool> {
+        api::remove_webhook(&self.pool, account_id, id).await
+    }
+
+    async fn claim_webhook_deliveries(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+    ) -> Result<Vec<DueWebhookDelivery>> {
+        api::claim_webhook_deliveries(&self.pool, now, lease_until, limit).await
+    }
+
+    async fn record_webhook_results(&self, results: Vec<WebhookResult>) -> Result<()> {
+        api::record_webhook_results(&self.pool, &results, self.now()).await
+    }
+
+    async fn next_webhook_due(&self) -> Result<Option<i64>> {
+        api::next_webhook_due(&self.pool).await
+    }
+
+    async fn senders(&self, account_id: i64) -> Result<Vec<ListedName>> {
+        api::listed_names(&self.pool, api::ListedTable::Senders, account_id).await
+    }
+
+    async fn api_users(&self, account_id: i64) -> Result<Vec<ListedName>> {
+        api::listed_names(&self.pool, api::ListedTable::ApiUsers, account_id).await
+    }
+
+    async fn labels(&self, account_id: i64) -> Result<Vec<ListedName>> {
+        api::listed_names(&self.pool, api::ListedTable::Labels, account_id).await
+    }
+
+    async fn record_auth_failure(
+        &self,
+        ip: std::net::IpAddr,
+        user: &str,
+        tag: &str,
+        now: i64,
+        policy: &LockoutPolicy,
+    ) -> Result<Option<Lockout>> {
+        auth::record_failure(&self.pool, ip, user, tag, now, policy).await
+    }
+
+    async fn auth_lockout(
+        &self,
+        ip: std::net::IpAddr,
+        user: &str,
+        now: i64,
+    ) -> Result<Option<Lockout>> {
+        auth::lockout_of(&self.pool, ip, user, now).await
+    }
+
+    async fn auth_lockouts(&self, now: i64) -> Result<Vec<Lockout>> {
+        auth::lockouts(&self.pool, now).await
+    }
+
+    async fn clear_auth_lockouts(&self, ip: std::net::IpAddr, user: Option<&str>) -> Result<u64> {
+        auth::clear(&self.pool, ip, user, self.now()).await
+    }
+}
+
+/// What only the shared store has: several nodes at once. These run when
+/// `POSTHORN_TEST_POSTGRES_URL` is set (each in a schema of its own,
+/// dropped at the end); the behaviour every backend shares is the
+/// conformance suite's (`tests/conformance`).
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh schema name and the URL, or `None` (skip) without a database.
+    fn database() -> Option<(String, String)> {
+        let Ok(url) = std::env::var("POSTHORN_TEST_POSTGRES_URL") else {
+            eprintln!("skipped: POSTHORN_TEST_POSTGRES_URL is unset");
+            return None;
+        };
+        let schema = format!("u_{}", MessageId::generate().to_string().to_lowercase());
+        Some((url, schema))
+    }
+
+    async fn drop_schema(store: &PostgresStore, schema: &str) {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP SCHEMA {} CASCADE",
+            quote_ident(schema)
+        )))
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    }
+
+    fn message(account_id: i64, rcpts: usize, at: i64) -> NewMessage {
+        NewMessage {
+            id: MessageId::generate(),
+            account_id,
+            mail_from: "a@x.test".into(),
+            recipients: (0..rcpts).map(|i| format!("r{i}@y.test")).collect(),
+            auth_user: "a@x.test".into(),
+            client_ip: None,
+            label: None,
+            received_at: at,
+            subject: "x".into(),
+            header_from: "a@x.test".into(),
+            attachments: Vec::new(),
+            content: b"Subject: x\r\n\r\nhi\r\n".to_vec(),
+            suppressed: Vec::new(),
+            is_dsn: false,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nodes_starting_together_migrate_once() {
+        let Some((url, schema)) = database() else {
+            return;
+        };
+        let opens: Vec<_> = (0..4)
+            .map(|_| {
+                let (url, schema) = (url.clone(), schema.clone());
+                tokio::spawn(async move { PostgresStore::open(&url, Some(&schema), 2).await })
+            })
+            .collect();
+        let mut stores = Vec::new();
+        for o in opens {
+            stores.push(o.await.unwrap().unwrap());
+        }
+        let versions: Vec<i64> =
+            sqlx::query_scalar("SELECT version FROM posthorn_migrations ORDER BY version")
+                .fetch_all(&stores[0].pool)
+                .await
+                .unwrap();
+        assert_eq!(versions, (1..=MIGRATIONS.len() as i64).collect::<Vec<_>>());
+        drop_schema(&stores[0], &schema).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_nodes_never_claim_the_same_recipient() {
+        let Some((url, schema)) = database() else {
+            return;
+        };
+        let a = Arc::new(PostgresStore::open(&url, Some(&schema), 4).await.unwrap());
+        let b = Arc::new(PostgresStore::open(&url, Some(&schema), 4).await.unwrap());
+        let account = a.create_account("shop").await.unwrap().id;
+        let t = a.now();
+        for _ in 0..50 {
+            a.enqueue(message(account, 4, t)).await.unwrap();
+        }
+        let claimers: Vec<_> = [(a.clone(), "n1"), (b.clone(), "n2"), (a.clone(), "n3")]
+            .into_iter()
+            .map(|(store, owner)| {
+                tokio::spawn(async move {
+                    let mut mine = Vec::new();
+                    loop {
+                        let got = store.claim_due(owner, t, t + 600, 7).await.unwrap();
+                        if got.is_empty() {
+                            break mine;
+                        }
+                        mine.extend(got.into_iter().map(|d| (d.message_id, d.idx)));
+                    }
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for c in claimers {
+            all.extend(c.await.unwrap());
+        }
+        let claimed = all.len();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), claimed, "a recipient was claimed twice");
+        assert_eq!(claimed, 200);
+        drop_schema(&a, &schema).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn outcomes_recorded_together_still_complete_their_message() {
+        let Some((url, schema)) = database() else {
+            return;
+        };
+        let store = Arc::new(PostgresStore::open(&url, Some(&schema), 8).await.unwrap());
+        let account = store.create_account("shop").await.unwrap().id;
+        let t = store.now();
+        let mut ids = Vec::new();
+        for _ in 0..20 {
+            let m = message(account, 2, t);
+            ids.push(m.id);
+            store.enqueue(m).await.unwrap();
+        }
+        assert_eq!(
+            store.claim_due("n", t, t + 600, 100).await.unwrap().len(),
+            40
+        );
+        // Each recipient's outcome in a commit of its own, all at once: the
+        // last of each message to commit must mark it complete.
+        let mut tasks = Vec::new();
+        for &id in &ids {
+            for idx in 0..2 {
+                let store = store.clone();
+                tasks.push(tokio::spawn(async move {
+                    let update = RecipientUpdate {
+                        message_id: id,
+                        idx,
+                        status: RecipientStatus::Delivered,
+                        attempts: 1,
+                        last_reply: Some("250 ok".into()),
+                        remote_host: None,
+                        next_try: None,
+                        suppress: None,
+                    };
+                    store
+                        .record_outcomes(
+                            Some("n"),
+                            OutcomeBatch {
+                                updates: vec![update],
+                                notices: Vec::new(),
+                            },
+                        )
+                        .await
+                        .unwrap()
+                }));
+            }
+        }
+        let mut completed = Vec::new();
+        for t in tasks {
+            let r = t.await.unwrap();
+            assert_eq!(r.applied, 1);
+            completed.extend(r.completed);
+        }
+        completed.sort();
+        ids.sort();
+        assert_eq!(completed, ids);
+        for id in ids {
+            assert!(store.message(id).await.unwrap().completed_at.is_some());
+        }
+        drop_schema(&store, &schema).await;
+    }
+}
