@@ -470,3 +470,58 @@ fn the_admin_api_removes_what_the_cli_removes() {
     assert_eq!(delete(port, &base, &admin).status, 204);
     assert_eq!(server.cli_ok(&["account", "list"]), "");
 }
+
+#[test]
+fn domain_check_reads_the_records_from_dns() {
+    use posthorn_testkit::dns::DnsServer;
+    let dns = DnsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("posthorn.toml"),
+        format!(
+            "hostname = \"mail.example.com\"\n[delivery]\nnameservers = [\"{}\"]\n",
+            dns.addr()
+        ),
+    )
+    .unwrap();
+    ok(run_in(d, None, &["account", "create", "shop"]));
+    let records = ok(run_in(
+        d,
+        None,
+        &["domain", "add", "example.com", "--account", "shop"],
+    ));
+    let dkim = records
+        .lines()
+        .find(|l| l.starts_with("posthorn._domainkey.example.com."))
+        .unwrap();
+    // The value as published: the zone line's quoted pieces joined.
+    let value: String = dkim
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .collect::<Vec<_>>()
+        .concat();
+
+    // Nothing published: DKIM missing is a failure, with what to publish.
+    let out = run_in(d, None, &["domain", "check", "example.com"]);
+    let said = text(&out.stdout);
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("dkim   missing"), "{said}");
+    assert!(said.contains(&format!("expected:  {value}")), "{said}");
+    refused(
+        out,
+        "DKIM record of example.com is not published as expected",
+    );
+
+    dns.set_txt("posthorn._domainkey.example.com", &[&value]);
+    dns.set_txt("example.com", &["v=spf1 a:mail.example.com ~all"]);
+    let said = ok(run_in(d, None, &["domain", "check", "example.com"]));
+    assert!(said.contains("dkim   found"), "{said}");
+    assert!(said.contains("spf    found"), "{said}");
+    assert!(said.contains("dmarc  missing"), "{said}");
+    refused(
+        run_in(d, None, &["domain", "check", "nope.example"]),
+        "no domain \"nope.example\"",
+    );
+}
