@@ -517,8 +517,12 @@ impl Config {
         }
     }
 
+    /// The SMTP listeners. An address in `auto_tls` takes precedence over
+    /// the same address in `starttls` or `implicit_tls`, so moving 587 to
+    /// auto-TLS is the one line `auto_tls = ["0.0.0.0:587"]`, whatever the
+    /// other lists say.
     pub fn listeners(&self) -> anyhow::Result<Vec<ListenerSpec>> {
-        let mut out = Vec::new();
+        let mut out: Vec<ListenerSpec> = Vec::new();
         for (list, kind, key) in [
             (
                 &self.smtp.implicit_tls,
@@ -535,6 +539,12 @@ impl Config {
                 out.push(ListenerSpec { addr, kind });
             }
         }
+        let auto: Vec<SocketAddr> = out
+            .iter()
+            .filter(|l| l.kind == ListenerKind::AutoTls)
+            .map(|l| l.addr)
+            .collect();
+        out.retain(|l| l.kind == ListenerKind::AutoTls || !auto.contains(&l.addr));
         if out.is_empty() {
             bail!("no SMTP listener is configured: set [smtp] implicit_tls, starttls or auto_tls, or pass --smtps / --submission / --auto-tls");
         }
@@ -771,6 +781,21 @@ mod tests {
         assert_eq!(discover(None, None, none), None);
         let err = Config::load_from(Some(env.into()), None).unwrap_err();
         assert!(format!("{err:#}").contains("cannot read config file /opt/env.toml"));
+    }
+
+    #[test]
+    fn an_auto_tls_address_replaces_the_same_starttls_one() {
+        let mut c = Config::default();
+        c.smtp.auto_tls = vec!["0.0.0.0:587".into()];
+        let listeners = c.listeners().unwrap();
+        let on_587: Vec<_> = listeners
+            .iter()
+            .filter(|l| l.addr.port() == 587)
+            .map(|l| l.kind)
+            .collect();
+        assert_eq!(on_587, [ListenerKind::AutoTls]);
+        assert!(listeners.iter().any(|l| l.addr.port() == 2525));
+        assert!(listeners.iter().any(|l| l.addr.port() == 465));
     }
 
     #[test]
