@@ -149,7 +149,10 @@ st_check() {
 # The admin routes' only parameter is often a free-form name in the path;
 # hypothesis throws away the generated names a path cannot carry (empty,
 # '/', '.', '..') and would call that too much filtering.
-st_check account "$account_key" --exclude-tag admin
+# The same for the message id in GET /v1/messages/{id}: a 26-character
+# Crockford base-32 pattern that hypothesis meets by filtering, which now
+# and then trips its health check (seen once in three CI runs).
+st_check account "$account_key" --exclude-tag admin --suppress-health-check filter_too_much
 st_check admin "$admin_key" --include-tag admin --suppress-health-check filter_too_much
 # Each key on the other's routes: only the refusal (401/403 as documented)
 # is at stake, so a few cases per operation are enough, and schemathesis's
