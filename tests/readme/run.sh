@@ -94,13 +94,13 @@ id=$(printf '%s\n' "$listed" | awk 'NF { print $1; exit }')
 
 # Delivery in capture mode takes a moment: wait for the recipient to be final.
 for _ in $(seq 100); do
-  shown=$(cargo run -q -- message show "$id")
+  shown=$(cargo run -q -p posthorn -- message show "$id")
   printf '%s\n' "$shown" | grep -q "you@example.net  delivered" && break
   sleep 0.2
 done
 printf '%s\n' "$shown" | grep -q "you@example.net  delivered" || fail "message $id was not delivered (captured): $shown"
 printf '%s\n' "$shown" | grep -q "captured" || fail "message $id does not say it was captured: $shown"
-cargo run -q -- message content "$id" | grep -q "^Subject:" || fail "message content $id has no Subject"
+cargo run -q -p posthorn -- message content "$id" | grep -q "^Subject:" || fail "message content $id has no Subject"
 
 # The HTTP example: a KEY, then the send; the answer holds the new id.
 {
@@ -112,9 +112,9 @@ timeout 600 bash "$work/http.sh" >"$work/out" 2>"$work/err" || { cat "$work/err"
 cat "$work/out"; echo
 http_id=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["message_id"])' <"$work/out") || fail "the HTTP example did not answer with a message_id"
 for _ in $(seq 100); do
-  cargo run -q -- message show "$http_id" | grep -q "delivered" && break
+  cargo run -q -p posthorn -- message show "$http_id" | grep -q "delivered" && break
   sleep 0.2
 done
-cargo run -q -- message show "$http_id" | grep -q "delivered" || fail "HTTP message $http_id was not delivered (captured)"
+cargo run -q -p posthorn -- message show "$http_id" | grep -q "delivered" || fail "HTTP message $http_id was not delivered (captured)"
 
 echo "readme: OK: the README's commands work as written (messages $id and $http_id captured)"

@@ -12,6 +12,7 @@ mod model;
 mod postgres;
 mod postgres_api;
 mod postgres_auth;
+mod shared;
 mod sqlite;
 mod sqlite_api;
 mod sqlite_auth;

@@ -16,6 +16,7 @@
 //! queue; `postgres_api.rs` the HTTP API's tables and webhooks;
 //! `postgres_auth.rs` the AUTH lockouts.
 
+use crate::shared::duplicate;
 use crate::*;
 use posthorn_types::RecipientStatus;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
@@ -110,14 +111,6 @@ impl Clock {
 /// `"name"`, quoted as an SQL identifier.
 fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-fn duplicate(what: &str, name: &str) -> impl FnOnce(StoreError) -> StoreError {
-    let msg = format!("{what} {name:?} already exists");
-    move |e| match e {
-        StoreError::Duplicate(_) => StoreError::Duplicate(msg),
-        e => e,
-    }
 }
 
 impl PostgresStore {

@@ -4,38 +4,11 @@
 //! nodes counting failures of one address take turns (the embedded store's
 //! `BEGIN IMMEDIATE`).
 
+use crate::shared::{ip_key, lockout, user_key};
 use crate::*;
 use sqlx::postgres::PgPool;
 use sqlx::Row;
 use std::net::IpAddr;
-
-/// How an address is keyed (an IPv4-mapped IPv6 address as IPv4).
-fn ip_key(ip: IpAddr) -> String {
-    ip.to_canonical().to_string()
-}
-
-/// Login names compare without case (sender addresses are looked up so).
-fn user_key(user: &str) -> String {
-    user.to_lowercase()
-}
-
-fn lockout(
-    ip: &str,
-    user: String,
-    locked_at: i64,
-    locked_until: i64,
-    failures: i64,
-) -> Result<Lockout> {
-    Ok(Lockout {
-        ip: ip
-            .parse()
-            .map_err(|e| StoreError::Backend(format!("stored address {ip:?}: {e}")))?,
-        user: (!user.is_empty()).then_some(user),
-        locked_at,
-        locked_until,
-        failures: failures as u32,
-    })
-}
 
 pub(crate) async fn record_failure(
     pool: &PgPool,

@@ -8,6 +8,7 @@
 //! sessions share one fsync.
 
 use crate::fresh::FreshContents;
+use crate::shared::duplicate;
 use crate::sqlite_api as api;
 use crate::sqlite_auth as auth;
 use crate::sqlite_reader::PointReads;
@@ -63,14 +64,6 @@ pub(crate) fn now() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
-}
-
-fn duplicate(what: &str, name: &str) -> impl FnOnce(StoreError) -> StoreError {
-    let msg = format!("{what} {name:?} already exists");
-    move |e| match e {
-        StoreError::Duplicate(_) => StoreError::Duplicate(msg),
-        e => e,
-    }
 }
 
 impl SqliteStore {

@@ -5,40 +5,13 @@
 //! before every AUTH is an inline point read (`sqlite_reader`). Rows that
 //! no longer count are deleted by the next failure recorded.
 
+use crate::shared::{ip_key, lockout, user_key};
 use crate::sqlite_reader::PointReads;
 use crate::*;
 use rusqlite::OptionalExtension;
 use sqlx::sqlite::SqlitePool;
 use sqlx::Row;
 use std::net::IpAddr;
-
-/// How an address is keyed (an IPv4-mapped IPv6 address as IPv4).
-fn ip_key(ip: IpAddr) -> String {
-    ip.to_canonical().to_string()
-}
-
-/// Login names compare without case (sender addresses are looked up so).
-fn user_key(user: &str) -> String {
-    user.to_lowercase()
-}
-
-fn lockout(
-    ip: &str,
-    user: String,
-    locked_at: i64,
-    locked_until: i64,
-    failures: i64,
-) -> Result<Lockout> {
-    Ok(Lockout {
-        ip: ip
-            .parse()
-            .map_err(|e| StoreError::Backend(format!("stored address {ip:?}: {e}")))?,
-        user: (!user.is_empty()).then_some(user),
-        locked_at,
-        locked_until,
-        failures: failures as u32,
-    })
-}
 
 pub(crate) async fn record_failure(
     pool: &SqlitePool,

@@ -272,13 +272,9 @@ impl Submitter {
     /// address of its account. The null sender is never allowed for
     /// submission.
     pub async fn check_sender(&self, who: &Identity, from: &str) -> Result<(), SubmitError> {
-        self.sender_checks(who, from)
+        self.sender_allowed(who, from)
             .await
             .inspect_err(count_refusal)
-    }
-
-    async fn sender_checks(&self, who: &Identity, from: &str) -> Result<(), SubmitError> {
-        self.sender_allowed(who, from).await
     }
 
     /// Count one call of an HTTP API key or of an API user against the
