@@ -12,10 +12,13 @@ mod model;
 mod postgres;
 mod postgres_api;
 mod postgres_auth;
+mod postgres_enqueue;
+mod postgres_nodes;
 mod shared;
 mod sqlite;
 mod sqlite_api;
 mod sqlite_auth;
+mod sqlite_nodes;
 mod sqlite_reader;
 mod sqlite_writer;
 
@@ -205,6 +208,28 @@ pub trait Store: Send + Sync + 'static {
     async fn api_users(&self, account_id: i64) -> Result<Vec<ListedName>>;
     /// The labels of an account, by label.
     async fn labels(&self, account_id: i64) -> Result<Vec<ListedName>>;
+
+    // --- cluster nodes --------------------------------------------------
+    /// Record a heartbeat of `node`, stamped with the store's clock: its
+    /// row is made on the first and updated by each later one.
+    async fn heartbeat(&self, node: &NodeInfo) -> Result<()>;
+    /// Every node that has sent a heartbeat, by id, with the leases each
+    /// holds.
+    async fn nodes(&self) -> Result<Vec<NodeRecord>>;
+    /// Give back the leases of every node whose last heartbeat is older
+    /// than `timeout` seconds at `now` (it is dead: its recipients become
+    /// due at `now` for the others). Returns the nodes that had any. A
+    /// node whose heartbeat comes back keeps only what it claims anew;
+    /// its outcomes for recipients it no longer holds are not recorded.
+    async fn take_over_dead_nodes(&self, now: i64, timeout: i64) -> Result<Vec<TakenOver>>;
+    /// Forget nodes whose last heartbeat is older than `before` and that
+    /// hold no lease. Returns how many.
+    async fn forget_nodes(&self, before: i64) -> Result<u64>;
+
+    // --- wakeups ----------------------------------------------------------
+    /// The signals this store raises when other nodes add work (see
+    /// [`Wakeups`]); the same pair on every call.
+    fn wakeups(&self) -> Wakeups;
 
     // --- AUTH lockouts ---------------------------------------------------
     // Failed SMTP logins per (client address, login name), kept here so the

@@ -375,3 +375,50 @@ pub struct Lockout {
     /// Distinct failures counted when it started.
     pub failures: u32,
 }
+
+/// What a node says about itself in its heartbeat.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// The node id (`[delivery] node_id`), the name its leases carry.
+    pub id: String,
+    /// Where it can be reached: its host name and listeners.
+    pub address: String,
+    /// Its Posthorn version.
+    pub version: String,
+    /// Unix seconds (the store's clock) when it started.
+    pub started_at: i64,
+}
+
+/// A node as the store knows it: its last heartbeat and the delivery
+/// leases it holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeRecord {
+    pub info: NodeInfo,
+    /// Unix seconds of its last heartbeat (the store's clock).
+    pub last_seen: i64,
+    /// Recipients `sending` under its lease.
+    pub leases: u64,
+}
+
+/// Leases of a node found dead, given back so others deliver its work.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TakenOver {
+    pub node: String,
+    /// Unix seconds of its last heartbeat.
+    pub last_seen: i64,
+    /// How many recipients became due again.
+    pub leases: u64,
+}
+
+/// Signals that work may have appeared, for the tasks that wait for it:
+/// `queue` when recipients became due (another node's enqueue or retry),
+/// `webhooks` when webhook deliveries were added. A shared database
+/// raises them from other nodes' commits (LISTEN/NOTIFY); the embedded
+/// store has no other node and raises none (the process wakes its own
+/// tasks). Waiters still poll now and then: a wakeup may be lost while
+/// the database connection is being re-made.
+#[derive(Clone, Debug, Default)]
+pub struct Wakeups {
+    pub queue: std::sync::Arc<tokio::sync::Notify>,
+    pub webhooks: std::sync::Arc<tokio::sync::Notify>,
+}

@@ -16,6 +16,8 @@
 //! queue; `postgres_api.rs` the HTTP API's tables and webhooks;
 //! `postgres_auth.rs` the AUTH lockouts.
 
+use crate::postgres_enqueue::{insert_messages, Enqueuer};
+use crate::postgres_nodes as nodes;
 use crate::shared::duplicate;
 use crate::*;
 use posthorn_types::RecipientStatus;
@@ -32,26 +34,36 @@ pub(crate) use crate::postgres_auth as auth;
 
 /// Schema migrations, applied in order; the table `posthorn_migrations`
 /// records which have run.
-const MIGRATIONS: &[&str] = &[include_str!("pg_schema_v1.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("pg_schema_v1.sql"),
+    include_str!("pg_schema_v2.sql"),
+];
 
 /// How often [`Store::now`] measures the database's clock again.
 const CLOCK_REFRESH: Duration = Duration::from_secs(5);
 
 /// Statuses after which nothing more happens to a recipient.
 const NOT_FINAL: &str = "('queued', 'deferred', 'sending')";
-const SUPPRESSED_REPLY: &str = "550 5.1.1 recipient is on the account's suppression list";
+
+/// The channel every node LISTENs on and commits NOTIFY to: payload `q`
+/// when recipients became due, `w` when webhook deliveries were added.
+pub(crate) const WAKE_CHANNEL: &str = "posthorn_wake";
 
 /// See the module documentation.
 pub struct PostgresStore {
     pub(crate) pool: PgPool,
     clock: Arc<Clock>,
+    enqueuer: Enqueuer,
+    wakeups: Wakeups,
+    /// Whether the LISTEN task runs (started by the first `wakeups()`).
+    listening: std::sync::Once,
 }
 
 /// The database's clock, read without a query: the offset between it and
 /// this machine's clock, measured at open and again at most every
 /// [`CLOCK_REFRESH`] (in a task started by a `now()` that finds it old).
 /// Never runs backwards.
-struct Clock {
+pub(crate) struct Clock {
     /// Database minus local, milliseconds.
     offset_ms: AtomicI64,
     /// The largest second handed out.
@@ -79,7 +91,7 @@ impl Clock {
         Ok(db - (before + after) / 2)
     }
 
-    fn now(self: &Arc<Self>, pool: &PgPool) -> i64 {
+    pub(crate) fn now(self: &Arc<Self>, pool: &PgPool) -> i64 {
         let due = self
             .measured
             .lock()
@@ -114,6 +126,19 @@ fn quote_ident(name: &str) -> String {
 }
 
 impl PostgresStore {
+    /// Wake every node's delivery when `changed` recipients became due.
+    async fn wake_queue(&self, changed: u64) -> Result<()> {
+        if changed > 0 {
+            sqlx::query("SELECT pg_notify($1, 'q')")
+                .bind(WAKE_CHANNEL)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+impl PostgresStore {
     /// Connect to `url` with a pool of up to `max_connections`, working in
     /// `schema` (created if missing; every connection's `search_path`) or
     /// in the user's default search path, and migrate the schema. Several
@@ -142,7 +167,65 @@ impl PostgresStore {
             measured: Mutex::new(Instant::now()),
             refreshing: AtomicBool::new(false),
         });
-        Ok(Self { pool, clock })
+        // A quarter of the pool commits enqueue batches; the rest serves
+        // claims, outcomes and reads.
+        let enqueuer = Enqueuer::start(
+            pool.clone(),
+            clock.clone(),
+            (max_connections as usize / 4).max(1),
+        );
+        Ok(Self {
+            pool,
+            clock,
+            enqueuer,
+            wakeups: Wakeups::default(),
+            listening: std::sync::Once::new(),
+        })
+    }
+}
+
+/// LISTEN on [`WAKE_CHANNEL`] and raise `wakeups` for what other nodes
+/// (and this one) commit. After (re)connecting both are raised: what was
+/// sent meanwhile is unknown. Runs as long as the process (one task, made
+/// by the first [`Store::wakeups`] call).
+async fn listen(pool: PgPool, wakeups: Wakeups) {
+    use sqlx::postgres::PgListener;
+    let raise_all = || {
+        wakeups.queue.notify_one();
+        wakeups.webhooks.notify_one();
+    };
+    loop {
+        let mut listener = match PgListener::connect_with(&pool).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot LISTEN for other nodes' work; retrying in 1 s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if let Err(e) = listener.listen(WAKE_CHANNEL).await {
+            tracing::warn!(error = %e, "cannot LISTEN for other nodes' work; retrying in 1 s");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        raise_all();
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(n)) => match n.payload() {
+                    "q" => wakeups.queue.notify_one(),
+                    "w" => wakeups.webhooks.notify_one(),
+                    _ => {}
+                },
+                // The connection was lost; the next call makes it again
+                // (and LISTENs again).
+                Ok(None) => raise_all(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "LISTEN connection failed; reconnecting in 1 s");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    break;
+                }
+            }
+        }
     }
 }
 
@@ -290,108 +373,10 @@ fn by_message<T>(
 
 const MESSAGE_COLUMNS: &str = "m.id, m.account_id, a.name AS account, m.mail_from, m.auth_user, m.client_ip, m.label, m.size, m.received_at, m.subject, m.header_from, m.completed_at, m.is_dsn, m.content_purged";
 
-/// Insert one message, its content, attachments and recipients (queued,
-/// and suppressed at RCPT), with the events its suppressed recipients
-/// make, inside `tx`.
-pub(crate) async fn insert_message(tx: &mut PgConnection, m: &NewMessage, now: i64) -> Result<()> {
-    let id = m.id.to_string();
-    let completed = m.recipients.is_empty().then_some(m.received_at);
-    sqlx::query(
-        "INSERT INTO messages (id, account_id, mail_from, auth_user, client_ip, label, size, received_at, subject, header_from, is_dsn, completed_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-    )
-    .bind(&id)
-    .bind(m.account_id)
-    .bind(&m.mail_from)
-    .bind(&m.auth_user)
-    .bind(&m.client_ip)
-    .bind(&m.label)
-    .bind(m.content.len() as i64)
-    .bind(m.received_at)
-    .bind(&m.subject)
-    .bind(&m.header_from)
-    .bind(m.is_dsn)
-    .bind(completed)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query("INSERT INTO message_contents (message_id, content) VALUES ($1, $2)")
-        .bind(&id)
-        .bind(&m.content)
-        .execute(&mut *tx)
-        .await?;
-    if !m.attachments.is_empty() {
-        let idx: Vec<i64> = (0..m.attachments.len() as i64).collect();
-        let names: Vec<Option<String>> = m.attachments.iter().map(|a| a.filename.clone()).collect();
-        let types: Vec<String> = m
-            .attachments
-            .iter()
-            .map(|a| a.content_type.clone())
-            .collect();
-        let sizes: Vec<i64> = m.attachments.iter().map(|a| a.size as i64).collect();
-        sqlx::query(
-            "INSERT INTO attachments (message_id, idx, filename, content_type, size)
-             SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::text[], $5::bigint[])",
-        )
-        .bind(&id)
-        .bind(idx)
-        .bind(names)
-        .bind(types)
-        .bind(sizes)
-        .execute(&mut *tx)
-        .await?;
-    }
-    let queued = m.recipients.len();
-    let total = queued + m.suppressed.len();
-    if total > 0 {
-        let idx: Vec<i64> = (0..total as i64).collect();
-        let addresses: Vec<&str> = m
-            .recipients
-            .iter()
-            .chain(&m.suppressed)
-            .map(String::as_str)
-            .collect();
-        let statuses: Vec<&str> = (0..total)
-            .map(|i| {
-                if i < queued {
-                    RecipientStatus::Queued.as_str()
-                } else {
-                    RecipientStatus::Suppressed.as_str()
-                }
-            })
-            .collect();
-        let next_try: Vec<Option<i64>> = (0..total)
-            .map(|i| (i < queued).then_some(m.received_at))
-            .collect();
-        let replies: Vec<Option<&str>> = (0..total)
-            .map(|i| (i >= queued).then_some(SUPPRESSED_REPLY))
-            .collect();
-        sqlx::query(
-            "INSERT INTO recipients (message_id, idx, address, status, next_try, last_reply, updated_at)
-             SELECT $1, u.idx, u.address, u.status, u.next_try, u.last_reply, $7
-             FROM unnest($2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::text[])
-                  AS u(idx, address, status, next_try, last_reply)",
-        )
-        .bind(&id)
-        .bind(idx)
-        .bind(addresses)
-        .bind(statuses)
-        .bind(next_try)
-        .bind(replies)
-        .bind(m.received_at)
-        .execute(&mut *tx)
-        .await?;
-    }
-    if !m.suppressed.is_empty() && !m.is_dsn {
-        let ids = vec![id; m.suppressed.len()];
-        let idx: Vec<i64> = (queued as i64..total as i64).collect();
-        record_events(tx, ids, idx, m.received_at, now).await?;
-    }
-    Ok(())
-}
-
 /// An event for each of these recipients (ids and indexes side by side)
 /// whose account has a webhook for its new status, stamped `at`, and a
-/// delivery row per such webhook, due at `now`: one statement. Bounce
+/// delivery row per such webhook, due at `now`: one statement, which
+/// also wakes the webhook senders of every node when it added any. Bounce
 /// notices Posthorn made have none (the bounce itself was the event).
 pub(crate) async fn record_events(
     tx: &mut PgConnection,
@@ -414,14 +399,18 @@ pub(crate) async fn record_events(
                AND NOT m.is_dsn
                AND EXISTS (SELECT 1 FROM webhooks w WHERE w.account_id = m.account_id AND r.status = ANY(w.events))
              ORDER BY r.message_id, r.idx
-             RETURNING id, account_id, kind)
-         INSERT INTO webhook_deliveries (webhook_id, event_id, next_try)
-         SELECT w.id, ins.id, $4 FROM ins JOIN webhooks w ON w.account_id = ins.account_id AND ins.kind = ANY(w.events)",
+             RETURNING id, account_id, kind),
+         added AS (
+             INSERT INTO webhook_deliveries (webhook_id, event_id, next_try)
+             SELECT w.id, ins.id, $4 FROM ins JOIN webhooks w ON w.account_id = ins.account_id AND ins.kind = ANY(w.events)
+             RETURNING 1)
+         SELECT pg_notify($5, 'w') FROM (SELECT COUNT(*) AS n FROM added) c WHERE c.n > 0",
     )
     .bind(ids)
     .bind(idx)
     .bind(at)
     .bind(now)
+    .bind(WAKE_CHANNEL)
     .execute(&mut *tx)
     .await?;
     Ok(())
@@ -809,13 +798,7 @@ impl Store for PostgresStore {
     }
 
     async fn enqueue(&self, message: NewMessage) -> Result<()> {
-        // One transaction per message for now; group commit (many
-        // messages, one transaction, one flush) would gather here.
-        let now = self.now();
-        let mut tx = self.pool.begin().await?;
-        insert_message(&mut tx, &message, now).await?;
-        tx.commit().await?;
-        Ok(())
+        self.enqueuer.enqueue(message).await
     }
 
     async fn message(&self, id: MessageId) -> Result<MessageRecord> {
@@ -950,6 +933,7 @@ impl Store for PostgresStore {
         .bind(owner)
         .execute(&self.pool)
         .await?;
+        self.wake_queue(done.rows_affected()).await?;
         Ok(done.rows_affected())
     }
 
@@ -1062,7 +1046,7 @@ impl Store for PostgresStore {
             recorded.completed.sort_unstable();
         }
         for notice in &batch.notices {
-            insert_message(&mut tx, notice, now).await?;
+            insert_messages(&mut tx, &[notice], now).await?;
         }
         tx.commit().await?;
         Ok(recorded)
@@ -1078,11 +1062,21 @@ impl Store for PostgresStore {
         .bind(id.to_string())
         .execute(&self.pool)
         .await?;
+        self.wake_queue(done.rows_affected()).await?;
         Ok(done.rows_affected())
     }
 
     async fn purge(&self, bodies_before: i64, records_before: i64) -> Result<(u64, u64)> {
         let mut tx = self.pool.begin().await?;
+        // Housekeeping is one node's at a time: the others, finding the
+        // lock taken, leave it to that one (the lock ends with the
+        // transaction).
+        let ours: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext('posthorn.housekeeping.' || current_schema()))")
+            .fetch_one(&mut *tx)
+            .await?;
+        if !ours {
+            return Ok((0, 0));
+        }
         // The messages it may touch, in id order, as a recorder locks them:
         // the two take turns instead of deadlocking.
         sqlx::query(
@@ -1265,6 +1259,29 @@ impl Store for PostgresStore {
 
     async fn labels(&self, account_id: i64) -> Result<Vec<ListedName>> {
         api::listed_names(&self.pool, api::ListedTable::Labels, account_id).await
+    }
+
+    async fn heartbeat(&self, node: &NodeInfo) -> Result<()> {
+        nodes::heartbeat(&self.pool, node, self.now()).await
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeRecord>> {
+        nodes::nodes(&self.pool).await
+    }
+
+    async fn take_over_dead_nodes(&self, now: i64, timeout: i64) -> Result<Vec<TakenOver>> {
+        nodes::take_over(&self.pool, now, timeout).await
+    }
+
+    async fn forget_nodes(&self, before: i64) -> Result<u64> {
+        nodes::forget(&self.pool, before).await
+    }
+
+    fn wakeups(&self) -> Wakeups {
+        self.listening.call_once(|| {
+            tokio::spawn(listen(self.pool.clone(), self.wakeups.clone()));
+        });
+        self.wakeups.clone()
     }
 
     async fn record_auth_failure(

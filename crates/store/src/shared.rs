@@ -43,3 +43,8 @@ pub(crate) fn lockout(
         failures: failures as u32,
     })
 }
+
+/// The last reply recorded for a recipient refused at RCPT because the
+/// account suppresses it.
+pub(crate) const SUPPRESSED_REPLY: &str =
+    "550 5.1.1 recipient is on the account's suppression list";

@@ -11,6 +11,7 @@ use crate::fresh::FreshContents;
 use crate::shared::duplicate;
 use crate::sqlite_api as api;
 use crate::sqlite_auth as auth;
+use crate::sqlite_nodes as nodes;
 use crate::sqlite_reader::PointReads;
 use crate::sqlite_writer::{self as writer, Counters, Done, Op, WriteJob};
 use crate::*;
@@ -37,6 +38,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema_v4.sql"),
     include_str!("schema_v5.sql"),
     include_str!("schema_v6.sql"),
+    include_str!("schema_v7.sql"),
 ];
 
 /// See the module documentation.
@@ -46,6 +48,8 @@ pub struct SqliteStore {
     point_reads: PointReads,
     counters: Arc<Counters>,
     fresh: Arc<FreshContents>,
+    /// Never raised: one process, which wakes its own tasks.
+    wakeups: Wakeups,
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -138,6 +142,7 @@ impl SqliteStore {
             point_reads: PointReads::new(dir.join("posthorn.db")),
             counters,
             fresh,
+            wakeups: Wakeups::default(),
         })
     }
 
@@ -749,6 +754,26 @@ impl Store for SqliteStore {
             Done::Purged(bodies, records) => Ok((bodies, records)),
             _ => unreachable!("a purge answers with what it purged"),
         }
+    }
+
+    async fn heartbeat(&self, node: &NodeInfo) -> Result<()> {
+        nodes::heartbeat(&self.pool, node, now()).await
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeRecord>> {
+        nodes::nodes(&self.pool).await
+    }
+
+    async fn take_over_dead_nodes(&self, now: i64, timeout: i64) -> Result<Vec<TakenOver>> {
+        nodes::take_over(&self.pool, now, timeout).await
+    }
+
+    async fn forget_nodes(&self, before: i64) -> Result<u64> {
+        nodes::forget(&self.pool, before).await
+    }
+
+    fn wakeups(&self) -> Wakeups {
+        self.wakeups.clone()
     }
 
     async fn record_auth_failure(

@@ -11,6 +11,7 @@
 //! fixed number of them however many messages it carries.
 
 use crate::fresh::FreshContents;
+use crate::shared::SUPPRESSED_REPLY;
 use crate::sqlite::{now, parse_id};
 use crate::*;
 use posthorn_types::RecipientStatus;
@@ -38,7 +39,6 @@ const ROW_CHUNK: usize = 512;
 const UPDATE_CHUNK: usize = 128;
 /// Statuses after which nothing more happens to a recipient.
 const NOT_FINAL: &str = "('queued', 'deferred', 'sending')";
-const SUPPRESSED_REPLY: &str = "550 5.1.1 recipient is on the account's suppression list";
 
 /// A write the writer carries out inside its next group commit.
 pub(crate) enum Op {

@@ -15,6 +15,7 @@ mod api_tables;
 mod basics;
 mod group_commit;
 mod lockouts;
+mod nodes;
 mod queue;
 mod support;
 
@@ -73,6 +74,11 @@ macro_rules! all_cases {
             group_commit {
                 a_failing_job_fails_only_its_own_caller,
                 more_writes_than_the_queue_holds_all_commit,
+            }
+            nodes {
+                heartbeats_list_nodes_with_the_leases_they_hold,
+                a_dead_nodes_leases_are_taken_over_and_claimed_by_another,
+                old_nodes_without_leases_are_forgotten,
             }
         }
     };

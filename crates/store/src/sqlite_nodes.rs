@@ -1,0 +1,90 @@
+//! Node heartbeats and takeover in the embedded store (schema v7). There
+//! is one node here, but the rows and rules are the cluster's, so
+//! `posthorn cluster status` reads the same on either backend.
+
+use crate::*;
+use sqlx::sqlite::SqlitePool;
+use sqlx::Row;
+
+pub(crate) async fn heartbeat(pool: &SqlitePool, node: &NodeInfo, now: i64) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO nodes (id, address, version, started_at, last_seen) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET address = excluded.address, version = excluded.version,
+             started_at = excluded.started_at, last_seen = excluded.last_seen",
+    )
+    .bind(&node.id)
+    .bind(&node.address)
+    .bind(&node.version)
+    .bind(node.started_at)
+    .bind(now)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn nodes(pool: &SqlitePool) -> Result<Vec<NodeRecord>> {
+    let rows = sqlx::query(
+        "SELECT n.id, n.address, n.version, n.started_at, n.last_seen,
+                (SELECT COUNT(*) FROM recipients r WHERE r.status = 'sending' AND r.lease_owner = n.id) AS leases
+         FROM nodes n ORDER BY n.id",
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| NodeRecord {
+            info: NodeInfo {
+                id: r.get("id"),
+                address: r.get("address"),
+                version: r.get("version"),
+                started_at: r.get("started_at"),
+            },
+            last_seen: r.get("last_seen"),
+            leases: r.get::<i64, _>("leases") as u64,
+        })
+        .collect())
+}
+
+pub(crate) async fn take_over(pool: &SqlitePool, now: i64, timeout: i64) -> Result<Vec<TakenOver>> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let dead = sqlx::query(
+        "SELECT id, last_seen FROM nodes n WHERE last_seen < ?
+           AND EXISTS (SELECT 1 FROM recipients r WHERE r.status = 'sending' AND r.lease_owner = n.id)
+         ORDER BY id",
+    )
+    .bind(now - timeout)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut out = Vec::new();
+    for row in dead {
+        let node: String = row.get("id");
+        let done = sqlx::query(
+            "UPDATE recipients SET status = CASE WHEN attempts = 0 THEN 'queued' ELSE 'deferred' END,
+                    lease_owner = NULL, lease_until = NULL, next_try = ?, updated_at = ?
+             WHERE status = 'sending' AND lease_owner = ?",
+        )
+        .bind(now)
+        .bind(now)
+        .bind(&node)
+        .execute(&mut *tx)
+        .await?;
+        out.push(TakenOver {
+            node,
+            last_seen: row.get("last_seen"),
+            leases: done.rows_affected(),
+        });
+    }
+    tx.commit().await?;
+    Ok(out)
+}
+
+pub(crate) async fn forget(pool: &SqlitePool, before: i64) -> Result<u64> {
+    let done = sqlx::query(
+        "DELETE FROM nodes WHERE last_seen < ?
+           AND NOT EXISTS (SELECT 1 FROM recipients r WHERE r.status = 'sending' AND r.lease_owner = nodes.id)",
+    )
+    .bind(before)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}
