@@ -54,6 +54,8 @@ pub struct ApiConfig {
     /// The AUTH lockout, applied to SMTP credentials given over HTTP
     /// (`Authorization: Basic`) as to SMTP AUTH.
     pub auth_lockout: posthorn_store::LockoutPolicy,
+    /// `[cluster] node_timeout`: a node silent longer is shown dead.
+    pub node_timeout: std::time::Duration,
 }
 
 impl Default for ApiConfig {
@@ -68,6 +70,7 @@ impl Default for ApiConfig {
             webhook_timeout: std::time::Duration::from_secs(10),
             nameservers: Vec::new(),
             auth_lockout: posthorn_store::LockoutPolicy::default(),
+            node_timeout: std::time::Duration::from_secs(30),
         }
     }
 }

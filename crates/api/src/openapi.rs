@@ -66,6 +66,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(stats::stats))
         .routes(routes!(webhooks::create, webhooks::list))
         .routes(routes!(webhooks::delete))
+        .routes(routes!(admin::cluster::cluster))
         .routes(routes!(
             admin::accounts::list_accounts,
             admin::accounts::create_account

@@ -55,6 +55,7 @@ pub struct Facts {
     pub bcc: Vec<String>,
     /// The client's Message-ID, without angle brackets.
     pub message_id: Option<String>,
+    /// The message has a Date field that parses as a date.
     pub has_date: bool,
     pub attachments: Vec<AttachmentFact>,
 }
@@ -241,7 +242,9 @@ pub fn check(
         cc,
         bcc: addresses(message.bcc()),
         message_id: message.message_id().map(str::to_string),
-        has_date: message.date().is_some() || message.header_raw("Date").is_some(),
+        // A Date that does not parse (Go's time.Now().String(), say) is
+        // as good as none: the submitter writes one.
+        has_date: message.date().is_some(),
         attachments,
     })
 }
@@ -515,6 +518,18 @@ mod tests {
         assert_eq!(facts.to, ["a@example.net"]);
         assert!(facts.attachments.is_empty());
         assert!(!facts.has_date);
+        let dated = format!("Date: Sun, 06 Dec 2026 06:14:41 +0000\r\n{OK}");
+        let facts = check(
+            dated.as_bytes(),
+            "app@example.com",
+            &PolicyLimits::default(),
+        )
+        .unwrap();
+        assert!(facts.has_date);
+        // Go's time.Now().String(), as Tencent's Go sample writes it.
+        let go = format!("Date: 2026-12-06 06:14:41.609435949 +0000 UTC m=+0.000312875\r\n{OK}");
+        let facts = check(go.as_bytes(), "app@example.com", &PolicyLimits::default()).unwrap();
+        assert!(!facts.has_date, "an unreadable Date is replaced");
     }
 
     #[test]

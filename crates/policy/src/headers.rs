@@ -11,7 +11,8 @@ pub struct HeaderEdits<'a> {
     pub received: Option<&'a str>,
     /// Fields to append when the message lacks them, as `(name, value)`.
     pub add_if_missing: &'a [(&'a str, &'a str)],
-    /// Field names to remove (case-insensitive), e.g. `Bcc`.
+    /// Field names to remove (case-insensitive), e.g. `Bcc`. A field named
+    /// here and in `add_if_missing` is replaced.
     pub remove: &'a [&'a str],
 }
 
@@ -76,21 +77,40 @@ fn keep_current_line(
         Some(i) => content[..i].trim_ascii(),
         None => content,
     };
-    for ((wanted, _), seen) in edits.add_if_missing.iter().zip(present.iter_mut()) {
-        if name.eq_ignore_ascii_case(wanted.as_bytes()) {
-            *seen = true;
-        }
-    }
     *keep_current = !edits
         .remove
         .iter()
         .any(|r| name.eq_ignore_ascii_case(r.as_bytes()));
+    // A field removed does not count as present: naming one in both lists
+    // replaces it.
+    for ((wanted, _), seen) in edits.add_if_missing.iter().zip(present.iter_mut()) {
+        if *keep_current && name.eq_ignore_ascii_case(wanted.as_bytes()) {
+            *seen = true;
+        }
+    }
     *keep_current
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_field_both_removed_and_added_is_replaced() {
+        let raw = b"Date: 2026-12-06 06:14:41 +0000 UTC m=+0.0003\r\nSubject: hi\r\n\r\nbody\r\n";
+        let out = rewrite_headers(
+            raw,
+            &HeaderEdits {
+                received: None,
+                add_if_missing: &[("Date", "Sun, 06 Dec 2026 06:14:41 +0000")],
+                remove: &["Date"],
+            },
+        );
+        assert_eq!(
+            out,
+            b"Subject: hi\r\nDate: Sun, 06 Dec 2026 06:14:41 +0000\r\n\r\nbody\r\n"
+        );
+    }
 
     #[test]
     fn removes_bcc_adds_missing_fields_and_prepends_received() {

@@ -23,8 +23,8 @@ const OPERATOR_BOUNCE_REPLY: &str = "550 5.0.0 bounced by the operator";
 pub async fn run(config: &Config, command: Command) -> anyhow::Result<()> {
     // Every command goes through the backend-neutral contract; only the
     // backup is the embedded store's own.
-    let sqlite = Arc::new(open_store(config).await?);
-    let store: Arc<dyn Store> = sqlite.clone();
+    let opened = crate::stores::open(config, crate::stores::Opener::Admin).await?;
+    let store: Arc<dyn Store> = opened.store.clone();
     let admin = Admin::new(store.clone());
     match command {
         Command::Serve(_) => unreachable!("handled by serve"),
@@ -204,6 +204,9 @@ pub async fn run(config: &Config, command: Command) -> anyhow::Result<()> {
             out!("removed label {label_id} from account {account}");
         }
         Command::Backup { dest } => {
+            let Some(sqlite) = &opened.sqlite else {
+                bail!("posthorn backup copies the embedded store; this configuration uses {}: back it up with pg_dump (docs/cluster.md)", opened.choice);
+            };
             sqlite.backup(&dest).await?;
             out!(
                 "wrote a consistent copy of {} to {}",
@@ -212,6 +215,40 @@ pub async fn run(config: &Config, command: Command) -> anyhow::Result<()> {
             );
         }
         Command::Config => unreachable!("answered before the store is opened"),
+        Command::Migrate => {
+            // Opening applied what was missing.
+            out!("{}: schema up to date", opened.choice);
+        }
+        Command::Cluster(ClusterCmd::Status { json }) => {
+            let timeout = config.node_timeout()?.as_secs() as i64;
+            let view = posthorn_api::admin::cluster::ClusterView::from(
+                admin.cluster_status(timeout).await?,
+            );
+            if json {
+                out!("{}", serde_json::to_string_pretty(&view)?);
+            } else {
+                out!("store: {}", opened.choice);
+                out!("node timeout: {}s", view.node_timeout_secs);
+                for n in &view.nodes {
+                    out!(
+                        "{}\t{}\tlast seen {}s ago\t{} leases\t{}\t{}",
+                        n.id,
+                        if n.alive { "alive" } else { "DEAD" },
+                        n.last_seen_secs_ago,
+                        n.leases,
+                        n.version,
+                        n.address
+                    );
+                }
+                if view.nodes.is_empty() {
+                    out!("no node has sent a heartbeat yet");
+                }
+                let queue: Vec<String> =
+                    view.queue.iter().map(|(s, n)| format!("{s} {n}")).collect();
+                out!("queue: {}", queue.join(", "));
+            }
+        }
+        Command::Store(_) => unreachable!("store_cmds: it must not create a store"),
         Command::Queue(QueueCmd::List {
             status,
             account,
@@ -445,25 +482,6 @@ fn suppression_json(s: &Suppression) -> serde_json::Value {
 pub(crate) fn parse_id(id: &str) -> anyhow::Result<MessageId> {
     id.parse()
         .with_context(|| format!("{id:?} is not a message id"))
-}
-
-/// Open the embedded store of the configuration, saying so on a terminal,
-/// and warning when there was none yet: an admin command that creates an
-/// empty store is usually looking in the wrong place.
-pub(crate) async fn open_store(config: &Config) -> anyhow::Result<SqliteStore> {
-    let db = SqliteStore::database_path(&config.data_dir);
-    let existed = db.exists();
-    if !existed {
-        eprintln!(
-            "warning: no store at {}: creating an empty one. If the server keeps its data elsewhere, point this command at its configuration (--config FILE or POSTHORN_CONFIG) or its --data-dir",
-            db.display()
-        );
-    } else if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        eprintln!("posthorn: {}", config.describe());
-    }
-    SqliteStore::open(&config.data_dir)
-        .await
-        .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))
 }
 
 /// The DNS records of a domain, zone-file style, with the SPF name this

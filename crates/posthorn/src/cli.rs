@@ -61,6 +61,13 @@ pub enum Command {
         /// The file to write (must not exist).
         dest: PathBuf,
     },
+    /// Apply the store's schema migrations now (the server applies them at
+    /// start too; on PostgreSQL under a lock, so nodes take turns).
+    Migrate,
+    /// The nodes sharing this store (a cluster on PostgreSQL), their
+    /// heartbeats and leases, and the queue by status.
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
     /// Which configuration file and data directory this command uses (the
     /// server finds the same: --config, $POSTHORN_CONFIG, ./posthorn.toml,
     /// /etc/posthorn/posthorn.toml).
@@ -68,6 +75,9 @@ pub enum Command {
     /// AUTH lockouts after failed SMTP logins.
     #[command(subcommand)]
     Lockout(LockoutCmd),
+    /// The store itself: copy this node's embedded store into PostgreSQL.
+    #[command(subcommand)]
+    Store(StoreCmd),
     /// A message's status, every recipient (same as GET /v1/messages/ID).
     Status {
         id: String,
@@ -323,6 +333,37 @@ pub enum LockoutCmd {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum ClusterCmd {
+    /// Every node with its last heartbeat, alive or dead (silent longer
+    /// than [cluster] node_timeout), the leases it holds; the queue by
+    /// status. The same from every node.
+    Status {
+        /// Print JSON (the same document as GET /v1/admin/cluster).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StoreCmd {
+    /// Copy this node's embedded store (DATA_DIR/posthorn.db) into an
+    /// empty PostgreSQL database, to move a single node into a cluster:
+    /// accounts, credentials, DKIM keys, the queue with every status,
+    /// API keys, webhooks, suppressions. Refused when the database already
+    /// holds data. Stop the server first: what it accepts after the copy
+    /// starts is not copied.
+    Copy {
+        /// The database: postgres://USER:PASSWORD@HOST/DATABASE.
+        #[arg(long, value_name = "URL")]
+        to: String,
+        /// A schema of that database to work in (created if missing)
+        /// instead of the user's default search path.
+        #[arg(long, value_name = "NAME")]
+        schema: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum MessageCmd {
     /// Envelope, size, label, and each recipient's status, attempts and last reply.
     Show {
@@ -348,18 +389,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     .map_or("none (defaults)".to_string(), |p| p.display().to_string())
             );
             out!("data dir: {}", config.data_dir.display());
-            let db = posthorn_store::SqliteStore::database_path(&config.data_dir);
-            out!(
-                "store:    {}{}",
-                db.display(),
-                if db.exists() {
-                    ""
-                } else {
-                    " (not created yet)"
+            match config.store_choice()? {
+                crate::config::StoreChoice::Sqlite(dir) => {
+                    let db = posthorn_store::SqliteStore::database_path(&dir);
+                    out!(
+                        "store:    {}{}",
+                        db.display(),
+                        if db.exists() {
+                            ""
+                        } else {
+                            " (not created yet)"
+                        }
+                    );
                 }
-            );
+                choice => out!("store:    {choice}"),
+            }
             Ok(())
         }
+        Command::Store(cmd) => crate::store_cmds::run(&config, cmd).await,
         other => admin::run(&config, other).await,
     }
 }

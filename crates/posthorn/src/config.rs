@@ -56,6 +56,97 @@ pub struct Config {
     pub webhooks: WebhooksSection,
     pub tls: TlsSection,
     pub log: LogSection,
+    pub store: StoreSection,
+    pub cluster: ClusterSection,
+}
+
+/// Where accounts, the queue and statuses are kept.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSection {
+    /// `sqlite` (the embedded store in `data_dir`) or `postgres` (a
+    /// database several nodes share).
+    pub backend: String,
+    /// For `postgres`: `postgres://USER:PASSWORD@HOST:PORT/DATABASE`.
+    pub url: Option<String>,
+    /// For `postgres`: a schema of that database to work in (created if
+    /// missing), else the user's default search path.
+    pub schema: Option<String>,
+    /// For `postgres`: connections this node keeps to the database.
+    pub max_connections: u32,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        Self {
+            backend: "sqlite".into(),
+            url: None,
+            schema: None,
+            max_connections: 20,
+        }
+    }
+}
+
+/// Several nodes on one shared store.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSection {
+    /// A node whose last heartbeat is older than this is dead: the others
+    /// take over its delivery leases at once.
+    pub node_timeout: String,
+}
+
+impl Default for ClusterSection {
+    fn default() -> Self {
+        Self {
+            node_timeout: "30s".into(),
+        }
+    }
+}
+
+/// Which store a configuration names, checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreChoice {
+    /// The embedded store in this directory.
+    Sqlite(PathBuf),
+    Postgres {
+        url: String,
+        schema: Option<String>,
+        max_connections: u32,
+    },
+}
+
+impl std::fmt::Display for StoreChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreChoice::Sqlite(dir) => write!(
+                f,
+                "embedded (SQLite) {}",
+                posthorn_store::SqliteStore::database_path(dir).display()
+            ),
+            StoreChoice::Postgres { url, schema, .. } => {
+                write!(f, "PostgreSQL {}", redact_url(url))?;
+                if let Some(s) = schema {
+                    write!(f, " schema {s}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A database URL without its password, for logs and messages.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_string();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
 }
 
 /// The HTTP API.
@@ -358,6 +449,8 @@ impl Default for Config {
             webhooks: WebhooksSection::default(),
             tls: TlsSection::default(),
             log: LogSection::default(),
+            store: StoreSection::default(),
+            cluster: ClusterSection::default(),
         }
     }
 }
@@ -425,13 +518,62 @@ impl Config {
 
     /// One line for people: which file, which data directory.
     pub fn describe(&self) -> String {
+        let store = match self.store_choice() {
+            Ok(StoreChoice::Sqlite(_)) => String::new(),
+            Ok(choice) => format!(", store {choice}"),
+            Err(_) => String::new(),
+        };
         format!(
-            "config {}, data directory {}",
+            "config {}, data directory {}{store}",
             self.source
                 .as_deref()
                 .map_or("none (defaults)".to_string(), |p| p.display().to_string()),
             self.data_dir.display()
         )
+    }
+
+    /// The store `[store]` names, or what to fix.
+    pub fn store_choice(&self) -> anyhow::Result<StoreChoice> {
+        let s = &self.store;
+        match s.backend.as_str() {
+            "sqlite" => Ok(StoreChoice::Sqlite(self.data_dir.clone())),
+            "postgres" => {
+                let Some(url) = s.url.clone().filter(|u| !u.is_empty()) else {
+                    bail!("[store] backend = \"postgres\" needs url = \"postgres://USER:PASSWORD@HOST:5432/DATABASE\"");
+                };
+                if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                    bail!("[store] url must start with postgres:// (e.g. postgres://posthorn@127.0.0.1:5432/posthorn), not {}", redact_url(&url));
+                }
+                if s.max_connections < 2 {
+                    bail!("[store] max_connections = {}: at least 2 (one enqueues while another delivers); 20 is the default", s.max_connections);
+                }
+                Ok(StoreChoice::Postgres {
+                    url,
+                    schema: s.schema.clone(),
+                    max_connections: s.max_connections,
+                })
+            }
+            other => bail!("[store] backend = {other:?}: use \"sqlite\" (the embedded store in data_dir) or \"postgres\" (shared by a cluster)"),
+        }
+    }
+
+    /// This node's name in leases and heartbeats: `[delivery] node_id`, or
+    /// one made once and kept in the data directory.
+    pub fn node_id(&self) -> anyhow::Result<String> {
+        match &self.delivery.node_id {
+            Some(id) => Ok(id.clone()),
+            None => node_id(&self.data_dir),
+        }
+    }
+
+    /// `[cluster] node_timeout`.
+    pub fn node_timeout(&self) -> anyhow::Result<Duration> {
+        let t = parse_duration(&self.cluster.node_timeout)
+            .map_err(|e| anyhow::anyhow!("[cluster] node_timeout: {e}"))?;
+        if t < Duration::from_secs(2) {
+            bail!("[cluster] node_timeout = {:?}: at least 2s (nodes send a heartbeat every fifth of it)", self.cluster.node_timeout);
+        }
+        Ok(t)
     }
 
     /// Whether the name is a fully qualified domain name (with a dot, not
@@ -501,6 +643,7 @@ impl Config {
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?,
             auth_lockout: self.lockout_policy(),
+            node_timeout: self.node_timeout()?,
         })
     }
 
@@ -652,10 +795,7 @@ impl Config {
                     })?
             }
         };
-        let node_id = match &d.node_id {
-            Some(id) => id.clone(),
-            None => node_id(&self.data_dir)?,
-        };
+        let node_id = self.node_id()?;
         let capture = match d.mode.as_str() {
             "send" => false,
             "capture" => true,
@@ -809,6 +949,37 @@ mod tests {
     }
 
     #[test]
+    fn the_store_section_is_checked_with_a_fix_in_each_error() {
+        let parse = |t: &str| toml::from_str::<Config>(t).unwrap();
+        assert!(matches!(
+            Config::default().store_choice().unwrap(),
+            StoreChoice::Sqlite(_)
+        ));
+        let pg =
+            parse("[store]\nbackend = \"postgres\"\nurl = \"postgres://u:secret@db:5432/ph\"\n");
+        let choice = pg.store_choice().unwrap();
+        assert!(!choice.to_string().contains("secret"), "{choice}");
+        assert!(choice.to_string().contains("postgres://u:***@db:5432/ph"));
+        let e = parse("[store]\nbackend = \"postgres\"\n")
+            .store_choice()
+            .unwrap_err();
+        assert!(e.to_string().contains("needs url"), "{e}");
+        let e = parse("[store]\nbackend = \"mysql\"\n")
+            .store_choice()
+            .unwrap_err();
+        assert!(e.to_string().contains("\"sqlite\""), "{e}");
+        let e = parse("[store]\nbackend = \"postgres\"\nurl = \"mysql://x\"\n")
+            .store_choice()
+            .unwrap_err();
+        assert!(e.to_string().contains("postgres://"), "{e}");
+        let e = parse("[cluster]\nnode_timeout = \"1s\"\n")
+            .node_timeout()
+            .unwrap_err();
+        assert!(e.to_string().contains("at least 2s"), "{e}");
+        assert_eq!(redact_url("postgres://u@h/d"), "postgres://u@h/d");
+    }
+
+    #[test]
     fn example_config_parses_and_matches_defaults() {
         let text = include_str!("../../../posthorn.example.toml");
         let parsed: Config = toml::from_str(text).expect("example config parses");
@@ -841,6 +1012,9 @@ mod tests {
             parsed.limits.connections_per_user_cluster,
             d.limits.connections_per_user_cluster
         );
+        assert_eq!(parsed.store_choice().unwrap(), d.store_choice().unwrap());
+        assert_eq!(parsed.store.max_connections, d.store.max_connections);
+        assert_eq!(parsed.node_timeout().unwrap(), d.node_timeout().unwrap());
         assert_eq!(parsed.ratelimit.backend, d.ratelimit.backend);
         assert_eq!(parsed.ratelimit.redis_url, d.ratelimit.redis_url);
         assert_eq!(parsed.ratelimit.redis_prefix, d.ratelimit.redis_prefix);

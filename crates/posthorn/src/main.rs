@@ -21,9 +21,12 @@ macro_rules! out_raw {
 mod admin;
 mod api_cmds;
 mod cli;
+mod cluster;
 mod config;
 mod lockout_cmds;
 mod serve;
+mod store_cmds;
+mod stores;
 
 use clap::Parser;
 use std::process::ExitCode;

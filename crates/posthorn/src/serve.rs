@@ -7,7 +7,7 @@ use anyhow::Context;
 use posthorn_delivery::Engine;
 use posthorn_ratelimit::{FallbackLimiter, Limiter, LocalLimiter};
 use posthorn_smtpd::{ListenerKind, SmtpServer, TlsStore};
-use posthorn_store::{SqliteStore, Store};
+use posthorn_store::NodeInfo;
 use posthorn_submit::Submitter;
 use std::sync::Arc;
 use tokio::signal::unix::{signal, SignalKind};
@@ -49,14 +49,14 @@ pub async fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
     let listeners = config.listeners()?;
     let api_config = config.api_config()?;
     let smtp_config = config.smtp_config()?;
-    let sqlite = SqliteStore::open(&config.data_dir)
-        .await
-        .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
-    if config.delivery.enabled {
+    let node_timeout = config.node_timeout()?;
+    let opened = crate::stores::open(&config, crate::stores::Opener::Server).await?;
+    tracing::info!(store = %opened.choice, "store open");
+    if let (true, Some(sqlite)) = (config.delivery.enabled, &opened.sqlite) {
         // What was just accepted is delivered from memory, not read back.
         sqlite.keep_fresh_contents(FRESH_CONTENT_BYTES);
     }
-    let store: Arc<dyn Store> = Arc::new(sqlite);
+    let store = opened.store;
     let tls = Arc::new(match (&config.tls.cert, &config.tls.key) {
         (Some(cert), Some(key)) => TlsStore::load(cert, key)?,
         (None, None) => TlsStore::self_signed(&config.data_dir.join("tls"), &smtp_config.hostname)?,
@@ -81,12 +81,13 @@ pub async fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("delivery off ([delivery] enabled = false): accepting and queueing only");
         None
     };
-    let mut submitter = Submitter::with_limiter(store, limiter, config.submit_config());
+    let mut submitter = Submitter::with_limiter(store.clone(), limiter, config.submit_config());
     if let Some(engine) = &engine {
         submitter = submitter.notify_on_enqueue(engine.waker());
     }
     let submitter = Arc::new(submitter);
 
+    let smtp_hostname = smtp_config.hostname.clone();
     let server = SmtpServer::bind(&listeners, smtp_config, submitter.clone(), tls.clone())
         .await
         .map_err(|e| {
@@ -109,6 +110,7 @@ pub async fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(%addr, kind = kind.name(), "listening");
     }
 
+    let mut api_listen = None;
     let http = if config.http.enabled {
         let listener = tokio::net::TcpListener::bind(api_config.listen)
             .await
@@ -121,6 +123,7 @@ pub async fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(addr = %listener.local_addr()?, kind = "http", "listening");
         let mut state = posthorn_api::AppState::new(submitter.clone(), api_config);
         state.metrics = metrics;
+        api_listen = listener.local_addr().ok();
         Some((listener, state))
     } else {
         tracing::info!("HTTP API off ([http] enabled = false)");
@@ -130,7 +133,34 @@ pub async fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     spawn_signal_handlers(shutdown.clone(), tls)?;
     let mut background = Vec::new();
+    let node = NodeInfo {
+        id: config.node_id()?,
+        address: node_address(&smtp_hostname, &server, api_listen),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        started_at: store.now(),
+    };
+    background.push(tokio::spawn(crate::cluster::run(
+        store.clone(),
+        node,
+        node_timeout,
+        shutdown.clone(),
+    )));
+    // Work other nodes add (a shared store) wakes this node's delivery and
+    // webhook sender.
+    let wakeups = store.wakeups();
+    if let Some(engine) = &engine {
+        background.push(forward(
+            wakeups.queue.clone(),
+            engine.waker(),
+            shutdown.clone(),
+        ));
+    }
     if let Some((listener, state)) = http {
+        background.push(forward(
+            wakeups.webhooks.clone(),
+            state.webhook_wake.clone(),
+            shutdown.clone(),
+        ));
         let sender = posthorn_api::webhook_sender::WebhookSender::new(
             state.store.clone(),
             state.config.clone(),
@@ -158,6 +188,40 @@ pub async fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Pass each wakeup of `from` on to `to` until shutdown.
+fn forward(
+    from: Arc<tokio::sync::Notify>,
+    to: Arc<tokio::sync::Notify>,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = from.notified() => to.notify_one(),
+            }
+        }
+    })
+}
+
+/// What a node's heartbeat says about where it is: its host name and
+/// listeners.
+fn node_address(hostname: &str, server: &SmtpServer, http: Option<std::net::SocketAddr>) -> String {
+    let mut out = hostname.to_string();
+    for (addr, kind) in server.local_addrs() {
+        let kind = match kind {
+            ListenerKind::ImplicitTls => "smtps",
+            ListenerKind::StartTls => "submission",
+            ListenerKind::AutoTls => "auto_tls",
+        };
+        out.push_str(&format!(" {kind}={addr}"));
+    }
+    if let Some(addr) = http {
+        out.push_str(&format!(" http={addr}"));
+    }
+    out
 }
 
 /// The rate limiter the config asks for. With Redis down at start, the

@@ -545,8 +545,10 @@ impl Session {
                 self.helo = Some(name);
                 self.esmtp = false;
                 self.transaction = None;
-                let text = self.config.hostname.clone();
-                self.reply(Reply::new(250, "2.0.0", text));
+                // RFC 2034 §3: no enhanced status code in the reply to
+                // HELO (nor EHLO): the domain comes first (RFC 5321 4.1.1.1).
+                let line = format!("250 {}\r\n", self.config.hostname);
+                self.output.extend_from_slice(line.as_bytes());
             }
             Command::Ehlo(name) => {
                 self.helo = Some(name);

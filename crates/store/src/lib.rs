@@ -7,6 +7,7 @@
 //! implementation for clusters will implement the same trait. Enqueueing is
 //! durable when the future resolves: the caller may then say `250`.
 
+mod copy;
 mod fresh;
 mod model;
 mod postgres;
@@ -22,6 +23,7 @@ mod sqlite_nodes;
 mod sqlite_reader;
 mod sqlite_writer;
 
+pub use copy::{copy_sqlite_to_postgres, CopyReport};
 pub use model::*;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;

@@ -427,7 +427,12 @@ impl Submitter {
             &HeaderEdits {
                 received: Some(&received),
                 add_if_missing: &[("Message-ID", &message_id), ("Date", &date)],
-                remove: &["Bcc"],
+                // A Date receivers cannot read is replaced by ours.
+                remove: if facts.has_date {
+                    &["Bcc"]
+                } else {
+                    &["Bcc", "Date"]
+                },
             },
         );
         let committed = self

@@ -2,6 +2,7 @@
 //! fresh data directory, set up an account to send with, and read back what
 //! the store holds through the same CLI an operator uses.
 
+pub mod cluster;
 pub mod dns;
 pub mod http;
 pub mod sink;

@@ -1,10 +1,12 @@
-//! Admin routes (the admin key only), all under `/v1/admin/accounts`; the
+//! Admin routes (the admin key only), under `/v1/admin/accounts` and
+//! `/v1/admin/cluster`; the
 //! rules are the admin service's (`posthorn_admin::Admin`), these translate:
 //! accounts and their limits ([`accounts`]), domains with their DKIM DNS
 //! records and a check that resolves them ([`domains`], [`check`]), sender
 //! addresses, API users and labels ([`credentials`]), the suppression list
-//! ([`suppressions`]), HTTP API keys ([`keys`]), and removing accounts,
-//! domains, senders, API users and labels ([`removals`]).
+//! ([`suppressions`]), HTTP API keys ([`keys`]), removing accounts,
+//! domains, senders, API users and labels ([`removals`]), and the cluster's
+//! nodes ([`cluster`], `/v1/admin/cluster`).
 //!
 //! Every route names its account in the path; an unknown account, or a
 //! domain, sender or key of another account, is `404
@@ -15,6 +17,7 @@
 //! pool).
 
 pub mod accounts;
+pub mod cluster;
 pub mod credentials;
 pub mod domains;
 pub mod keys;

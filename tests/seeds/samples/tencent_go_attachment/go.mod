@@ -1,0 +1,3 @@
+module tencent_go_attachment
+
+go 1.16
