@@ -1,0 +1,178 @@
+//! PostgreSQL only: one node's commits wake the others (LISTEN/NOTIFY),
+//! for delivery when recipients become due and for webhook senders when
+//! deliveries are added. The embedded store has no other node and raises
+//! nothing, so this is not part of the conformance suite.
+//!
+//! NOTIFY is per database, and the conformance suite's schemas share one:
+//! this test makes a database of its own so no other test's commits wake
+//! it. Skips when `POSTHORN_TEST_POSTGRES_URL` is unset.
+
+use posthorn_store::*;
+use posthorn_types::{MessageId, RecipientStatus};
+use sqlx::Connection;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+/// A wakeup arrives well within this (about 100 ms is the promise; the
+/// bound is for a loaded CI machine).
+const WITHIN: Duration = Duration::from_secs(2);
+
+struct TestDb {
+    admin_url: String,
+    name: String,
+}
+
+impl TestDb {
+    async fn create(url: &str) -> Self {
+        let name = format!("posthorn_wake_{}", std::process::id());
+        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        Self {
+            admin_url: url.to_string(),
+            name,
+        }
+    }
+
+    fn url(&self) -> String {
+        // Same server, this database.
+        let base = match self.admin_url.rsplit_once('/') {
+            Some((base, _)) => base,
+            None => &self.admin_url,
+        };
+        format!("{base}/{}", self.name)
+    }
+
+    async fn drop_db(self) {
+        let mut conn = sqlx::PgConnection::connect(&self.admin_url).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        )))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+}
+
+async fn woken(n: &Arc<Notify>) -> Option<Duration> {
+    let start = Instant::now();
+    tokio::time::timeout(WITHIN, n.notified())
+        .await
+        .ok()
+        .map(|_| start.elapsed())
+}
+
+/// Let the LISTEN task connect (it raises both once when it has), then
+/// take those first wakeups away.
+async fn settle(w: &Wakeups) {
+    assert!(
+        woken(&w.queue).await.is_some(),
+        "the first LISTEN raises both"
+    );
+    assert!(woken(&w.webhooks).await.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_nodes_commits_wake_this_one() {
+    let Ok(url) = std::env::var("POSTHORN_TEST_POSTGRES_URL") else {
+        eprintln!("skipped: POSTHORN_TEST_POSTGRES_URL is unset");
+        return;
+    };
+    let db = TestDb::create(&url).await;
+    let idle = PostgresStore::open(&db.url(), None, 4).await.unwrap();
+    let busy = PostgresStore::open(&db.url(), None, 4).await.unwrap();
+    let w = idle.wakeups();
+    settle(&w).await;
+
+    let acct = busy.create_account("shop").await.unwrap();
+    // Nothing due, nothing raised.
+    assert!(woken(&w.queue).await.is_none(), "no work, no wakeup");
+
+    // Another node enqueues: this one's delivery is woken.
+    let now = busy.now();
+    let message = |rcpt: &str| NewMessage {
+        id: MessageId::generate(),
+        account_id: acct.id,
+        mail_from: "app@shop.example".into(),
+        recipients: vec![rcpt.into()],
+        auth_user: "app@shop.example".into(),
+        client_ip: None,
+        label: None,
+        received_at: now,
+        subject: "hi".into(),
+        header_from: "app@shop.example".into(),
+        attachments: Vec::new(),
+        content: b"Subject: hi\r\n\r\nhi\r\n".to_vec(),
+        suppressed: Vec::new(),
+        is_dsn: false,
+    };
+    busy.enqueue(message("a@example.net")).await.unwrap();
+    let took = woken(&w.queue).await.expect("woken by the enqueue");
+    eprintln!("delivery woken {took:?} after the other node's enqueue returned");
+
+    // A webhook delivery added by another node's outcome wakes the sender.
+    busy.add_webhook(Webhook {
+        id: "wh".into(),
+        account_id: acct.id,
+        url: "https://hooks.example/x".into(),
+        events: vec!["delivered".into()],
+        secret: "s".into(),
+        created_at: now,
+    })
+    .await
+    .unwrap();
+    let m = message("b@example.net");
+    let id = m.id;
+    busy.enqueue(m).await.unwrap();
+    let _ = woken(&w.queue).await;
+    let t = busy.now();
+    let claimed = busy.claim_due("n2", t, t + 60, 10).await.unwrap();
+    let updates = claimed
+        .iter()
+        .filter(|r| r.message_id == id)
+        .map(|r| RecipientUpdate {
+            message_id: r.message_id,
+            idx: r.idx,
+            status: RecipientStatus::Delivered,
+            attempts: 1,
+            last_reply: Some("250 ok".into()),
+            remote_host: None,
+            next_try: None,
+            suppress: None,
+        })
+        .collect();
+    busy.record_outcomes(
+        Some("n2"),
+        OutcomeBatch {
+            updates,
+            notices: Vec::new(),
+        },
+    )
+    .await
+    .unwrap();
+    let took = woken(&w.webhooks)
+        .await
+        .expect("woken by the webhook delivery");
+    eprintln!("webhook sender woken {took:?} after the other node's outcome returned");
+
+    // Another node's retry makes mail due: woken again.
+    let m = message("c@example.net");
+    let later = m.id;
+    busy.enqueue(m).await.unwrap();
+    let _ = woken(&w.queue).await;
+    assert_eq!(busy.retry_now(later, busy.now()).await.unwrap(), 1);
+    assert!(woken(&w.queue).await.is_some(), "woken by the retry");
+
+    drop((idle, busy));
+    db.drop_db().await;
+}
