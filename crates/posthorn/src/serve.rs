@@ -52,9 +52,9 @@ pub async fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
     let node_timeout = config.node_timeout()?;
     let opened = crate::stores::open(&config, crate::stores::Opener::Server).await?;
     tracing::info!(store = %opened.choice, "store open");
-    if let (true, Some(sqlite)) = (config.delivery.enabled, &opened.sqlite) {
+    if config.delivery.enabled {
         // What was just accepted is delivered from memory, not read back.
-        sqlite.keep_fresh_contents(FRESH_CONTENT_BYTES);
+        opened.keep_fresh_contents(FRESH_CONTENT_BYTES);
     }
     let store = opened.store;
     let tls = Arc::new(match (&config.tls.cert, &config.tls.key) {

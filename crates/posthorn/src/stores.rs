@@ -14,11 +14,25 @@ use std::sync::Arc;
 const ADMIN_CONNECTIONS: u32 = 4;
 
 /// The opened store, and the embedded one's own handle where it is that
-/// (for what only it has: the backup, the fresh-content cache).
+/// (for what only it has: the backup).
 pub struct Opened {
     pub store: Arc<dyn Store>,
     pub sqlite: Option<Arc<SqliteStore>>,
+    pg: Option<Arc<PostgresStore>>,
     pub choice: StoreChoice,
+}
+
+impl Opened {
+    /// Keep up to `bytes` of just-accepted contents in memory for this
+    /// process's delivery (either backend; see the store's `fresh.rs`).
+    pub fn keep_fresh_contents(&self, bytes: usize) {
+        if let Some(s) = &self.sqlite {
+            s.keep_fresh_contents(bytes);
+        }
+        if let Some(p) = &self.pg {
+            p.keep_fresh_contents(bytes);
+        }
+    }
 }
 
 /// Who opens it.
@@ -54,6 +68,7 @@ pub async fn open(config: &Config, by: Opener) -> anyhow::Result<Opened> {
             Ok(Opened {
                 store: sqlite.clone(),
                 sqlite: Some(sqlite),
+                pg: None,
                 choice,
             })
         }
@@ -74,9 +89,11 @@ pub async fn open(config: &Config, by: Opener) -> anyhow::Result<Opened> {
                 .with_context(|| {
                     format!("cannot open the store ({choice}); check [store] url and that the database answers")
                 })?;
+            let pg = Arc::new(pg);
             Ok(Opened {
-                store: Arc::new(pg),
+                store: pg.clone(),
                 sqlite: None,
+                pg: Some(pg),
                 choice,
             })
         }

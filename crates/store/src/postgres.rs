@@ -16,6 +16,7 @@
 //! queue; `postgres_api.rs` the HTTP API's tables and webhooks;
 //! `postgres_auth.rs` the AUTH lockouts.
 
+use crate::fresh::FreshContents;
 use crate::postgres_enqueue::{insert_messages, Enqueuer};
 use crate::postgres_nodes as nodes;
 use crate::shared::duplicate;
@@ -54,6 +55,8 @@ pub struct PostgresStore {
     pub(crate) pool: PgPool,
     clock: Arc<Clock>,
     enqueuer: Enqueuer,
+    /// What this node just committed, for its own delivery (`fresh.rs`).
+    fresh: Arc<FreshContents>,
     wakeups: Wakeups,
     /// Whether the LISTEN task runs (started by the first `wakeups()`).
     listening: std::sync::Once,
@@ -126,6 +129,14 @@ fn quote_ident(name: &str) -> String {
 }
 
 impl PostgresStore {
+    /// Keep up to `bytes` of contents this node just committed in memory
+    /// for its own delivery (`fresh.rs`), as the embedded store does; 0,
+    /// the default, keeps none. Another node delivering a message reads
+    /// it from the database.
+    pub fn keep_fresh_contents(&self, bytes: usize) {
+        self.fresh.set_cap(bytes);
+    }
+
     /// Wake every node's delivery when `changed` recipients became due.
     async fn wake_queue(&self, changed: u64) -> Result<()> {
         if changed > 0 {
@@ -169,15 +180,18 @@ impl PostgresStore {
         });
         // A quarter of the pool commits enqueue batches; the rest serves
         // claims, outcomes and reads.
+        let fresh = Arc::new(FreshContents::default());
         let enqueuer = Enqueuer::start(
             pool.clone(),
             clock.clone(),
             (max_connections as usize / 4).max(1),
+            fresh.clone(),
         );
         Ok(Self {
             pool,
             clock,
             enqueuer,
+            fresh,
             wakeups: Wakeups::default(),
             listening: std::sync::Once::new(),
         })
@@ -817,6 +831,9 @@ impl Store for PostgresStore {
     }
 
     async fn message_content(&self, id: MessageId) -> Result<Vec<u8>> {
+        if let Some(content) = self.fresh.take(id) {
+            return Ok(content);
+        }
         let found = sqlx::query(
             "SELECT c.content, m.content_purged FROM messages m
              LEFT JOIN message_contents c ON c.message_id = m.id WHERE m.id = $1",
@@ -1129,6 +1146,8 @@ impl Store for PostgresStore {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        // Contents were deleted: none may be handed out now.
+        self.fresh.clear();
         Ok((bodies, records))
     }
 

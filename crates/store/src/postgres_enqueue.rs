@@ -12,6 +12,7 @@
 //! inserted again one by one, each under a savepoint in one transaction,
 //! so a bad message is refused alone; only a failing commit fails them all.
 
+use crate::fresh::FreshContents;
 use crate::postgres::{record_events, Clock, WAKE_CHANNEL};
 use crate::shared::SUPPRESSED_REPLY;
 use crate::*;
@@ -37,15 +38,18 @@ pub(crate) struct Enqueuer {
 }
 
 impl Enqueuer {
-    /// Start the batching task, committing up to `parallel` batches at once.
-    pub(crate) fn start(pool: PgPool, clock: Arc<Clock>, parallel: usize) -> Self {
+    /// Start the batching task, committing up to `parallel` batches at
+    /// once. Committed contents go to `fresh` (when it has a cap), for this
+    /// node's delivery to take instead of reading them back.
+    pub(crate) fn start(
+        pool: PgPool,
+        clock: Arc<Clock>,
+        parallel: usize,
+        fresh: Arc<FreshContents>,
+    ) -> Self {
         let (jobs, rx) = mpsc::channel(QUEUE_CAP);
-        tokio::spawn(gather(
-            rx,
-            pool,
-            clock,
-            Arc::new(Semaphore::new(parallel.max(1))),
-        ));
+        let slots = Arc::new(Semaphore::new(parallel.max(1)));
+        tokio::spawn(gather(rx, pool, clock, slots, fresh));
         Self { jobs }
     }
 
@@ -71,6 +75,7 @@ async fn gather(
     pool: PgPool,
     clock: Arc<Clock>,
     slots: Arc<Semaphore>,
+    fresh: Arc<FreshContents>,
 ) {
     while let Some(first) = rx.recv().await {
         let Ok(slot) = slots.clone().acquire_owned().await else {
@@ -83,16 +88,16 @@ async fn gather(
                 Err(_) => break,
             }
         }
-        let (pool, clock) = (pool.clone(), clock.clone());
+        let (pool, clock, fresh) = (pool.clone(), clock.clone(), fresh.clone());
         tokio::spawn(async move {
-            commit(&pool, &clock, batch).await;
+            commit(&pool, &clock, &fresh, batch).await;
             drop(slot);
         });
     }
 }
 
 /// Commit one batch and answer each of its callers.
-async fn commit(pool: &PgPool, clock: &Arc<Clock>, batch: Vec<Job>) {
+async fn commit(pool: &PgPool, clock: &Arc<Clock>, fresh: &FreshContents, batch: Vec<Job>) {
     let now = clock.now(pool);
     let messages: Vec<&NewMessage> = batch.iter().map(|j| &*j.message).collect();
     let together = async {
@@ -108,8 +113,15 @@ async fn commit(pool: &PgPool, clock: &Arc<Clock>, batch: Vec<Job>) {
         Err(_) => one_by_one(pool, &messages, now).await,
     };
     drop(messages);
+    let committed = std::time::Instant::now();
     for (job, result) in batch.into_iter().zip(results) {
-        let _ = job.done.send(result);
+        let Job { message, done } = job;
+        if result.is_ok() {
+            // Before its sender hears of the commit, so any delivery of it
+            // can find it.
+            fresh.keep(message.id, message.content, committed);
+        }
+        let _ = done.send(result);
     }
 }
 

@@ -1,7 +1,8 @@
-//! PostgreSQL only: one node's commits wake the others (LISTEN/NOTIFY),
+//! PostgreSQL only. One node's commits wake the others (LISTEN/NOTIFY),
 //! for delivery when recipients become due and for webhook senders when
 //! deliveries are added. The embedded store has no other node and raises
-//! nothing, so this is not part of the conformance suite.
+//! nothing, so this is not part of the conformance suite. And a node's
+//! own fresh contents (delivered from memory once).
 //!
 //! NOTIFY is per database, and the conformance suite's schemas share one:
 //! this test makes a database of its own so no other test's commits wake
@@ -175,4 +176,59 @@ async fn another_nodes_commits_wake_this_one() {
 
     drop((idle, busy));
     db.drop_db().await;
+}
+
+/// What this node just committed is handed to its own delivery from
+/// memory once, then read from the database; another node reads it from
+/// the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fresh_contents_come_from_memory_once_then_from_the_database() {
+    let Ok(url) = std::env::var("POSTHORN_TEST_POSTGRES_URL") else {
+        eprintln!("skipped: POSTHORN_TEST_POSTGRES_URL is unset");
+        return;
+    };
+    let schema = format!("fresh_{}", std::process::id());
+    let this = PostgresStore::open(&url, Some(&schema), 4).await.unwrap();
+    let other = PostgresStore::open(&url, Some(&schema), 4).await.unwrap();
+    this.keep_fresh_contents(1 << 20);
+    let acct = this.create_account("shop").await.unwrap();
+    let id = MessageId::generate();
+    let content = b"Subject: hi\r\n\r\nfresh\r\n".to_vec();
+    this.enqueue(NewMessage {
+        id,
+        account_id: acct.id,
+        mail_from: "app@shop.example".into(),
+        recipients: vec!["a@example.net".into()],
+        auth_user: "app@shop.example".into(),
+        client_ip: None,
+        label: None,
+        received_at: this.now(),
+        subject: "hi".into(),
+        header_from: "app@shop.example".into(),
+        attachments: Vec::new(),
+        content: content.clone(),
+        suppressed: Vec::new(),
+        is_dsn: false,
+    })
+    .await
+    .unwrap();
+    // Delete the stored copy behind the store's back: what comes back
+    // first must be the one in memory, then the database's (gone).
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "UPDATE \"{schema}\".message_contents SET content = 'db'::bytea"
+    )))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(this.message_content(id).await.unwrap(), content);
+    assert_eq!(this.message_content(id).await.unwrap(), b"db");
+    assert_eq!(other.message_content(id).await.unwrap(), b"db");
+    drop((this, other));
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA \"{schema}\" CASCADE"
+    )))
+    .execute(&mut conn)
+    .await
+    .unwrap();
 }
