@@ -20,31 +20,48 @@
 # POSTHORN_LIMITS (extra lines for [smtp] and [limits]), POSTHORN_DELIVERY
 # (extra lines for [delivery], e.g. 'body_retention = "1h"'),
 # POSTHORN_TLS_CERT and POSTHORN_TLS_KEY (PEM files; default: the
-# certificate Posthorn generates), POSTHORN_LOG (default warn).
+# certificate Posthorn generates), POSTHORN_LOG (default warn),
+# POSTHORN_STORE (lines for a [store] section, e.g. 'backend = "postgres"'
+# and its url; default none: the embedded store in $work/posthorn) and
+# POSTHORN_EXTRA (more TOML at the end, e.g. [cluster] or [ratelimit]).
+# With POSTHORN_STORE set, the admin commands (posthorn_init,
+# posthorn_stored, posthorn_delivered, posthorn_cli) read
+# $work/posthorn.toml too, so call posthorn_config before posthorn_init.
 #
 # Delivery goes to [delivery.relay] 127.0.0.1:SINK_PORT without TLS; with
 # ENABLED = true the server delivers what it accepts at once.
 
 server="" # posthorn serve
 
+posthorn_cli() { # ARGS...: an admin command on this server's store
+  if [ -n "${POSTHORN_STORE:-}" ]; then
+    "$BIN" --config "$work/posthorn.toml" --data-dir "$work/posthorn" "$@"
+  else
+    "$BIN" --data-dir "$work/posthorn" "$@"
+  fi
+}
+
 posthorn_init() {
   local data=$work/posthorn
   mkdir -p "$data"
-  "$BIN" --data-dir "$data" account create bench >/dev/null
-  "$BIN" --data-dir "$data" domain add bench.test --account bench --dkim "${DKIM:-rsa}" >/dev/null
-  "$BIN" --data-dir "$data" sender add load@bench.test --account bench --password bench-password >/dev/null
+  posthorn_cli account create bench >/dev/null
+  posthorn_cli domain add bench.test --account bench --dkim "${DKIM:-rsa}" >/dev/null
+  posthorn_cli sender add load@bench.test --account bench --password bench-password >/dev/null
   # Lift the account's rate limits: the load goes to one recipient, fast.
-  "$BIN" --data-dir "$data" account set bench messages_per_second "${LIMIT:-0}" >/dev/null
-  "$BIN" --data-dir "$data" account set bench pair_per_hour "${LIMIT:-0}" >/dev/null
+  posthorn_cli account set bench messages_per_second "${LIMIT:-0}" >/dev/null
+  posthorn_cli account set bench pair_per_hour "${LIMIT:-0}" >/dev/null
 }
 
 posthorn_config() { # ENABLED SINK_PORT SMTP_PORT TLS_PORT
-  local trusted="" tls=""
+  local trusted="" tls="" store=""
   if [ "${POSTHORN_TRUSTED:-1}" = 1 ]; then
     trusted=$'[[smtp.trusted_networks]]\nnetwork = "127.0.0.0/8"\naccount = "bench"'
   fi
   if [ -n "${POSTHORN_TLS_CERT:-}" ]; then
     tls=$(printf '[tls]\ncert = "%s"\nkey = "%s"' "$POSTHORN_TLS_CERT" "$POSTHORN_TLS_KEY")
+  fi
+  if [ -n "${POSTHORN_STORE:-}" ]; then
+    store=$(printf '[store]\n%s' "$POSTHORN_STORE")
   fi
   cat >"$work/posthorn.toml" <<TOML
 hostname = "bench.test"
@@ -68,6 +85,8 @@ $tls
 [log]
 level = "${POSTHORN_LOG:-warn}"
 TOML
+  [ -z "$store" ] || printf '%s\n' "$store" >>"$work/posthorn.toml"
+  [ -z "${POSTHORN_EXTRA:-}" ] || printf '%s\n' "$POSTHORN_EXTRA" >>"$work/posthorn.toml"
 }
 
 posthorn_serve() { # LOG: start the server in the background, sets $server
@@ -83,10 +102,10 @@ posthorn_stop() {
 }
 
 posthorn_stored() { # messages in the store, whatever their recipients' status
-  "$BIN" --data-dir "$work/posthorn" queue list | wc -l
+  posthorn_cli queue list | wc -l
 }
 
 posthorn_delivered() { # recipients with status delivered
-  "$BIN" --data-dir "$work/posthorn" queue list --status delivered --json |
+  posthorn_cli queue list --status delivered --json |
     python3 -c 'import json, sys; print(sum(r["status"] == "delivered" for m in json.load(sys.stdin) for r in m["recipients"]))'
 }

@@ -48,13 +48,14 @@ codes! {
     REQUEST_TOO_LARGE = "InvalidParameter.RequestTooLarge", 413, "the request body is larger than `[http] max_body_bytes`";
     INVALID_QUERY = "InvalidParameter.Query", 400, "a query parameter is malformed (a date, status, limit or cursor)";
     INVALID_MESSAGE_ID = "InvalidParameter.MessageId", 400, "the path does not hold a message id (26 characters of Crockford base 32)";
-    INVALID_URL = "InvalidParameter.Url", 400, "a webhook URL that is not http(s), or points at a private network while that is forbidden";
+    INVALID_URL = "InvalidParameter.Url", 400, "a webhook URL that is not http(s), is longer than 2,048 bytes, has user information, or is or resolves to an internal address (loopback, private, link-local, ...) while `[webhooks] allow_private_networks` is false";
     INVALID_EVENT = "InvalidParameter.Event", 400, "a webhook event kind that does not exist";
     INVALID_VALUE = "InvalidParameter.Value", 400, "an admin value is malformed (a name, address, setting or key)";
     MESSAGE_NOT_FOUND = "ResourceNotFound.Message", 404, "no message with this id belongs to the key's account";
     NOT_FOUND = "ResourceNotFound.Object", 404, "the account, domain, sender, webhook, key or suppression named does not exist";
     NO_ROUTE = "ResourceNotFound.Route", 404, "no such endpoint (see /openapi.json)";
     METHOD = "UnsupportedOperation.Method", 405, "the endpoint exists but not with this method";
+    TOO_MANY_WEBHOOKS = "LimitExceeded.Webhooks", 409, "the account already has 20 webhooks, the most it may have: delete one first (one webhook takes several event kinds)";
     DUPLICATE = "ResourceInUse.Duplicate", 409, "the name or address already exists";
     IN_USE = "ResourceInUse.HasDependents", 409, "the object is still used (a domain with sender addresses, an account with messages in the queue): remove or finish those first";
     TEMPORARY = "InternalError.Temporary", 503, "the store could not be reached; nothing was accepted; retry";

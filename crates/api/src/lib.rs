@@ -40,7 +40,9 @@ pub struct ApiConfig {
     pub admin_key: Option<String>,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
-    /// Webhook URLs may point at loopback and private networks.
+    /// Webhook URLs may point at internal networks (loopback, private,
+    /// link-local, ...: `posthorn_types::net::is_internal`). Off by
+    /// default.
     pub allow_private_networks: bool,
     /// Seconds between webhook attempts, the last repeated until given up.
     pub webhook_retry_schedule: Vec<u64>,
@@ -64,7 +66,7 @@ impl Default for ApiConfig {
             listen: "127.0.0.1:8025".parse().expect("address"),
             admin_key: None,
             max_body_bytes: 40 * 1024 * 1024,
-            allow_private_networks: true,
+            allow_private_networks: false,
             webhook_retry_schedule: vec![10, 60, 300, 900, 1800, 3600, 7200, 14400],
             webhook_max_age: 24 * 3600,
             webhook_timeout: std::time::Duration::from_secs(10),

@@ -6,14 +6,23 @@
 //! status change), and a claimed delivery whose result never arrived is due
 //! again when its claim runs out, so a restart loses none; a receiver may
 //! see an event twice and should use its `id` to tell.
+//!
+//! Unless `allow_private_networks`, a URL is checked again before each
+//! POST (an address host must not be internal), and the HTTP client
+//! resolves names with [`PublicResolver`], which leaves internal addresses
+//! out of what it connects to: a name that resolved to a public address
+//! when the webhook was created and to `127.0.0.1` now (DNS rebinding) is
+//! not reached. The client follows no redirects and uses no proxy, so the
+//! address checked is the address connected to.
 
-use crate::webhooks::check_url;
+use crate::webhooks::{check_url_host, internal_refusal};
 use crate::ApiConfig;
 use hmac::{Hmac, Mac};
 use posthorn_store::{DueWebhookDelivery, Store, WebhookResult};
 use posthorn_types::time::{rfc3339, unix_now};
 use serde::Serialize;
 use sha2::Sha256;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -76,18 +85,11 @@ pub struct WebhookSender {
 
 impl WebhookSender {
     pub fn new(store: Arc<dyn Store>, config: Arc<ApiConfig>, wake: Arc<Notify>) -> Self {
-        let client = reqwest::Client::builder()
-            .use_preconfigured_tls(tls_config())
-            .timeout(config.webhook_timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("Posthorn/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .expect("HTTP client");
         Self {
+            client: http_client(&config),
             store,
             config,
             wake,
-            client,
         }
     }
 
@@ -175,6 +177,73 @@ impl WebhookSender {
     }
 }
 
+/// The client that POSTs events: webpki roots, the configured timeout, no
+/// redirects, no proxy, names resolved by [`PublicResolver`].
+pub fn http_client(config: &ApiConfig) -> reqwest::Client {
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls_config())
+        .timeout(config.webhook_timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .dns_resolver(Arc::new(PublicResolver {
+            allow_private: config.allow_private_networks,
+        }))
+        .user_agent(concat!("Posthorn/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .expect("HTTP client")
+}
+
+/// The webhook client's resolver: the system's (`getaddrinfo`, as
+/// reqwest's default), without internal addresses unless `allow_private`;
+/// a name left with none fails to connect, saying why.
+#[derive(Debug, Clone, Copy)]
+pub struct PublicResolver {
+    pub allow_private: bool,
+}
+
+impl PublicResolver {
+    /// The addresses of `host` to connect to.
+    pub async fn addresses(&self, host: &str) -> Result<Vec<SocketAddr>, String> {
+        let found: Vec<SocketAddr> = tokio::net::lookup_host((host, 0))
+            .await
+            .map_err(|e| format!("cannot resolve {host}: {e}"))?
+            .collect();
+        if self.allow_private {
+            return Ok(found);
+        }
+        let mut refused = None;
+        let public: Vec<SocketAddr> = found
+            .into_iter()
+            .filter(|a| match posthorn_types::net::is_internal(a.ip()) {
+                Some(why) => {
+                    refused.get_or_insert((a.ip(), why));
+                    false
+                }
+                None => true,
+            })
+            .collect();
+        match (public.is_empty(), refused) {
+            (true, Some((ip, why))) => Err(internal_refusal(host, ip, why)),
+            (true, None) => Err(format!("{host} has no address")),
+            (false, _) => Ok(public),
+        }
+    }
+}
+
+impl reqwest::dns::Resolve for PublicResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let resolver = *self;
+        Box::pin(async move {
+            let addrs = resolver
+                .addresses(name.as_str())
+                .await
+                .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { e.into() })?;
+            let addrs: reqwest::dns::Addrs = Box::new(addrs.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
 /// TLS for webhook URLs: the webpki roots, aws-lc-rs (the build's one provider).
 fn tls_config() -> rustls::ClientConfig {
     let mut roots = rustls::RootCertStore::empty();
@@ -211,7 +280,8 @@ async fn post(
     config: &ApiConfig,
     d: &DueWebhookDelivery,
 ) -> Result<(), String> {
-    check_url(&d.url, config.allow_private_networks).await?;
+    // Names are checked as they are resolved (PublicResolver).
+    check_url_host(&d.url, config.allow_private_networks)?;
     let body = payload(d);
     let sig = signature(&d.secret, unix_now(), &body);
     let response = client
@@ -223,7 +293,7 @@ async fn post(
         .body(body)
         .send()
         .await
-        .map_err(|e| format!("{e}"))?;
+        .map_err(|e| error_chain(&e))?;
     let status = response.status();
     if status.is_success() {
         Ok(())
@@ -232,9 +302,71 @@ async fn post(
     }
 }
 
+/// An error with its causes (reqwest's own `Display` leaves out why a
+/// connection failed, such as the resolver's refusal).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_resolver_leaves_internal_addresses_out() {
+        let strict = PublicResolver {
+            allow_private: false,
+        };
+        let err = strict.addresses("localhost").await.unwrap_err();
+        assert!(
+            err.starts_with("localhost resolves to an internal address (")
+                && err.ends_with("allow_private_networks is false"),
+            "{err}"
+        );
+        let lax = PublicResolver {
+            allow_private: true,
+        };
+        let found = lax.addresses("localhost").await.unwrap();
+        assert!(found.iter().all(|a| a.ip().is_loopback()), "{found:?}");
+        // An address is passed through getaddrinfo like a name.
+        assert!(strict.addresses("127.0.0.1").await.is_err());
+        assert!(strict.addresses("8.8.8.8").await.is_ok());
+    }
+
+    /// A URL whose name resolves to loopback is not POSTed to, even when
+    /// the check before the POST (addresses only) lets it through: the
+    /// client's resolver refuses at connect time.
+    #[tokio::test]
+    async fn the_client_does_not_connect_to_a_name_resolving_inside() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = tokio::spawn(async move {
+            tokio::time::timeout(Duration::from_millis(500), listener.accept())
+                .await
+                .is_ok()
+        });
+        let client = http_client(&ApiConfig {
+            allow_private_networks: false,
+            webhook_timeout: Duration::from_secs(2),
+            ..Default::default()
+        });
+        let url = format!("http://localhost:{port}/hook");
+        assert!(check_url_host(&url, false).is_ok());
+        let err = client.post(&url).body("{}").send().await.unwrap_err();
+        let text = error_chain(&err);
+        assert!(text.contains("resolves to an internal address"), "{text}");
+        assert!(!accepted.await.unwrap(), "nothing connected");
+    }
 
     #[test]
     fn signature_is_hmac_sha256_of_time_dot_body() {

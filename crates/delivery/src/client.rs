@@ -9,12 +9,18 @@
 //! times out mid-transaction leaves the recipients without an answer with a
 //! temporary `451 4.4.2` outcome, and the connection is no longer usable
 //! ([`Connection::is_usable`]).
+//!
+//! SMTPUTF8 (RFC 6531): a transaction whose envelope or header block is
+//! not ASCII ([`needs_smtputf8`]) is declared with ` SMTPUTF8` on MAIL
+//! when the server offers it; when it does not, see
+//! [`Connection::send_parts`] for what becomes of it.
 
 use base64::Engine;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use std::borrow::Cow;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -100,6 +106,23 @@ impl RcptOutcome {
             code: reply.code,
             enhanced: reply.enhanced.clone(),
             text: reply.text(),
+        }
+    }
+
+    /// The outcome of a recipient that cannot go to a server without
+    /// SMTPUTF8: its own address (or the sender's) is not ASCII. RFC 6531
+    /// section 3.2 gives 553 and X.6.7, "non-ASCII addresses not permitted
+    /// for that sender/recipient" (RFC 5248); permanent, so it bounces.
+    fn no_smtputf8(rcpt: &str, sender: bool) -> Self {
+        let whose = if sender { "sender" } else { "recipient" };
+        Self {
+            rcpt: rcpt.to_string(),
+            code: 553,
+            enhanced: Some("5.6.7".to_string()),
+            text: format!(
+                "the receiving server does not support SMTPUTF8 (RFC 6531), \
+                 needed for the non-ASCII {whose} address"
+            ),
         }
     }
 
@@ -271,6 +294,51 @@ pub fn dot_stuff_parts(parts: &[&[u8]]) -> Vec<u8> {
     out
 }
 
+/// Whether a transaction needs the SMTPUTF8 extension (RFC 6531): the
+/// sender or a recipient address is not ASCII, or the message's header
+/// block (up to the first empty line, across `parts`) has a byte that is
+/// not ASCII: UTF-8 in header fields (RFC 6532). 8-bit bytes in the body
+/// alone need only 8BITMIME (RFC 6152).
+pub fn needs_smtputf8(mail_from: &str, rcpts: &[String], parts: &[&[u8]]) -> bool {
+    !mail_from.is_ascii() || rcpts.iter().any(|r| !r.is_ascii()) || !header_is_ascii(parts)
+}
+
+/// Whether the header block of the message made of `parts` (everything
+/// before the first empty line; the whole message when there is none) is
+/// ASCII. A line may run across two parts.
+pub fn header_is_ascii(parts: &[&[u8]]) -> bool {
+    // Whether the current line so far is empty (a CR does not count).
+    let mut blank = true;
+    for part in parts {
+        for &b in *part {
+            match b {
+                b'\n' if blank => return true,
+                b'\n' => blank = true,
+                b'\r' => {}
+                0x80..=0xff => return false,
+                _ => blank = false,
+            }
+        }
+    }
+    true
+}
+
+/// The address as it may be written to a server without SMTPUTF8: itself
+/// when ASCII; with its domain in A-labels (punycode) when only the domain
+/// is not ASCII, which RFC 6531 section 3.2 allows without the extension;
+/// none when the local part is not ASCII.
+pub fn ascii_address(addr: &str) -> Option<String> {
+    if addr.is_ascii() {
+        return Some(addr.to_string());
+    }
+    let (local, domain) = addr.rsplit_once('@')?;
+    if !local.is_ascii() {
+        return None;
+    }
+    let domain = idna::domain_to_ascii(domain).ok()?;
+    (!domain.is_empty()).then(|| format!("{local}@{domain}"))
+}
+
 /// What the server's EHLO reply advertised.
 #[derive(Clone, Debug, Default)]
 struct Extensions {
@@ -279,6 +347,7 @@ struct Extensions {
     /// `Some(0)`: SIZE without a limit.
     size: Option<u64>,
     eightbitmime: bool,
+    smtputf8: bool,
     auth: Vec<String>,
 }
 
@@ -295,6 +364,7 @@ impl Extensions {
                 "PIPELINING" => ext.pipelining = true,
                 "STARTTLS" => ext.starttls = true,
                 "8BITMIME" => ext.eightbitmime = true,
+                "SMTPUTF8" => ext.smtputf8 = true,
                 "SIZE" => ext.size = Some(words.next().and_then(|n| n.parse().ok()).unwrap_or(0)),
                 "AUTH" => ext.auth.extend(words.map(|w| w.to_ascii_uppercase())),
                 k => {
@@ -469,6 +539,16 @@ impl Connection {
     /// [`Connection::send`] of the message made of `parts`, in order (a
     /// signature field and the content it signs, say), without joining them
     /// first.
+    ///
+    /// A transaction that [`needs_smtputf8`] is declared with ` SMTPUTF8`
+    /// when the server offers it. When it does not (RFC 6531 section 3.2:
+    /// no non-ASCII address may then be sent), each address is written in
+    /// its ASCII form where one exists ([`ascii_address`]: a non-ASCII
+    /// domain in A-labels), and every recipient that has none, or all of
+    /// them when the sender has none, gets a permanent `553 5.6.7`
+    /// ([`RcptOutcome`], so they bounce). What is left, an ASCII envelope
+    /// with UTF-8 only in the header fields, is sent without SMTPUTF8 (and
+    /// with `BODY=8BITMIME` when offered): see the comment in the code.
     pub async fn send_parts(
         &mut self,
         mail_from: &str,
@@ -509,6 +589,54 @@ impl Connection {
                 });
             }
         }
+        // The paths as written: the addresses, or their ASCII forms for a
+        // server without SMTPUTF8.
+        let mut sender = Cow::Borrowed(mail_from);
+        let mut paths: Vec<Cow<str>> = rcpts.iter().map(|r| Cow::Borrowed(r.as_str())).collect();
+        let utf8 = needs_smtputf8(mail_from, rcpts, parts);
+        if utf8 && !self.ext.smtputf8 {
+            // RFC 6531 section 3.2: an SMTPUTF8 client facing a server
+            // without the extension must not send it a non-ASCII address;
+            // it rejects or bounces (553 X.6.7 for an address), finds
+            // another route, or downgrades (RFC 6857). Posthorn bounces
+            // what cannot be written in ASCII: a recipient whose local part
+            // is not ASCII, and every recipient when the sender's is not.
+            // A non-ASCII domain alone is no reason: section 3.2 lets it go
+            // as A-labels.
+            //
+            // UTF-8 in header fields with an ASCII envelope is sent as it
+            // is, without SMTPUTF8, as 8-bit content (BODY=8BITMIME when
+            // offered), rather than bounced with 5.6.9 ("UTF-8 header
+            // message cannot be transferred to one or more recipients").
+            // Section 3.2 lets a message submission agent (RFC 6409) deal
+            // with this its own way, where a relaying MTA must bounce, and
+            // Posthorn is the submission server of every message it sends.
+            // A bounce would refuse a message almost every receiver takes:
+            // raw UTF-8 subjects and display names were relayed as 8-bit
+            // long before RFC 6532, and servers that do not offer SMTPUTF8
+            // (common) still accept them, as Postfix's smtputf8.h notes.
+            // RFC 6857 downgrading (the header fields rewritten as RFC 2047
+            // encoded words) would break the DKIM signature made over them
+            // and is not done.
+            match ascii_address(mail_from) {
+                Some(a) => sender = Cow::Owned(a),
+                None => {
+                    for i in to_send.drain(..) {
+                        outcomes[i] = Some(RcptOutcome::no_smtputf8(&rcpts[i], true));
+                    }
+                }
+            }
+            to_send.retain(|&i| match ascii_address(&rcpts[i]) {
+                Some(a) => {
+                    paths[i] = Cow::Owned(a);
+                    true
+                }
+                None => {
+                    outcomes[i] = Some(RcptOutcome::no_smtputf8(&rcpts[i], false));
+                    false
+                }
+            });
+        }
         if to_send.is_empty() {
             return Ok(finish(outcomes, rcpts, ""));
         }
@@ -516,18 +644,21 @@ impl Connection {
             self.reset().await?;
         }
 
-        let mut mail = format!("MAIL FROM:<{mail_from}>");
+        let mut mail = format!("MAIL FROM:<{sender}>");
         if self.ext.size.is_some() {
             mail.push_str(&format!(" SIZE={size}"));
         }
         if self.ext.eightbitmime && !parts.iter().all(|p| p.is_ascii()) {
             mail.push_str(" BODY=8BITMIME");
         }
+        if utf8 && self.ext.smtputf8 {
+            mail.push_str(" SMTPUTF8");
+        }
         let pipelined = self.ext.pipelining;
         if pipelined {
             let mut batch = format!("{mail}\r\n");
             for &i in &to_send {
-                batch.push_str(&format!("RCPT TO:<{}>\r\n", rcpts[i]));
+                batch.push_str(&format!("RCPT TO:<{}>\r\n", paths[i]));
             }
             batch.push_str("DATA\r\n");
             self.write(batch.as_bytes(), "MAIL", self.command_timeout)
@@ -549,7 +680,7 @@ impl Connection {
         // RCPT TO
         let mut accepted = Vec::new();
         for &i in &to_send {
-            let cmd = format!("RCPT TO:<{}>", rcpts[i]);
+            let cmd = format!("RCPT TO:<{}>", paths[i]);
             match self.step(pipelined, &cmd, "RCPT TO").await {
                 Ok(r) if r.is_positive() => accepted.push(i),
                 Ok(r) => outcomes[i] = Some(RcptOutcome::from_reply(&rcpts[i], &r)),
@@ -1012,6 +1143,240 @@ mod tests {
         };
         assert_eq!(r.text(), "user unknown really");
         assert_eq!(r.to_string(), "550 5.1.1 user unknown really");
+    }
+
+    fn strings(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn smtputf8_is_needed_for_non_ascii_addresses_and_header_fields() {
+        let ascii: &[&[u8]] = &[b"Subject: hi\r\n\r\nHello.\r\n"];
+        let sender = "app@example.com";
+        assert!(!needs_smtputf8(sender, &strings(&["a@example.net"]), ascii));
+        assert!(!needs_smtputf8("", &strings(&["a@example.net"]), ascii));
+        assert!(needs_smtputf8(
+            "j\u{fc}rgen@example.com",
+            &strings(&["a@example.net"]),
+            ascii
+        ));
+        assert!(needs_smtputf8(
+            sender,
+            &strings(&["a@example.net", "j\u{fc}rgen@example.net"]),
+            ascii
+        ));
+        assert!(needs_smtputf8(
+            sender,
+            &strings(&["a@b\u{fc}cher.example"]),
+            ascii
+        ));
+        // 8-bit in the header block needs it, in the body alone it does not.
+        let rcpts = strings(&["a@example.net"]);
+        let header: &[&[u8]] = &["Subject: Gr\u{fc}\u{df}e\r\n\r\nHello.\r\n".as_bytes()];
+        assert!(needs_smtputf8(sender, &rcpts, header));
+        let body: &[&[u8]] = &["Subject: hi\r\n\r\nGr\u{fc}\u{df}e\r\n".as_bytes()];
+        assert!(!needs_smtputf8(sender, &rcpts, body));
+        // A folded line is still the header; LF-only line ends count too.
+        let folded: &[&[u8]] = &["Subject: a\r\n b\u{e9}\r\n\r\nx".as_bytes()];
+        assert!(needs_smtputf8(sender, &rcpts, folded));
+        let lf: &[&[u8]] = &["Subject: a\n\nb\u{e9}\n".as_bytes()];
+        assert!(!needs_smtputf8(sender, &rcpts, lf));
+    }
+
+    #[test]
+    fn the_header_block_runs_across_parts() {
+        // The DKIM signature part and the content it signs.
+        let sig: &[u8] = b"DKIM-Signature: v=1; b=abc\r\n";
+        let content = "From: a@example.com\r\nSubject: \u{e9}t\u{e9}\r\n\r\nx\r\n";
+        assert!(!header_is_ascii(&[sig, content.as_bytes()]));
+        let content = "From: a@example.com\r\n\r\n\u{e9}t\u{e9}\r\n";
+        assert!(header_is_ascii(&[sig, content.as_bytes()]));
+        // The empty line split between parts: CR LF | CR LF, CR | LF.
+        for cut in 1..6 {
+            let whole = "A: b\r\n\r\n\u{e9}\r\n".as_bytes();
+            let (a, b) = whole.split_at(cut);
+            assert!(header_is_ascii(&[a, b]), "cut at {cut}");
+        }
+        // No empty line: it is all header.
+        assert!(!header_is_ascii(&["A: b\r\nC: \u{e9}".as_bytes()]));
+        assert!(header_is_ascii(&[b"A: b\r\nC: d"]));
+        // An empty header block.
+        assert!(header_is_ascii(&["\r\n\u{e9}".as_bytes()]));
+        assert!(header_is_ascii(&[]));
+    }
+
+    #[test]
+    fn ascii_forms_of_addresses() {
+        assert_eq!(
+            ascii_address("a@example.net").as_deref(),
+            Some("a@example.net")
+        );
+        assert_eq!(ascii_address("").as_deref(), Some(""));
+        assert_eq!(
+            ascii_address("info@b\u{fc}cher.example").as_deref(),
+            Some("info@xn--bcher-kva.example")
+        );
+        assert_eq!(ascii_address("j\u{fc}rgen@example.net"), None);
+        assert_eq!(ascii_address("j\u{fc}rgen@b\u{fc}cher.example"), None);
+    }
+
+    #[test]
+    fn ehlo_keywords() {
+        let reply = |lines: &[&str]| Reply {
+            code: 250,
+            enhanced: None,
+            lines: strings(lines),
+        };
+        let ext = Extensions::parse(&reply(&[
+            "mx.example.net",
+            "SIZE 1000",
+            "8BITMIME",
+            "smtputf8",
+            "PIPELINING",
+        ]));
+        assert!(ext.smtputf8 && ext.eightbitmime && ext.pipelining);
+        assert_eq!(ext.size, Some(1000));
+        let ext = Extensions::parse(&reply(&["mx.example.net", "8BITMIME"]));
+        assert!(!ext.smtputf8);
+        // The first line is the server's name, not a keyword.
+        assert!(!Extensions::parse(&reply(&["SMTPUTF8"])).smtputf8);
+    }
+
+    mod against_the_sink {
+        use super::super::*;
+        use posthorn_testkit::sink::{Sink, SinkOptions};
+
+        const SENDER: &str = "app@example.com";
+        const ASCII: &str = "Subject: hi\r\n\r\nGr\u{fc}\u{df}e im Text.\r\n";
+        const UTF8_HEADER: &str = "Subject: Gr\u{fc}\u{df}e\r\n\r\nHello.\r\n";
+
+        fn sink(smtputf8: bool) -> Sink {
+            Sink::start(SinkOptions {
+                smtputf8,
+                ..SinkOptions::default()
+            })
+        }
+
+        async fn send(sink: &Sink, from: &str, rcpts: &[&str], message: &str) -> Vec<RcptOutcome> {
+            let mut settings = ClientSettings::new("client.test");
+            settings.tls = TlsPolicy::None;
+            let addr = SocketAddr::from(([127, 0, 0, 1], sink.port()));
+            let mut c = Connection::open(addr, "localhost", &settings, &[])
+                .await
+                .expect("open");
+            let rcpts: Vec<String> = rcpts.iter().map(|r| r.to_string()).collect();
+            let out = c
+                .send(from, &rcpts, message.as_bytes())
+                .await
+                .expect("send");
+            c.quit().await;
+            out
+        }
+
+        /// The MAIL lines the sink got.
+        fn mails(sink: &Sink) -> Vec<String> {
+            let t = sink.transcript();
+            t.into_iter().filter(|l| l.starts_with("MAIL")).collect()
+        }
+
+        #[tokio::test]
+        async fn declared_when_needed_and_offered() {
+            let sink = sink(true);
+            let out = send(&sink, SENDER, &["j\u{fc}rgen@example.net"], ASCII).await;
+            assert_eq!(out[0].code, 250, "{out:?}");
+            let out = send(&sink, SENDER, &["ok@example.net"], UTF8_HEADER).await;
+            assert_eq!(out[0].code, 250, "{out:?}");
+            let out = send(&sink, SENDER, &["ok@example.net"], ASCII).await;
+            assert_eq!(out[0].code, 250, "{out:?}");
+            let got = sink.wait_for(3, Duration::from_secs(5));
+            assert_eq!(got[0].rcpt_to, ["j\u{fc}rgen@example.net"]);
+            assert!(
+                got[0].mail_params.iter().any(|p| p == "SMTPUTF8"),
+                "{got:?}"
+            );
+            assert!(
+                got[1].mail_params.iter().any(|p| p == "SMTPUTF8"),
+                "{got:?}"
+            );
+            // 8-bit in the body alone: 8BITMIME, no SMTPUTF8.
+            assert!(
+                got[2].mail_params.iter().all(|p| p != "SMTPUTF8"),
+                "{got:?}"
+            );
+            assert!(got[2].mail_params.iter().any(|p| p == "BODY=8BITMIME"));
+        }
+
+        #[tokio::test]
+        async fn without_smtputf8_non_ascii_addresses_bounce_and_the_rest_goes() {
+            let sink = sink(false);
+            let out = send(
+                &sink,
+                SENDER,
+                &[
+                    "j\u{fc}rgen@example.net",
+                    "ok@example.net",
+                    "info@b\u{fc}cher.example",
+                ],
+                UTF8_HEADER,
+            )
+            .await;
+            assert_eq!(out[0].code, 553, "{out:?}");
+            assert_eq!(out[0].enhanced.as_deref(), Some("5.6.7"));
+            // Decided here, not the sink's own refusal of the address.
+            assert!(
+                out[0]
+                    .text
+                    .starts_with("the receiving server does not support SMTPUTF8"),
+                "{out:?}"
+            );
+            assert!(out[0].is_permanent());
+            assert_eq!(out[1].code, 250, "{out:?}");
+            assert_eq!(out[2].code, 250, "{out:?}");
+            assert_eq!(out[2].rcpt, "info@b\u{fc}cher.example");
+            let got = sink.wait_for(1, Duration::from_secs(5));
+            assert_eq!(
+                got[0].rcpt_to,
+                ["ok@example.net", "info@xn--bcher-kva.example"],
+                "the domain in A-labels"
+            );
+            // UTF-8 header fields alone go as 8-bit content.
+            assert_eq!(got[0].mail_params[1], "BODY=8BITMIME", "{got:?}");
+            assert!(got[0].mail_params.iter().all(|p| p != "SMTPUTF8"));
+            assert_eq!(got[0].data, UTF8_HEADER.as_bytes());
+            assert!(
+                sink.transcript().iter().all(|l| l.is_ascii()),
+                "nothing non-ASCII was sent: {:?}",
+                sink.transcript()
+            );
+        }
+
+        #[tokio::test]
+        async fn without_smtputf8_a_non_ascii_sender_bounces_everyone() {
+            let sink = sink(false);
+            let out = send(
+                &sink,
+                "j\u{fc}rgen@example.com",
+                &["ok@example.net", "b@example.net"],
+                ASCII,
+            )
+            .await;
+            for o in &out {
+                assert_eq!(
+                    (o.code, o.enhanced.as_deref()),
+                    (553, Some("5.6.7")),
+                    "{out:?}"
+                );
+                assert!(o.text.contains("sender"), "{o:?}");
+            }
+            assert!(mails(&sink).is_empty(), "{:?}", sink.transcript());
+            // A sender with only its domain non-ASCII goes in A-labels.
+            let out = send(&sink, "app@b\u{fc}cher.example", &["ok@example.net"], ASCII).await;
+            assert_eq!(out[0].code, 250, "{out:?}");
+            assert_eq!(
+                sink.wait_for(1, Duration::from_secs(5))[0].mail_from,
+                "app@xn--bcher-kva.example"
+            );
+        }
     }
 
     #[test]

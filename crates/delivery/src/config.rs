@@ -28,8 +28,15 @@ pub struct DeliveryConfig {
     /// Send bounce notices (RFC 3464) to the envelope sender; an account
     /// setting `bounce_notices = 0` turns them off for one account.
     pub dsn: bool,
-    /// Send everything through this host instead of MX lookups.
+    /// Send everything through this host instead of MX lookups. The relay
+    /// is the operator's choice and is used whatever its address.
     pub relay: Option<Relay>,
+    /// Deliver to internal addresses (loopback, private, link-local, ...:
+    /// `posthorn_types::net::is_internal`) that a recipient's domain
+    /// resolves to or names as a literal. Off: they are left out of the
+    /// route, and a domain with nothing else bounces (`550 5.7.1`). For
+    /// test setups whose mail servers are on loopback.
+    pub allow_private_destinations: bool,
     /// Outbound connections at once, all hosts together.
     pub max_connections: usize,
     /// Outbound connections at once to one destination address.
@@ -88,6 +95,7 @@ impl Default for DeliveryConfig {
             max_age: Duration::from_secs(72 * 3600),
             dsn: true,
             relay: None,
+            allow_private_destinations: false,
             max_connections: 200,
             max_connections_per_host: 20,
             max_messages_per_connection: 1000,

@@ -15,7 +15,7 @@ use crate::dkim::DkimKey;
 use crate::dsn::{self, DsnAction, DsnInput, DsnRecipient};
 use crate::outcome::{decide, suppresses, AttemptResult, RetryPolicy};
 use crate::pool::{Checkout, Pool, PoolKey, Pooled};
-use crate::route::{RouteError, Router, NULL_MX};
+use crate::route::{external_only, RouteError, Router, NULL_MX};
 use crate::signer::Signer;
 use posthorn_store::{DueRecipient, NewMessage, OutcomeBatch, RecipientUpdate, Store, StoreError};
 use posthorn_types::address::domain_of;
@@ -441,6 +441,9 @@ impl Engine {
                     RouteError::Temporary(m) => {
                         temporary(451, "4.4.3", &format!("{}: {m}", job.domain), None)
                     }
+                    // A policy refusal (5.7.1), not a bad address: it
+                    // never suppresses.
+                    RouteError::InternalDestination(m) => permanent(550, "5.7.1", m),
                 };
                 return vec![r; n];
             }
@@ -528,7 +531,10 @@ impl Engine {
         }
     }
 
-    /// The hosts to try, in order, each with its address.
+    /// The hosts to try, in order, each with its address: the relay's
+    /// (the operator's choice, whatever its address), or the route to the
+    /// job's domain without internal addresses (unless
+    /// `allow_private_destinations`).
     async fn targets(&self, job: &Job) -> Result<Vec<(String, SocketAddr)>, RouteError> {
         if let Some(relay) = &self.config.relay {
             let addrs = tokio::net::lookup_host((relay.host.as_str(), relay.port))
@@ -540,7 +546,10 @@ impl Engine {
             .router
             .as_ref()
             .expect("a router when there is no relay");
-        let route = router.route(&job.domain).await?;
+        let mut route = router.route(&job.domain).await?;
+        if !self.config.allow_private_destinations {
+            route = external_only(&job.domain, route)?;
+        }
         Ok(route
             .hosts
             .iter()

@@ -33,9 +33,17 @@
 //! - A host's addresses are its IPv4 addresses, then its IPv6 addresses,
 //!   each in the order the name server gave them, without duplicates. If one
 //!   of the two lookups fails, the host keeps the addresses of the other.
-//! - Nothing is filtered by address: a host resolving to loopback or a
-//!   private range is returned as it is (the tests rely on loopback); the
-//!   caller decides whether to connect there.
+//! - [`Router::route`] filters nothing by address: a host resolving to
+//!   loopback or a private range is returned as it is (the tests rely on
+//!   loopback). The engine then applies [`external_only`] unless
+//!   `[delivery] allow_private_destinations` is set: every internal
+//!   address (`posthorn_types::net::is_internal`: loopback, private,
+//!   link-local, CGNAT, benchmarking, documentation, multicast, reserved,
+//!   and their IPv4-mapped, NAT64 and 6to4 forms) is dropped, a host left
+//!   without addresses is dropped, and a route left without hosts is
+//!   [`RouteError::InternalDestination`], a permanent failure. The engine
+//!   connects only to the addresses of the route it was given, so what DNS
+//!   says later cannot move a connection inside.
 //! - An address literal (`[192.0.2.1]`, `[IPv6:2001:db8::1]`) is a single
 //!   hop to that address, without DNS.
 //! - Names are compared and returned in lower case, without the trailing
@@ -144,18 +152,28 @@ pub enum RouteError {
     /// DNS could not answer now: defer and try again later.
     #[error("{0}")]
     Temporary(String),
+    /// Every address found is internal (loopback, private, ...), where
+    /// Posthorn does not deliver unless the operator allows it: bounce.
+    /// The message names the domain and the addresses.
+    #[error("{0}")]
+    InternalDestination(String),
 }
 
 impl RouteError {
     /// Whether the recipient should bounce rather than be retried.
     pub fn is_permanent(&self) -> bool {
-        matches!(self, RouteError::Permanent(_))
+        matches!(
+            self,
+            RouteError::Permanent(_) | RouteError::InternalDestination(_)
+        )
     }
 
     /// The explanation, without the kind.
     pub fn message(&self) -> &str {
         match self {
-            RouteError::Permanent(m) | RouteError::Temporary(m) => m,
+            RouteError::Permanent(m)
+            | RouteError::Temporary(m)
+            | RouteError::InternalDestination(m) => m,
         }
     }
 }
@@ -475,21 +493,62 @@ pub fn assemble(hosts: Vec<HostAnswers>) -> Result<Route, RouteError> {
     })
 }
 
+/// The most internal addresses a refusal lists; the rest are counted.
+const MAX_LISTED: usize = 4;
+
+/// `route` without internal addresses (see [`posthorn_types::net`]): each
+/// host keeps its public addresses, a host without any is left out, and
+/// when nothing is left the route is refused with
+/// [`RouteError::InternalDestination`], naming `domain` and the addresses.
+pub fn external_only(domain: &str, route: Route) -> Result<Route, RouteError> {
+    let mut dropped: Vec<(IpAddr, posthorn_types::net::Internal)> = Vec::new();
+    let mut hosts = Vec::with_capacity(route.hosts.len());
+    for mut hop in route.hosts {
+        hop.addrs
+            .retain(|&ip| match posthorn_types::net::is_internal(ip) {
+                Some(why) => {
+                    dropped.push((ip, why));
+                    false
+                }
+                None => true,
+            });
+        if !hop.addrs.is_empty() {
+            hosts.push(hop);
+        }
+    }
+    if !dropped.is_empty() {
+        tracing::debug!(domain, dropped = ?dropped.iter().map(|(ip, _)| ip).collect::<Vec<_>>(),
+            left = hosts.len(), "internal addresses left out of the route");
+    }
+    if !hosts.is_empty() {
+        return Ok(Route { hosts });
+    }
+    let mut listed: Vec<String> = dropped
+        .iter()
+        .take(MAX_LISTED)
+        .map(|(ip, why)| format!("{ip}: {why}"))
+        .collect();
+    if dropped.len() > MAX_LISTED {
+        listed.push(format!("{} more", dropped.len() - MAX_LISTED));
+    }
+    let what = if domain.starts_with('[') {
+        "is an internal address"
+    } else {
+        "resolves only to internal addresses"
+    };
+    Err(RouteError::InternalDestination(format!(
+        "<{domain}> {what} ({}); Posthorn does not deliver to internal networks \
+         ([delivery] allow_private_destinations)",
+        listed.join(", ")
+    )))
+}
+
 /// The route for an address literal (`[192.0.2.1]`, `[IPv6:2001:db8::1]`,
 /// RFC 5321 §4.1.3): `None` when `domain` is not in brackets, a permanent
 /// error when what is inside is not an address.
 pub fn address_literal(domain: &str) -> Option<Result<Route, RouteError>> {
-    let inner = domain.strip_prefix('[')?;
-    let Some(inner) = inner.strip_suffix(']') else {
-        return Some(Err(invalid_domain(domain)));
-    };
-    let addr = match inner.get(..5) {
-        Some(tag) if tag.eq_ignore_ascii_case("IPv6:") => {
-            inner[5..].parse::<Ipv6Addr>().ok().map(IpAddr::V6)
-        }
-        _ => inner.parse::<Ipv4Addr>().ok().map(IpAddr::V4),
-    };
-    let Some(addr) = addr else {
+    domain.strip_prefix('[')?;
+    let Some(addr) = posthorn_types::net::literal_ip(domain) else {
         return Some(Err(invalid_domain(domain)));
     };
     let name = match addr {
@@ -798,6 +857,67 @@ mod tests {
             let err = address_literal(bad).unwrap().unwrap_err();
             assert!(err.is_permanent(), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn internal_addresses_are_left_out() {
+        let hop = |name: &str, addrs: &[&str]| Hop {
+            name: name.into(),
+            preference: 10,
+            addrs: addrs.iter().map(|a| a.parse().unwrap()).collect(),
+        };
+        // Public addresses stay, internal ones go, a host without any goes.
+        let route = Route {
+            hosts: vec![
+                hop("mx1.test", &["127.0.0.1", "::1"]),
+                hop(
+                    "mx2.test",
+                    &["10.0.0.1", "8.8.8.8", "64:ff9b::a00:1", "2606:4700::1"],
+                ),
+            ],
+        };
+        assert_eq!(
+            external_only("a.test", route).unwrap().hosts,
+            vec![hop("mx2.test", &["8.8.8.8", "2606:4700::1"])]
+        );
+        // Nothing left: refused, permanently, saying why.
+        let route = Route {
+            hosts: vec![hop("mx.a.test", &["127.0.0.1"])],
+        };
+        let err = external_only("a.test", route).unwrap_err();
+        assert!(err.is_permanent());
+        assert_eq!(
+            err,
+            RouteError::InternalDestination(
+                "<a.test> resolves only to internal addresses (127.0.0.1: loopback); \
+                 Posthorn does not deliver to internal networks \
+                 ([delivery] allow_private_destinations)"
+                    .into()
+            )
+        );
+        let many = Route {
+            hosts: vec![
+                hop("mx1.test", &["10.0.0.1", "10.0.0.2", "169.254.169.254"]),
+                hop("mx2.test", &["::ffff:127.0.0.1", "fd00::1", "198.18.0.1"]),
+            ],
+        };
+        let err = external_only("b.test", many).unwrap_err();
+        assert!(
+            err.message().contains(
+                "(10.0.0.1: private, 10.0.0.2: private, 169.254.169.254: link-local, \
+                 ::ffff:127.0.0.1: loopback via IPv4-mapped, 2 more)"
+            ),
+            "{err}"
+        );
+        let literal = address_literal("[IPv6:::1]").unwrap().unwrap();
+        let err = external_only("[IPv6:::1]", literal).unwrap_err();
+        assert!(
+            err.message()
+                .starts_with("<[IPv6:::1]> is an internal address (::1: loopback)"),
+            "{err}"
+        );
+        let public = address_literal("[8.8.8.8]").unwrap().unwrap();
+        assert_eq!(external_only("[8.8.8.8]", public.clone()), Ok(public));
     }
 
     #[test]

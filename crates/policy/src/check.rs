@@ -90,6 +90,11 @@ pub fn check(
             ),
         ));
     }
+    // mail-parser's cost grows with the square of the parameters in one
+    // Content-Type or Content-Disposition field (and of the parts naming
+    // a boundary that never comes); a linear walk refuses those first.
+    // See prescan.rs.
+    crate::prescan::prescan(raw).1?;
     let message = MessageParser::default().parse(raw).ok_or_else(|| {
         refuse(
             MISSING_EMAIL_CONTENT,

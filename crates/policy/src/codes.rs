@@ -33,11 +33,13 @@ pub const ATTACHMENTS_TOO_LARGE: &str = "FailedOperation.AttachmentsTooLarge";
 pub const BODY_TOO_LARGE: &str = "FailedOperation.BodyTooLarge";
 pub const MESSAGE_TOO_LARGE: &str = "FailedOperation.MessageTooLarge";
 pub const LINE_TOO_LONG: &str = "FailedOperation.LineTooLong";
+pub const HEADER_TOO_COMPLEX: &str = "FailedOperation.HeaderTooComplex";
 pub const SMTP_RATE_LIMIT: &str = "RequestLimitExceeded.SmtpRateLimit";
 pub const RECIPIENT_RATE_LIMIT: &str = "RequestLimitExceeded.RecipientRateLimit";
 pub const API_CALL_LIMIT: &str = "RequestLimitExceeded.ApiCallLimit";
 pub const RECIPIENT_SUPPRESSED: &str = "FailedOperation.RecipientSuppressed";
 pub const TOO_MANY_RECIPIENTS: &str = "FailedOperation.TooManyRecipients";
+pub const INTERNAL_DESTINATION: &str = "FailedOperation.InternalDestination";
 
 const POLICY: &str = "554 5.0.0";
 
@@ -181,6 +183,13 @@ pub const ERROR_CODES: &[ErrorCode] = &[
         fix: "wrap long lines, or use quoted-printable or base64 for the part",
     },
     ErrorCode {
+        code: HEADER_TOO_COMPLEX,
+        seed_wording: None,
+        smtp: POLICY,
+        trigger: "the message's MIME headers are beyond what mail clients write (limits that keep the check's work linear and small): a Content-Type or Content-Disposition field with more than 100 parameters (each `;`, `(`, `'`, line break and closing quote counts) or longer than 16 KiB, more than 10,000 such parameters in the message, a part with more than 1,000 header fields or 256 KiB of header, more than 1 MiB of header in all, more than 1,000 parts, a multipart boundary longer than 200 bytes, or more than 8 multipart parts whose boundary never appears",
+        fix: "write each parameter once (a long file name as a few RFC 2231 pieces, `filename*0*=`, `filename*1*=`) and the usual MIME headers; check the program that built the message",
+    },
+    ErrorCode {
         code: SMTP_RATE_LIMIT,
         seed_wording: Some("smtp sending frequency limit..."),
         smtp: "451 4.7.1",
@@ -214,5 +223,12 @@ pub const ERROR_CODES: &[ErrorCode] = &[
         smtp: "452 4.5.3 (on the RCPT past the limit; over HTTP 422)",
         trigger: "more recipients (To, Cc and Bcc together) than the account's `max_recipients` (default 50; KooMessage allows 100)",
         fix: "send to the others in another message (SMTP clients do this by themselves on 452), or `posthorn account set ACCOUNT max_recipients N`",
+    },
+    ErrorCode {
+        code: INTERNAL_DESTINATION,
+        seed_wording: None,
+        smtp: "550 5.7.1 (on that RCPT only; over HTTP 422)",
+        trigger: "the recipient's domain is an address literal of an internal network (`x@[127.0.0.1]`, `x@[10.0.0.1]`, `x@[IPv6:::1]`, link-local, CGNAT, benchmarking, documentation, multicast, their IPv4-mapped and NAT64 forms) or `localhost`, in relay mode too; a domain whose mail servers resolve only to such addresses is accepted, then bounced `550 5.7.1` (without a relay)",
+        fix: "send to a public address; an operator whose mail servers are internal sets `[delivery] allow_private_destinations = true`",
     },
 ];

@@ -225,6 +225,10 @@ pub struct DeliverySection {
     pub body_retention: String,
     pub status_retention: String,
     pub node_id: Option<String>,
+    /// Deliver to internal networks (loopback, private, link-local, ...):
+    /// off, recipients at such address literals are refused at RCPT and
+    /// domains resolving only there bounce. The relay is exempt.
+    pub allow_private_destinations: bool,
     pub relay: Option<RelaySection>,
 }
 
@@ -288,6 +292,7 @@ impl Default for DeliverySection {
             body_retention: duration_text(d.body_retention),
             status_retention: duration_text(d.status_retention),
             node_id: None,
+            allow_private_destinations: d.allow_private_destinations,
             relay: None,
         }
     }
@@ -721,6 +726,7 @@ impl Config {
                 ReceivedHeader::Full => ReceivedMode::Full,
                 ReceivedHeader::Private => ReceivedMode::Private,
             },
+            allow_private_destinations: self.delivery.allow_private_destinations,
             ..SubmitConfig::default()
         }
     }
@@ -820,6 +826,7 @@ impl Config {
             max_age: dur("max_age", &d.max_age)?,
             dsn: d.dsn,
             relay,
+            allow_private_destinations: d.allow_private_destinations,
             max_connections: d.max_connections.max(1),
             max_connections_per_host: d.max_connections_per_host.max(1),
             max_messages_per_connection: d.max_messages_per_connection.max(1),
@@ -980,6 +987,26 @@ mod tests {
     }
 
     #[test]
+    fn internal_destinations_are_refused_unless_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let parse = |t: &str| {
+            let mut c = toml::from_str::<Config>(t).unwrap();
+            c.data_dir = dir.path().to_path_buf();
+            c
+        };
+        let off = parse("");
+        assert!(!off.submit_config().allow_private_destinations);
+        assert!(!off.delivery_config().unwrap().allow_private_destinations);
+        assert!(!off.api_config().unwrap().allow_private_networks);
+        let on = parse(
+            "[delivery]\nallow_private_destinations = true\n[webhooks]\nallow_private_networks = true\n",
+        );
+        assert!(on.submit_config().allow_private_destinations);
+        assert!(on.delivery_config().unwrap().allow_private_destinations);
+        assert!(on.api_config().unwrap().allow_private_networks);
+    }
+
+    #[test]
     fn example_config_parses_and_matches_defaults() {
         let text = include_str!("../../../posthorn.example.toml");
         let parsed: Config = toml::from_str(text).expect("example config parses");
@@ -1040,6 +1067,13 @@ mod tests {
         assert_eq!(pd.body_retention, dd.body_retention);
         assert_eq!(pd.status_retention, dd.status_retention);
         assert!(pd.relay.is_none());
+        assert_eq!(pd.allow_private_destinations, dd.allow_private_destinations);
+        assert!(!dd.allow_private_destinations);
+        assert_eq!(
+            parsed.webhooks.allow_private_networks,
+            d.webhooks.allow_private_networks
+        );
+        assert!(!d.webhooks.allow_private_networks);
         let dir = tempfile::tempdir().unwrap();
         let mut with_dir = parsed;
         with_dir.data_dir = dir.path().to_path_buf();

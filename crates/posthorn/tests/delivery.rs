@@ -29,7 +29,19 @@ fn dns_for(sink_domains: &[&str]) -> DnsServer {
     dns
 }
 
+/// The sink is on loopback, where Posthorn delivers only with
+/// `allow_private_destinations` (see [`strict_config`] for without).
 fn delivery_config(port: u16, dns: &DnsServer, more: &str) -> String {
+    strict_config(
+        port,
+        dns,
+        &format!("allow_private_destinations = true\n{more}"),
+    )
+}
+
+/// [`delivery_config`] without `allow_private_destinations`: the default,
+/// internal destinations refused.
+fn strict_config(port: u16, dns: &DnsServer, more: &str) -> String {
     format!(
         "allow_plaintext_auth_on_loopback = true\n[delivery]\nhostname = \"out.posthorn.test\"\nport = {port}\nnameservers = [\"{}\"]\nretry_schedule = [\"1s\"]\nidle_connection_timeout = \"1s\"\n{more}\n",
         dns.addr()
@@ -489,6 +501,81 @@ fn null_mx_bounces_at_once() {
     assert_eq!(r["attempts"], 1);
     assert!(r["last_reply"].as_str().unwrap().contains("null MX"), "{r}");
     assert_eq!(sink.connections(), 0);
+}
+
+#[test]
+fn a_domain_resolving_only_to_internal_addresses_bounces_by_default() {
+    let sink = Sink::start(SinkOptions::default());
+    // MX on loopback, and an implicit MX (no MX record) on private and
+    // NAT64-wrapped private addresses.
+    let dns = dns_for(&["example.net"]);
+    dns.set_a("inside.test", &[Ipv4Addr::new(10, 0, 0, 1)]);
+    dns.set_aaaa("inside.test", &["64:ff9b::a00:1".parse().unwrap()]);
+    let server = TestServer::start(
+        BIN.as_ref(),
+        &strict_config(sink.port(), &dns, "dsn = false"),
+    );
+    let id = submit(
+        &server,
+        &["ok@example.net", "ok@inside.test"],
+        &message("ok@example.net, ok@inside.test", ""),
+    );
+    let m = server.wait_message(&id, WAIT, all_final);
+    let r = recipient(&m, "ok@example.net");
+    assert_eq!(r["status"], "bounced", "{m:#}");
+    assert_eq!(r["attempts"], 1);
+    assert_eq!(
+        r["last_reply"],
+        "550 5.7.1 <example.net> resolves only to internal addresses (127.0.0.1: loopback); \
+         Posthorn does not deliver to internal networks ([delivery] allow_private_destinations)",
+        "{r}"
+    );
+    let r = recipient(&m, "ok@inside.test");
+    assert_eq!(r["status"], "bounced", "{m:#}");
+    assert!(
+        r["last_reply"].as_str().unwrap().starts_with(
+            "550 5.7.1 <inside.test> resolves only to internal addresses \
+             (10.0.0.1: private, 64:ff9b::a00:1: private via NAT64)"
+        ),
+        "{r}"
+    );
+    assert_eq!(sink.connections(), 0, "nothing was sent to the sink");
+    // Posthorn's own finding: nothing is suppressed.
+    let suppressed = server.cli_ok(&["suppression", "list", "--account", ACCOUNT]);
+    assert!(!suppressed.contains("example.net"), "{suppressed}");
+    // An address literal is refused before that, at RCPT.
+    let mut c = server.logged_in();
+    let (replies, _) = send(&mut c, &["x@[127.0.0.1]"], "");
+    assert!(replies[0].starts_with("550 5.7.1 "), "{}", replies[0]);
+    assert_eq!(
+        business_code(&replies[0]),
+        "FailedOperation.InternalDestination"
+    );
+}
+
+#[test]
+fn a_relay_on_loopback_is_used_but_internal_literals_are_still_refused() {
+    // The smart host is the operator's choice: used whatever its address,
+    // without allow_private_destinations.
+    let sink = Sink::start(SinkOptions::default());
+    let dns = DnsServer::start();
+    let relay = format!(
+        "[delivery.relay]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n",
+        sink.port()
+    );
+    let server = TestServer::start(BIN.as_ref(), &strict_config(1, &dns, &relay));
+    let id = submit(&server, &["ok@example.net"], &message("ok@example.net", ""));
+    server.wait_message(&id, WAIT, all_final);
+    assert_eq!(server.statuses(&id), ["delivered"]);
+    assert_eq!(sink.wait_for(1, WAIT).len(), 1);
+    // A recipient at an internal literal is refused at RCPT in relay mode
+    // too: the relay would deliver it there.
+    let mut c = server.logged_in();
+    let (replies, _) = send(&mut c, &["x@[10.0.0.1]", "x@[IPv6:::1]"], "");
+    for r in &replies {
+        assert!(r.starts_with("550 5.7.1 "), "{r}");
+        assert_eq!(business_code(r), "FailedOperation.InternalDestination");
+    }
 }
 
 #[test]

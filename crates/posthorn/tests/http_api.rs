@@ -26,7 +26,7 @@ fn dns_to(sink: &Sink, more: &str) -> (DnsServer, String) {
         dns.set_a(&mx, &[Ipv4Addr::LOCALHOST]);
     }
     let config = format!(
-        "[delivery]\nhostname = \"out.posthorn.test\"\nport = {}\nnameservers = [\"{}\"]\nretry_schedule = [\"1s\"]\n{more}\n",
+        "[delivery]\nhostname = \"out.posthorn.test\"\nport = {}\nnameservers = [\"{}\"]\nretry_schedule = [\"1s\"]\nallow_private_destinations = true\n{more}\n",
         sink.port(),
         dns.addr()
     );
@@ -286,7 +286,11 @@ fn verify_signature(secret: &str, received: &http::Received) {
 #[test]
 fn webhooks_are_signed_stored_and_retried_after_a_500() {
     let sink = Sink::start(SinkOptions::default());
-    let (_dns, config) = dns_to(&sink, "[webhooks]\nretry_schedule = [\"1s\"]");
+    // The receiver is on loopback.
+    let (_dns, config) = dns_to(
+        &sink,
+        "[webhooks]\nretry_schedule = [\"1s\"]\nallow_private_networks = true",
+    );
     let server = TestServer::start(BIN.as_ref(), &config);
     let key = server.http_key(ACCOUNT);
     let port = server.http_port;
@@ -373,7 +377,11 @@ fn webhooks_are_signed_stored_and_retried_after_a_500() {
 #[test]
 fn webhook_events_wait_in_the_store_across_a_restart() {
     let sink = Sink::start(SinkOptions::default());
-    let (_dns, config) = dns_to(&sink, "[webhooks]\nretry_schedule = [\"1s\"]");
+    // The receiver is on loopback.
+    let (_dns, config) = dns_to(
+        &sink,
+        "[webhooks]\nretry_schedule = [\"1s\"]\nallow_private_networks = true",
+    );
     let mut server = TestServer::start(BIN.as_ref(), &config);
     let key = server.http_key(ACCOUNT);
     // Nothing listens there yet: every POST fails.
@@ -702,6 +710,95 @@ fn bad_requests_get_stable_codes_and_never_another_accounts_data() {
     server.cli_ok(&["apikey", "revoke", &id]);
     let fresh = server.http_key("other");
     assert_eq!(http::get(port, "/v1/messages", &fresh).status, 200);
+}
+
+#[test]
+fn internal_destinations_and_webhook_urls_are_refused_by_default() {
+    let server = TestServer::start(BIN.as_ref(), "");
+    let key = server.http_key(ACCOUNT);
+    let port = server.http_port;
+    let hook = |url: &str| {
+        http::post_json(
+            port,
+            "/v1/webhooks",
+            &key,
+            &json!({"url": url, "events": ["delivered"]}),
+        )
+    };
+    for url in [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[64:ff9b::a00:1]/",
+        "http://[::127.0.0.1]/",
+        "http://[::ffff:10.0.0.1]/",
+        "http://198.18.0.1/",
+        "http://127.0.0.1:9/",
+        "http://2130706433/",
+        "http://localhost:9/",
+    ] {
+        let r = hook(url);
+        assert_eq!(r.status, 400, "{url}: {}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.error_code(), "InvalidParameter.Url", "{url}");
+        let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+        assert!(message.contains("internal address"), "{url}: {message}");
+    }
+    // A URL of 3,000 bytes (the cap is 2,048).
+    let long = format!(
+        "http://8.8.8.8/{}",
+        "a".repeat(3000 - "http://8.8.8.8/".len())
+    );
+    assert_eq!(long.len(), 3000);
+    let r = hook(&long);
+    assert_eq!(r.status, 400);
+    assert_eq!(r.error_code(), "InvalidParameter.Url");
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 2048"),
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    // At most 20 webhooks per account; the 21st is refused until one goes.
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let r = hook(&format!("http://8.8.8.8/hook/{i}"));
+        assert_eq!(r.status, 201, "{i}: {}", String::from_utf8_lossy(&r.body));
+        ids.push(r.json()["id"].as_str().unwrap().to_string());
+    }
+    let r = hook("http://8.8.8.8/hook/20");
+    assert_eq!(r.status, 409, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.error_code(), "LimitExceeded.Webhooks");
+    let listed = http::get(port, "/v1/webhooks", &key).json();
+    assert_eq!(listed["webhooks"].as_array().unwrap().len(), 20);
+    assert_eq!(
+        http::delete(port, &format!("/v1/webhooks/{}", ids[0]), &key).status,
+        204
+    );
+    assert_eq!(hook("http://8.8.8.8/hook/20").status, 201);
+
+    // A send to an internal address literal: refused as over SMTP, 422.
+    let r = http::post_json(
+        port,
+        "/v1/messages",
+        &key,
+        &json!({"from": SENDER, "to": "x@[127.0.0.1]", "subject": "s", "text": "t"}),
+    );
+    assert_eq!(r.status, 422, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.error_code(), "FailedOperation.InternalDestination");
+    // Beside a public recipient: sent to that one, the other refused.
+    let r = http::post_json(
+        port,
+        "/v1/messages",
+        &key,
+        &json!({"from": SENDER, "to": ["ok@example.net", "x@[IPv6:::1]"], "subject": "s", "text": "t"}),
+    );
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    let recipients = r.json()["recipients"].clone();
+    assert_eq!(recipients[1]["status"], "refused", "{recipients}");
+    assert_eq!(
+        recipients[1]["code"], "FailedOperation.InternalDestination",
+        "{recipients}"
+    );
 }
 
 #[test]

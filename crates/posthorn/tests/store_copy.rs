@@ -3,6 +3,7 @@
 //! `POSTHORN_TEST_POSTGRES_URL` is set; otherwise it says so and passes.
 
 use posthorn_store::{PostgresStore, Store};
+use posthorn_testkit::cluster::PgClient;
 use posthorn_testkit::*;
 use std::path::Path;
 use std::process::Command;
@@ -10,8 +11,7 @@ use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_posthorn");
 
-/// A schema of the test database for this test, dropped before and after
-/// (with `psql`: this crate has no database client of its own).
+/// A schema of the test database for this test, dropped before and after.
 struct TestSchema {
     url: String,
     name: String,
@@ -28,17 +28,9 @@ impl TestSchema {
     }
 
     fn drop_it(&self) {
-        let dropped = Command::new("psql")
-            .arg("-q")
-            .arg(&self.url)
-            .arg("-c")
-            .arg(format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.name))
-            .output();
-        if !matches!(&dropped, Ok(out) if out.status.success()) {
-            eprintln!(
-                "could not drop the test schema {} (is psql installed?)",
-                self.name
-            );
+        let sql = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.name);
+        if let Err(e) = PgClient::connect(&self.url).and_then(|mut c| c.execute(&sql)) {
+            eprintln!("could not drop the test schema {}: {e}", self.name);
         }
     }
 }

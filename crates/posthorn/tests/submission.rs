@@ -268,6 +268,67 @@ fn the_51st_recipient_is_deferred_to_the_next_transaction() {
 }
 
 #[test]
+fn recipients_at_internal_address_literals_are_refused_at_rcpt() {
+    let server = TestServer::start(BIN.as_ref(), PLAIN_AUTH);
+    let mut c = server.logged_in();
+    assert!(c.cmd(&format!("MAIL FROM:<{SENDER}>")).starts_with("250"));
+    for rcpt in [
+        "x@[127.0.0.1]",
+        "x@[10.0.0.1]",
+        "x@[169.254.169.254]",
+        "x@[198.18.0.1]",
+        "x@[IPv6:::1]",
+        "x@[IPv6:::ffff:127.0.0.1]",
+        "x@[IPv6:64:ff9b::a00:1]",
+        "x@localhost",
+    ] {
+        let r = c.cmd(&format!("RCPT TO:<{rcpt}>"));
+        assert!(r.starts_with("550 5.7.1 "), "{rcpt}: {r}");
+        assert_eq!(
+            business_code(&r),
+            "FailedOperation.InternalDestination",
+            "{rcpt}: {r}"
+        );
+        let message = business_json(&r)["Response"]["Error"]["Message"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            message.contains("allow_private_destinations"),
+            "{rcpt}: {message}"
+        );
+    }
+    // The transaction goes on with the others; a public literal is taken.
+    assert!(c.cmd("RCPT TO:<x@[192.88.98.1]>").starts_with("250 2.1.5"));
+    assert!(c.cmd("RCPT TO:<to@example.net>").starts_with("250 2.1.5"));
+    assert!(c.cmd("DATA").starts_with("354"));
+    c.send(format!("{}.\r\n", message("internal")).as_bytes());
+    let id = queued_id(&c.read_reply());
+    let recipients: Vec<String> = server.message(&id)["recipients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["address"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(recipients, ["x@[192.88.98.1]", "to@example.net"]);
+}
+
+#[test]
+fn internal_address_literals_are_taken_when_allowed() {
+    let server = TestServer::start(
+        BIN.as_ref(),
+        &format!("{PLAIN_AUTH}\n[delivery]\nenabled = false\nallow_private_destinations = true\n"),
+    );
+    let mut c = server.logged_in();
+    let reply = transaction(
+        &mut c,
+        &["x@[127.0.0.1]", "x@localhost"],
+        format!("{}.\r\n", message("allowed")).as_bytes(),
+    );
+    queued_id(&reply);
+}
+
+#[test]
 fn pipelined_batches_are_answered_in_order() {
     let server = TestServer::start(BIN.as_ref(), PLAIN_AUTH);
     let mut c = RawClient::connect(server.submission_port);

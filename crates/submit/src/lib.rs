@@ -19,7 +19,7 @@ pub use settings::{
 
 use posthorn_ratelimit::{Limiter, LocalLimiter};
 
-use posthorn_policy::codes::RECIPIENT_SUPPRESSED;
+use posthorn_policy::codes::{INTERNAL_DESTINATION, RECIPIENT_SUPPRESSED};
 use posthorn_policy::{rewrite_headers, HeaderEdits};
 use posthorn_store::{AttachmentRecord, NewMessage, Store, StoreError};
 use posthorn_types::time::rfc5322;
@@ -81,6 +81,10 @@ pub struct SubmitConfig {
     /// What the Received field says about the client (`[smtp]
     /// received_header`).
     pub received: ReceivedMode,
+    /// `[delivery] allow_private_destinations`: accept recipients at
+    /// address literals of internal networks (`x@[127.0.0.1]`) and at
+    /// `localhost`. Off: refused at RCPT, in relay mode too.
+    pub allow_private_destinations: bool,
 }
 
 impl Default for SubmitConfig {
@@ -90,6 +94,7 @@ impl Default for SubmitConfig {
             limits: AccountLimits::default(),
             settings_ttl: Duration::from_secs(5),
             received: ReceivedMode::Full,
+            allow_private_destinations: false,
         }
     }
 }
@@ -309,9 +314,10 @@ impl Submitter {
         }
     }
 
-    /// May mail from `from` go to `to` now? Refused when the account
-    /// suppresses the recipient (`550 5.1.1`, see [`is_suppression`]) and
-    /// while the pair has had its hourly share.
+    /// May mail from `from` go to `to` now? Refused when its domain is an
+    /// internal network (`550 5.7.1`, see [`internal_destination`]), when
+    /// the account suppresses the recipient (`550 5.1.1`, see
+    /// [`is_suppression`]) and while the pair has had its hourly share.
     pub async fn check_recipient(
         &self,
         who: &Identity,
@@ -329,6 +335,11 @@ impl Submitter {
         from: &str,
         to: &str,
     ) -> Result<(), SubmitError> {
+        if !self.config.allow_private_destinations {
+            if let Some(refusal) = internal_destination(to) {
+                return Err(SubmitError::Business(refusal));
+            }
+        }
         if self.store.is_suppressed(who.account_id, to).await? {
             return Err(SubmitError::Business(BusinessError {
                 smtp_code: 550,
@@ -483,6 +494,31 @@ pub fn count_refusal(e: &SubmitError) {
     metrics::counter!("posthorn_refusals_total", "code" => code).increment(1);
 }
 
+/// The refusal of a recipient whose domain is an address literal of an
+/// internal network (`x@[127.0.0.1]`, `x@[IPv6:::ffff:10.0.0.1]`: every
+/// range of `posthorn_types::net::is_internal`) or `localhost` (RFC 6761:
+/// loopback whatever DNS says), `None` for any other. A name that merely
+/// resolves to such an address is delivery's to find (it bounces there):
+/// DNS is not asked at RCPT.
+pub fn internal_destination(to: &str) -> Option<BusinessError> {
+    let domain = posthorn_types::address::domain_of(to);
+    let why = match posthorn_types::net::literal_ip(domain) {
+        Some(ip) => {
+            let internal = posthorn_types::net::is_internal(ip)?;
+            format!("{ip} is {internal}")
+        }
+        None if posthorn_types::net::is_localhost_name(domain) => format!("{domain} is loopback"),
+        None => return None,
+    };
+    Some(BusinessError {
+        smtp_code: 550,
+        smtp_status: "5.7.1",
+        code: INTERNAL_DESTINATION,
+        // Short enough to stay whole in the 512-byte SMTP reply line.
+        message: format!("{why}, an internal network ([delivery] allow_private_destinations)"),
+    })
+}
+
 /// Whether a refusal of [`Submitter::check_recipient`] is for a
 /// suppressed recipient (whose status is then recorded with the message).
 pub fn is_suppression(e: &SubmitError) -> bool {
@@ -491,4 +527,69 @@ pub fn is_suppression(e: &SubmitError) -> bool {
 
 fn temp(e: StoreError) -> AuthError {
     AuthError::Temporary(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_destinations_are_refused() {
+        for to in [
+            "x@[127.0.0.1]",
+            "x@[10.1.2.3]",
+            "x@[169.254.169.254]",
+            "x@[198.18.0.1]",
+            "x@[IPv6:::1]",
+            "x@[ipv6:::ffff:127.0.0.1]",
+            "x@[IPv6:64:ff9b::a00:1]",
+            "x@[IPv6:::127.0.0.1]",
+            "x@localhost",
+            "x@mx.LOCALHOST",
+        ] {
+            let refusal = internal_destination(to).unwrap_or_else(|| panic!("{to}"));
+            assert_eq!(
+                (refusal.smtp_code, refusal.smtp_status, refusal.code),
+                (550, "5.7.1", INTERNAL_DESTINATION),
+                "{to}"
+            );
+            assert!(
+                refusal
+                    .message
+                    .ends_with(", an internal network ([delivery] allow_private_destinations)"),
+                "{}",
+                refusal.message
+            );
+            assert!(posthorn_policy::ERROR_CODES
+                .iter()
+                .any(|c| c.code == refusal.code));
+        }
+        assert_eq!(
+            internal_destination("x@[127.0.0.1]").unwrap().message,
+            "127.0.0.1 is loopback, an internal network ([delivery] allow_private_destinations)"
+        );
+        // Said whole over SMTP, not cut to fit the reply line.
+        for to in [
+            "x@[127.0.0.1]",
+            "x@[169.254.169.254]",
+            "x@[IPv6:64:ff9b::a00:1]",
+            "x@localhost",
+        ] {
+            let refusal = internal_destination(to).unwrap();
+            let reply = refusal.to_reply().to_string();
+            assert!(
+                reply.contains(&format!("\"Message\":\"{}\"", refusal.message)),
+                "{reply}"
+            );
+        }
+        for to in [
+            "x@example.com",
+            "x@[8.8.8.8]",
+            "x@[IPv6:2606:4700::1111]",
+            "x@[not-an-address]",
+            "x@localhost.example",
+        ] {
+            assert_eq!(internal_destination(to), None, "{to}");
+        }
+    }
 }

@@ -14,16 +14,20 @@
 //!   certificate) and AUTH PLAIN and reports every failure as a value
 //!   (reply, closed connection, timeout), never a panic, so a test can
 //!   count what a client saw while the database was away.
-//! - [`PgClient`] and [`redis_delete_prefix`]: just enough of the
-//!   PostgreSQL and Redis protocols for setup, cleanup and fault injection
-//!   (trust or cleartext-password authentication; simple queries).
+//! - [`PgClient`] and [`redis_delete_prefix`]: blocking calls for setup,
+//!   cleanup and fault injection, made with `sqlx` (on a current-thread
+//!   tokio runtime of the client's own) and `redis`'s synchronous API.
 
 use crate::{free_port, ACCOUNT, DOMAIN, SENDER, SENDER_PASSWORD};
 use serde_json::Value;
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection};
+use std::future::Future;
+use std::io::{self, BufRead, BufReader, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::str::FromStr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,367 +37,176 @@ pub const POSTGRES_ENV: &str = "POSTHORN_TEST_POSTGRES_URL";
 pub const REDIS_ENV: &str = "REDIS_URL";
 
 // ---------------------------------------------------------------------------
-// PostgreSQL: a minimal client (protocol 3.0, simple query)
+// PostgreSQL (sqlx) and Redis (redis), blocking
 // ---------------------------------------------------------------------------
 
-/// The parts of a `postgres://user:password@host:port/db?…` URL.
-#[derive(Clone, Debug)]
-pub struct PgUrl {
-    pub user: String,
-    pub password: Option<String>,
-    pub host: String,
-    pub port: u16,
-    pub database: String,
-    /// Everything from `?` on (kept when the database is replaced).
-    pub query: String,
+/// How long a connection attempt may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one statement or command may take.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A runtime for one blocking client: its connection's I/O belongs to it.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
 }
 
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-impl PgUrl {
-    pub fn parse(url: &str) -> Result<Self, String> {
-        let rest = url
-            .strip_prefix("postgres://")
-            .or_else(|| url.strip_prefix("postgresql://"))
-            .ok_or_else(|| format!("{url:?} is not a postgres:// URL"))?;
-        let (rest, query) = match rest.find('?') {
-            Some(i) => (&rest[..i], rest[i..].to_string()),
-            None => (rest, String::new()),
-        };
-        let (authority, database) = match rest.split_once('/') {
-            Some((a, d)) => (a, percent_decode(d)),
-            None => (rest, String::new()),
-        };
-        let (userinfo, hostport) = match authority.rsplit_once('@') {
-            Some((u, h)) => (Some(u), h),
-            None => (None, authority),
-        };
-        let (user, password) = match userinfo {
-            Some(u) => match u.split_once(':') {
-                Some((u, p)) => (percent_decode(u), Some(percent_decode(p))),
-                None => (percent_decode(u), None),
-            },
-            None => ("postgres".to_string(), None),
-        };
-        // `host`, `host:port`, `[v6]` or `[v6]:port`.
-        let (host, port) = match hostport.strip_prefix('[') {
-            Some(v6) => match v6.split_once(']') {
-                Some((h, rest)) => (h.to_string(), rest.strip_prefix(':')),
-                None => return Err(format!("bad host in {url:?}")),
-            },
-            None => match hostport.split_once(':') {
-                Some((h, p)) => (h.to_string(), Some(p)),
-                None => (hostport.to_string(), None),
-            },
-        };
-        let port = match port {
-            Some(p) => p.parse().map_err(|_| format!("bad port in {url:?}"))?,
-            None => 5432,
-        };
-        let host = if host.is_empty() {
-            "127.0.0.1".to_string()
-        } else {
-            host
-        };
-        let database = if database.is_empty() {
-            user.clone()
-        } else {
-            database
-        };
-        Ok(Self {
-            user,
-            password,
-            host,
-            port,
-            database,
-            query,
-        })
-    }
-
-    /// The same server and login with another database.
-    pub fn with_database(&self, database: &str) -> String {
-        let auth = match &self.password {
-            Some(p) => format!("{}:{}", self.user, p),
-            None => self.user.clone(),
-        };
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
-        format!(
-            "postgres://{auth}@{host}:{}/{database}{}",
-            self.port, self.query
-        )
+/// Run `f` on `rt` for at most `limit`. A caller inside a runtime (where
+/// `block_on` panics) gets a thread of its own for it.
+fn block_on<F>(rt: &tokio::runtime::Runtime, limit: Duration, f: F) -> Result<F::Output, String>
+where
+    F: Future + Send,
+    F::Output: Send,
+{
+    let run = move || {
+        // The timer must be made inside the runtime.
+        rt.block_on(async move { tokio::time::timeout(limit, f).await })
+            .map_err(|_| format!("no answer within {limit:?}"))
+    };
+    if tokio::runtime::Handle::try_current().is_ok() {
+        std::thread::scope(|s| s.spawn(run).join().expect("runtime thread"))
+    } else {
+        run()
     }
 }
 
-/// One connection speaking the simple query protocol.
+/// The code and message of a server error, or sqlx's description.
+fn pg_error(e: sqlx::Error) -> String {
+    match e.as_database_error() {
+        Some(d) => format!("{} {}", d.code().unwrap_or_default(), d.message()),
+        None => e.to_string(),
+    }
+}
+
+/// `url` (a `postgres://` URL) with its database replaced by `database`;
+/// everything else (login, host, `?` parameters) is kept.
+pub fn url_with_database(url: &str, database: &str) -> Result<String, String> {
+    // sqlx checks the rest, not the scheme.
+    if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+        return Err(format!("{url:?} is not a postgres:// URL"));
+    }
+    PgConnectOptions::from_str(url).map_err(|e| format!("{url:?}: {e}"))?;
+    let (base, query) = url.split_at(url.find('?').unwrap_or(url.len()));
+    let authority_at = base.find("://").map_or(0, |i| i + 3);
+    let path_at = base[authority_at..]
+        .find('/')
+        .map_or(base.len(), |i| authority_at + i);
+    Ok(format!("{}/{database}{query}", &base[..path_at]))
+}
+
+/// One PostgreSQL connection with blocking calls.
 pub struct PgClient {
-    stream: TcpStream,
+    rt: tokio::runtime::Runtime,
+    /// `None` only while dropping.
+    conn: Option<PgConnection>,
 }
-
-/// A result row; `None` is SQL NULL.
-pub type PgRow = Vec<Option<String>>;
 
 impl PgClient {
     pub fn connect(url: &str) -> Result<Self, String> {
-        let u = PgUrl::parse(url)?;
-        let addr = (u.host.as_str(), u.port)
-            .to_socket_addrs()
-            .map_err(|e| format!("resolve {}: {e}", u.host))?
-            .next()
-            .ok_or_else(|| format!("no address for {}", u.host))?;
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-            .map_err(|e| format!("connect to PostgreSQL at {addr}: {e}"))?;
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .map_err(|e| e.to_string())?;
-        let _ = stream.set_nodelay(true);
-        let mut c = Self { stream };
-        let mut body = Vec::new();
-        body.extend_from_slice(&196_608u32.to_be_bytes()); // protocol 3.0
-        for (k, v) in [
-            ("user", u.user.as_str()),
-            ("database", u.database.as_str()),
-            ("application_name", "posthorn-testkit"),
-        ] {
-            body.extend_from_slice(k.as_bytes());
-            body.push(0);
-            body.extend_from_slice(v.as_bytes());
-            body.push(0);
-        }
-        body.push(0);
-        let mut msg = ((body.len() + 4) as u32).to_be_bytes().to_vec();
-        msg.extend_from_slice(&body);
-        c.stream.write_all(&msg).map_err(|e| e.to_string())?;
-        loop {
-            let (tag, body) = c.read_message()?;
-            match tag {
-                b'R' => {
-                    let code = u32::from_be_bytes(body[..4].try_into().unwrap());
-                    match code {
-                        0 => {}
-                        3 => {
-                            let pass = u.password.clone().ok_or(
-                                "PostgreSQL asks for a password and the URL has none",
-                            )?;
-                            let mut p = pass.into_bytes();
-                            p.push(0);
-                            c.send(b'p', &p)?;
-                        }
-                        other => {
-                            return Err(format!(
-                                "PostgreSQL asks for authentication method {other}; the test client speaks only trust and cleartext password"
-                            ))
-                        }
-                    }
-                }
-                b'E' => {
-                    return Err(format!(
-                        "PostgreSQL refused the login: {}",
-                        error_text(&body)
-                    ))
-                }
-                b'Z' => return Ok(c),
-                _ => {} // ParameterStatus, BackendKeyData, notices
-            }
-        }
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| format!("{url:?}: {e}"))?
+            .application_name("posthorn-testkit");
+        let rt = runtime();
+        let conn = block_on(&rt, CONNECT_TIMEOUT, options.connect())?.map_err(|e| {
+            format!(
+                "connect to PostgreSQL at {}:{}: {}",
+                options.get_host(),
+                options.get_port(),
+                pg_error(e)
+            )
+        })?;
+        Ok(Self {
+            rt,
+            conn: Some(conn),
+        })
     }
 
-    fn send(&mut self, tag: u8, body: &[u8]) -> Result<(), String> {
-        let mut msg = vec![tag];
-        msg.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
-        msg.extend_from_slice(body);
-        self.stream.write_all(&msg).map_err(|e| e.to_string())
+    /// Run one or more statements (simple query protocol, so also
+    /// `CREATE DATABASE` and the like); the rows they affected.
+    pub fn execute(&mut self, sql: &str) -> Result<u64, String> {
+        let conn = self.conn.as_mut().expect("connection");
+        let sql = sqlx::raw_sql(AssertSqlSafe(sql.to_string()));
+        block_on(&self.rt, QUERY_TIMEOUT, sql.execute(conn))?
+            .map(|done| done.rows_affected())
+            .map_err(pg_error)
     }
 
-    fn read_message(&mut self) -> Result<(u8, Vec<u8>), String> {
-        let mut head = [0u8; 5];
-        self.stream
-            .read_exact(&mut head)
-            .map_err(|e| format!("read from PostgreSQL: {e}"))?;
-        let len = u32::from_be_bytes(head[1..5].try_into().unwrap()) as usize;
-        let mut body = vec![0u8; len.saturating_sub(4)];
-        self.stream
-            .read_exact(&mut body)
-            .map_err(|e| format!("read from PostgreSQL: {e}"))?;
-        Ok((head[0], body))
-    }
-
-    /// Run one or more statements; the rows of every result, or the
-    /// server's error message.
-    pub fn query(&mut self, sql: &str) -> Result<Vec<PgRow>, String> {
-        let mut q = sql.as_bytes().to_vec();
-        q.push(0);
-        self.send(b'Q', &q)?;
-        let mut rows = Vec::new();
-        let mut error = None;
-        loop {
-            let (tag, body) = self.read_message()?;
-            match tag {
-                b'D' => {
-                    let n = u16::from_be_bytes([body[0], body[1]]) as usize;
-                    let mut at = 2;
-                    let mut row = Vec::with_capacity(n);
-                    for _ in 0..n {
-                        let len = i32::from_be_bytes(body[at..at + 4].try_into().unwrap());
-                        at += 4;
-                        if len < 0 {
-                            row.push(None);
-                        } else {
-                            let len = len as usize;
-                            row.push(Some(
-                                String::from_utf8_lossy(&body[at..at + len]).into_owned(),
-                            ));
-                            at += len;
-                        }
-                    }
-                    rows.push(row);
-                }
-                b'E' => error = Some(error_text(&body)),
-                b'Z' => {
-                    return match error {
-                        Some(e) => Err(e),
-                        None => Ok(rows),
-                    }
-                }
-                _ => {} // RowDescription, CommandComplete, notices
-            }
-        }
+    /// Terminate every other server process connected to `database`;
+    /// returns how many.
+    pub fn terminate_backends(&mut self, database: &str) -> Result<usize, String> {
+        let conn = self.conn.as_mut().expect("connection");
+        let query = sqlx::query_scalar::<_, bool>(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind(database);
+        let terminated =
+            block_on(&self.rt, QUERY_TIMEOUT, query.fetch_all(conn))?.map_err(pg_error)?;
+        Ok(terminated.into_iter().filter(|&t| t).count())
     }
 }
 
 impl Drop for PgClient {
     fn drop(&mut self) {
-        let _ = self.send(b'X', &[]);
+        if let Some(conn) = self.conn.take() {
+            let _ = block_on(&self.rt, CONNECT_TIMEOUT, conn.close());
+        }
     }
 }
 
-/// The severity, code and message of an ErrorResponse.
-fn error_text(body: &[u8]) -> String {
-    let mut parts = Vec::new();
-    let mut at = 0;
-    while at < body.len() && body[at] != 0 {
-        let field = body[at];
-        let end = body[at + 1..]
-            .iter()
-            .position(|&b| b == 0)
-            .map_or(body.len(), |p| at + 1 + p);
-        let value = String::from_utf8_lossy(&body[at + 1..end]).into_owned();
-        if matches!(field, b'S' | b'C' | b'M') {
-            parts.push(value);
+/// `prefix` as a SCAN pattern matching itself literally, then `*`.
+fn glob_prefix(prefix: &str) -> String {
+    let mut pattern = String::with_capacity(prefix.len() + 1);
+    for c in prefix.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            pattern.push('\\');
         }
-        at = end + 1;
+        pattern.push(c);
     }
-    parts.join(" ")
-}
-
-// ---------------------------------------------------------------------------
-// Redis: delete a prefix's keys
-// ---------------------------------------------------------------------------
-
-fn resp_command(args: &[&str]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        out.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
-    }
-    out
-}
-
-/// One RESP reply as text (arrays flattened; errors as `Err`).
-fn resp_read(r: &mut impl BufRead) -> Result<String, String> {
-    let mut line = String::new();
-    r.read_line(&mut line).map_err(|e| e.to_string())?;
-    let line = line.trim_end();
-    let (kind, rest) = line.split_at(1.min(line.len()));
-    match kind {
-        "+" | ":" => Ok(rest.to_string()),
-        "-" => Err(rest.to_string()),
-        "$" => {
-            let n: i64 = rest.parse().map_err(|_| format!("bad reply {line:?}"))?;
-            if n < 0 {
-                return Ok(String::new());
-            }
-            let mut buf = vec![0u8; n as usize + 2];
-            r.read_exact(&mut buf).map_err(|e| e.to_string())?;
-            Ok(String::from_utf8_lossy(&buf[..n as usize]).into_owned())
-        }
-        "*" => {
-            let n: i64 = rest.parse().map_err(|_| format!("bad reply {line:?}"))?;
-            let mut items = Vec::new();
-            for _ in 0..n.max(0) {
-                items.push(resp_read(r)?);
-            }
-            Ok(items.join(" "))
-        }
-        _ => Err(format!("bad reply {line:?}")),
-    }
+    pattern.push('*');
+    pattern
 }
 
 /// Delete every key starting with `prefix` on the Redis at `url`
-/// (`redis://[:password@]host[:port][/db]`); returns how many.
+/// (`redis://[:password@]host[:port][/db]`), with SCAN and UNLINK;
+/// returns how many.
 pub fn redis_delete_prefix(url: &str, prefix: &str) -> Result<u64, String> {
-    let rest = url
-        .strip_prefix("redis://")
-        .ok_or_else(|| format!("{url:?} is not a redis:// URL"))?;
-    let (authority, db) = match rest.split_once('/') {
-        Some((a, d)) => (a, d.to_string()),
-        None => (rest, String::new()),
-    };
-    let (password, hostport) = match authority.rsplit_once('@') {
-        Some((u, h)) => (
-            u.split_once(':')
-                .map(|(_, p)| p.to_string())
-                .filter(|p| !p.is_empty()),
-            h,
-        ),
-        None => (None, authority),
-    };
-    let hostport = if hostport.contains(':') {
-        hostport.to_string()
-    } else {
-        format!("{hostport}:6379")
-    };
-    let stream = TcpStream::connect(&hostport).map_err(|e| format!("connect {hostport}: {e}"))?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
+    let client = redis::Client::open(url).map_err(|e| format!("{url:?}: {e}"))?;
+    let mut con = client
+        .get_connection_with_timeout(CONNECT_TIMEOUT)
+        .map_err(|e| format!("connect to Redis: {e}"))?;
+    con.set_read_timeout(Some(QUERY_TIMEOUT))
         .map_err(|e| e.to_string())?;
-    let mut w = stream.try_clone().map_err(|e| e.to_string())?;
-    let mut r = BufReader::new(stream);
-    if let Some(p) = password {
-        w.write_all(&resp_command(&["AUTH", &p]))
-            .map_err(|e| e.to_string())?;
-        resp_read(&mut r)?;
+    let pattern = glob_prefix(prefix);
+    let mut keys: Vec<Vec<u8>> = Vec::new();
+    let mut cursor = 0u64;
+    loop {
+        let (next, batch): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query(&mut con)
+            .map_err(|e| format!("SCAN: {e}"))?;
+        keys.extend(batch);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
     }
-    if !db.is_empty() {
-        w.write_all(&resp_command(&["SELECT", &db]))
-            .map_err(|e| e.to_string())?;
-        resp_read(&mut r)?;
+    // SCAN may return a key twice.
+    keys.sort_unstable();
+    keys.dedup();
+    let mut deleted = 0;
+    for chunk in keys.chunks(1000) {
+        deleted += redis::cmd("UNLINK")
+            .arg(chunk)
+            .query::<u64>(&mut con)
+            .map_err(|e| format!("UNLINK: {e}"))?;
     }
-    let script = "local n = 0 for _, k in ipairs(redis.call('KEYS', ARGV[1])) do n = n + redis.call('DEL', k) end return n";
-    let pattern = format!("{prefix}*");
-    w.write_all(&resp_command(&["EVAL", script, "0", &pattern]))
-        .map_err(|e| e.to_string())?;
-    resp_read(&mut r)?
-        .parse()
-        .map_err(|_| "bad EVAL reply".to_string())
+    Ok(deleted)
 }
 
 // ---------------------------------------------------------------------------
@@ -432,17 +245,17 @@ impl ClusterDb {
             std::process::id(),
             NEXT_DB.fetch_add(1, Ordering::Relaxed)
         );
-        let parsed = PgUrl::parse(&admin_url).expect(POSTGRES_ENV);
-        let url = parsed.with_database(&name);
+        let url =
+            url_with_database(&admin_url, &name).unwrap_or_else(|e| panic!("{POSTGRES_ENV}: {e}"));
         let mut admin = PgClient::connect(&admin_url)
             .unwrap_or_else(|e| panic!("{POSTGRES_ENV}={admin_url}: {e}"));
         // A leftover of an earlier run with the same pid goes first.
-        let _ = admin.query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        let _ = admin.execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
         // CREATE DATABASE copies template1 and fails while someone else
         // copies it at the same moment: try again a few times.
         let mut tries = 0;
         loop {
-            match admin.query(&format!("CREATE DATABASE {name}")) {
+            match admin.execute(&format!("CREATE DATABASE {name}")) {
                 Ok(_) => break,
                 Err(e) if tries < 20 => {
                     tries += 1;
@@ -452,6 +265,9 @@ impl ClusterDb {
                 Err(e) => panic!("CREATE DATABASE {name}: {e}"),
             }
         }
+        let host = PgConnectOptions::from_str(&admin_url)
+            .map(|o| o.get_host().to_string())
+            .unwrap_or_default();
         let db = Self {
             admin_url,
             redis_prefix: format!("{name}:"),
@@ -461,7 +277,7 @@ impl ClusterDb {
         };
         eprintln!(
             "{test}: database {} on {}, Redis prefix {:?}",
-            db.name, parsed.host, db.redis_prefix
+            db.name, host, db.redis_prefix
         );
         Some(db)
     }
@@ -475,21 +291,14 @@ impl ClusterDb {
     /// Terminate every server process connected to this test's database
     /// (what a PostgreSQL restart does to its clients); returns how many.
     pub fn terminate_connections(&self, admin: &mut PgClient) -> Result<usize, String> {
-        let rows = admin.query(&format!(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}' AND pid <> pg_backend_pid()",
-            self.name
-        ))?;
-        Ok(rows
-            .iter()
-            .filter(|r| r.first().and_then(|v| v.as_deref()) == Some("t"))
-            .count())
+        admin.terminate_backends(&self.name)
     }
 }
 
 impl Drop for ClusterDb {
     fn drop(&mut self) {
         match PgClient::connect(&self.admin_url).and_then(|mut c| {
-            c.query(&format!(
+            c.execute(&format!(
                 "DROP DATABASE IF EXISTS {} WITH (FORCE)",
                 self.name
             ))
@@ -1090,5 +899,69 @@ impl SmtpTls {
     /// QUIT, ignoring what happens.
     pub fn quit(mut self) {
         let _ = self.cmd("QUIT");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_with_database_keeps_everything_else() {
+        let cases = [
+            (
+                "postgres://postgres@127.0.0.1:5432/test",
+                "postgres://postgres@127.0.0.1:5432/other",
+            ),
+            (
+                "postgresql://u:p%2Fw@[::1]:5433/test?sslmode=disable",
+                "postgresql://u:p%2Fw@[::1]:5433/other?sslmode=disable",
+            ),
+            ("postgres://db.example", "postgres://db.example/other"),
+            (
+                "postgres:///test?host=/run/postgresql",
+                "postgres:///other?host=/run/postgresql",
+            ),
+        ];
+        for (url, want) in cases {
+            assert_eq!(url_with_database(url, "other").unwrap(), want, "{url}");
+        }
+        assert!(url_with_database("mysql://x/y", "other").is_err());
+    }
+
+    /// Runs when `REDIS_URL` is set.
+    #[test]
+    fn redis_delete_prefix_deletes_only_its_keys() {
+        let Some(url) = std::env::var(REDIS_ENV).ok().filter(|v| !v.is_empty()) else {
+            eprintln!("skipped: {REDIS_ENV} is unset");
+            return;
+        };
+        let prefix = format!("posthorn_testkit_{}:", std::process::id());
+        let other = format!("posthorn_testkit_{}x", std::process::id());
+        let mut con = redis::Client::open(url.as_str())
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        for i in 0..2500 {
+            redis::cmd("SET")
+                .arg(format!("{prefix}{i}"))
+                .arg(i)
+                .exec(&mut con)
+                .unwrap();
+        }
+        redis::cmd("SET").arg(&other).arg(1).exec(&mut con).unwrap();
+        assert_eq!(redis_delete_prefix(&url, &prefix).unwrap(), 2500);
+        assert_eq!(redis_delete_prefix(&url, &prefix).unwrap(), 0);
+        let left: u64 = redis::cmd("DEL").arg(&other).query(&mut con).unwrap();
+        assert_eq!(left, 1);
+    }
+
+    #[test]
+    fn glob_prefix_is_literal() {
+        assert_eq!(
+            glob_prefix("posthorn_cluster_1_0:"),
+            "posthorn_cluster_1_0:*"
+        );
+        assert_eq!(glob_prefix("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\*");
     }
 }

@@ -21,6 +21,11 @@
 //!
 //! DATA with no accepted recipient gets `554`. A message is recorded only when
 //! the reply to its final dot is `250`.
+//!
+//! SMTPUTF8 (RFC 6531) is offered unless [`SinkOptions::smtputf8`] is
+//! false. As Postfix does, a non-ASCII address in MAIL or RCPT of a
+//! transaction whose MAIL did not declare ` SMTPUTF8` gets `553 5.6.7`,
+//! and ` SMTPUTF8` on MAIL when it is not offered gets `555 5.5.4`.
 
 use base64::Engine;
 use std::collections::HashMap;
@@ -56,6 +61,9 @@ pub struct SinkOptions {
     pub refuse_connections: bool,
     /// Advertise PIPELINING. Default true.
     pub pipelining: bool,
+    /// Advertise SMTPUTF8 (and accept non-ASCII addresses in transactions
+    /// that declare it). Default true.
+    pub smtputf8: bool,
 }
 
 impl Default for SinkOptions {
@@ -68,6 +76,7 @@ impl Default for SinkOptions {
             slow_delay: Duration::from_secs(2),
             refuse_connections: false,
             pipelining: true,
+            smtputf8: true,
         }
     }
 }
@@ -77,6 +86,9 @@ impl Default for SinkOptions {
 pub struct SinkMessage {
     /// The reverse path without angle brackets (`""` for `MAIL FROM:<>`).
     pub mail_from: String,
+    /// The MAIL parameters after the path, as written (`SIZE=1234`,
+    /// `BODY=8BITMIME`, `SMTPUTF8`).
+    pub mail_params: Vec<String>,
     /// The accepted recipients, in RCPT order, as the client wrote them.
     pub rcpt_to: Vec<String>,
     /// The content, dot-unstuffed, as received (ends with the CRLF before
@@ -377,6 +389,9 @@ enum Mode {
 #[derive(Default)]
 struct Txn {
     mail_from: Option<String>,
+    mail_params: Vec<String>,
+    /// MAIL declared SMTPUTF8.
+    smtputf8: bool,
     rcpts: Vec<String>,
     slow: bool,
     drop: bool,
@@ -486,6 +501,16 @@ fn b64(s: &str) -> Option<Vec<u8>> {
         .ok()
 }
 
+/// The parameters after the path in `rest` (what follows `FROM:`).
+fn path_params(rest: &str) -> Vec<String> {
+    let rest = rest.trim_start();
+    let after = match rest.strip_prefix('<') {
+        Some(inner) => inner.find('>').map_or("", |end| &inner[end + 1..]),
+        None => rest.split_once(' ').map_or("", |(_, p)| p),
+    };
+    after.split_whitespace().map(str::to_string).collect()
+}
+
 /// The address in `<...>` (or up to the first space) after `FROM:`/`TO:`.
 fn path_arg(rest: &str) -> Option<String> {
     let rest = rest.trim_start();
@@ -583,6 +608,9 @@ impl Session {
                     "8BITMIME".to_string(),
                     "ENHANCEDSTATUSCODES".to_string(),
                 ];
+                if self.ctx.opts.smtputf8 {
+                    lines.push("SMTPUTF8".to_string());
+                }
                 if self.ctx.opts.pipelining {
                     lines.push("PIPELINING".to_string());
                 }
@@ -763,8 +791,22 @@ impl Session {
             self.reply("501 5.5.4 syntax: MAIL FROM:<address>");
             return;
         };
+        let mail_params = path_params(&rest[5..]);
+        let smtputf8 = mail_params
+            .iter()
+            .any(|p| p.eq_ignore_ascii_case("SMTPUTF8"));
+        if smtputf8 && !self.ctx.opts.smtputf8 {
+            self.reply("555 5.5.4 Unsupported option: SMTPUTF8");
+            return;
+        }
+        if !smtputf8 && !from.is_ascii() {
+            self.reply("553 5.6.7 Must declare SMTPUTF8 to send unicode address");
+            return;
+        }
         self.txn = Txn {
             mail_from: Some(from),
+            mail_params,
+            smtputf8,
             ..Txn::default()
         };
         self.reply("250 2.1.0 Ok");
@@ -791,6 +833,10 @@ impl Session {
             *n
         };
         self.ctx.shared.changed.notify_all();
+        if !self.txn.smtputf8 && !to.is_ascii() {
+            self.reply("553 5.6.7 Must declare SMTPUTF8 to send unicode address");
+            return;
+        }
         match behaviour(&to) {
             Behaviour::PermFail => {
                 self.reply("550 5.1.1 user unknown");
@@ -846,6 +892,7 @@ impl Session {
         }
         let message = SinkMessage {
             mail_from: txn.mail_from.unwrap_or_default(),
+            mail_params: txn.mail_params,
             rcpt_to: txn.rcpts,
             data: content,
             tls: self.tls,

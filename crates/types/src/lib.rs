@@ -6,6 +6,7 @@ pub mod address;
 mod business;
 mod envelope;
 mod id;
+pub mod net;
 mod reply;
 mod status;
 pub mod time;
