@@ -17,7 +17,9 @@
 //! `postgres_auth.rs` the AUTH lockouts.
 
 use crate::fresh::FreshContents;
+use crate::postgres_clock::Clock;
 use crate::postgres_enqueue::{insert_messages, Enqueuer};
+use crate::postgres_events::{record_events, WAKE_CHANNEL};
 use crate::postgres_nodes as nodes;
 use crate::shared::duplicate;
 use crate::*;
@@ -26,9 +28,8 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRo
 use sqlx::{Connection, Row};
 use std::collections::HashMap;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::Duration;
 
 pub(crate) use crate::postgres_api as api;
 pub(crate) use crate::postgres_auth as auth;
@@ -41,15 +42,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("pg_schema_v3.sql"),
 ];
 
-/// How often [`Store::now`] measures the database's clock again.
-const CLOCK_REFRESH: Duration = Duration::from_secs(5);
-
 /// Statuses after which nothing more happens to a recipient.
 const NOT_FINAL: &str = "('queued', 'deferred', 'sending')";
-
-/// The channel every node LISTENs on and commits NOTIFY to: payload `q`
-/// when recipients became due, `w` when webhook deliveries were added.
-pub(crate) const WAKE_CHANNEL: &str = "posthorn_wake";
 
 /// See the module documentation.
 pub struct PostgresStore {
@@ -61,67 +55,6 @@ pub struct PostgresStore {
     wakeups: Wakeups,
     /// Whether the LISTEN task runs (started by the first `wakeups()`).
     listening: std::sync::Once,
-}
-
-/// The database's clock, read without a query: the offset between it and
-/// this machine's clock, measured at open and again at most every
-/// [`CLOCK_REFRESH`] (in a task started by a `now()` that finds it old).
-/// Never runs backwards.
-pub(crate) struct Clock {
-    /// Database minus local, milliseconds.
-    offset_ms: AtomicI64,
-    /// The largest second handed out.
-    last: AtomicI64,
-    measured: Mutex<Instant>,
-    refreshing: AtomicBool,
-}
-
-fn local_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-impl Clock {
-    /// Database minus local clock, in milliseconds, measured once.
-    async fn measure(pool: &PgPool) -> Result<i64> {
-        let before = local_ms();
-        let db: i64 =
-            sqlx::query_scalar("SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint")
-                .fetch_one(pool)
-                .await?;
-        let after = local_ms();
-        Ok(db - (before + after) / 2)
-    }
-
-    pub(crate) fn now(self: &Arc<Self>, pool: &PgPool) -> i64 {
-        let due = self
-            .measured
-            .lock()
-            .map(|m| m.elapsed() >= CLOCK_REFRESH)
-            .unwrap_or(false);
-        if due && !self.refreshing.swap(true, Ordering::AcqRel) {
-            match tokio::runtime::Handle::try_current() {
-                Ok(rt) => {
-                    let (clock, pool) = (self.clone(), pool.clone());
-                    rt.spawn(async move {
-                        if let Ok(offset) = Self::measure(&pool).await {
-                            clock.offset_ms.store(offset, Ordering::Relaxed);
-                            if let Ok(mut m) = clock.measured.lock() {
-                                *m = Instant::now();
-                            }
-                        }
-                        clock.refreshing.store(false, Ordering::Release);
-                    });
-                }
-                Err(_) => self.refreshing.store(false, Ordering::Release),
-            }
-        }
-        let t = (local_ms() + self.offset_ms.load(Ordering::Relaxed)).div_euclid(1000);
-        let last = self.last.fetch_max(t, Ordering::AcqRel);
-        t.max(last)
-    }
 }
 
 /// `"name"`, quoted as an SQL identifier.
@@ -172,13 +105,7 @@ impl PostgresStore {
             .acquire_timeout(Duration::from_secs(60))
             .connect_with(options)
             .await?;
-        let offset = Clock::measure(&pool).await?;
-        let clock = Arc::new(Clock {
-            offset_ms: AtomicI64::new(offset),
-            last: AtomicI64::new(0),
-            measured: Mutex::new(Instant::now()),
-            refreshing: AtomicBool::new(false),
-        });
+        let clock = Clock::open(&pool).await?;
         // Two batches commit at once: while one waits for its flush the
         // next fills, so sessions finishing together share a commit (five
         // at once, with 20 sessions, made batches of 2.5 messages and a
@@ -384,49 +311,6 @@ fn by_message<T>(
 }
 
 const MESSAGE_COLUMNS: &str = "m.id, m.account_id, a.name AS account, m.mail_from, m.auth_user, m.client_ip, m.label, m.size, m.received_at, m.subject, m.header_from, m.completed_at, m.is_dsn, m.content_purged";
-
-/// An event for each of these recipients (ids and indexes side by side)
-/// whose account has a webhook for its new status, stamped `at`, and a
-/// delivery row per such webhook, due at `now`: one statement, which
-/// also wakes the webhook senders of every node when it added any. Bounce
-/// notices Posthorn made have none (the bounce itself was the event).
-pub(crate) async fn record_events(
-    tx: &mut PgConnection,
-    ids: Vec<String>,
-    idx: Vec<i64>,
-    at: i64,
-    now: i64,
-) -> Result<()> {
-    if ids.is_empty() {
-        return Ok(());
-    }
-    sqlx::query(
-        "WITH t AS (SELECT * FROM unnest($1::text[], $2::bigint[]) AS t(id, idx)),
-         ins AS (
-             INSERT INTO events (account_id, kind, message_id, recipient, attempts, reply, remote_host, label, created_at)
-             SELECT m.account_id, r.status, r.message_id, r.address, r.attempts, r.last_reply, r.remote_host, m.label, $3
-             FROM t JOIN recipients r ON r.message_id = t.id AND r.idx = t.idx
-                    JOIN messages m ON m.id = r.message_id
-             WHERE r.status IN ('delivered', 'deferred', 'bounced', 'expired', 'suppressed')
-               AND NOT m.is_dsn
-               AND EXISTS (SELECT 1 FROM webhooks w WHERE w.account_id = m.account_id AND r.status = ANY(w.events))
-             ORDER BY r.message_id, r.idx
-             RETURNING id, account_id, kind),
-         added AS (
-             INSERT INTO webhook_deliveries (webhook_id, event_id, next_try)
-             SELECT w.id, ins.id, $4 FROM ins JOIN webhooks w ON w.account_id = ins.account_id AND ins.kind = ANY(w.events)
-             RETURNING 1)
-         SELECT pg_notify($5, 'w') FROM (SELECT COUNT(*) AS n FROM added) c WHERE c.n > 0",
-    )
-    .bind(ids)
-    .bind(idx)
-    .bind(at)
-    .bind(now)
-    .bind(WAKE_CHANNEL)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
-}
 
 impl PostgresStore {
     /// The attachments and recipients of these messages, by message id.

@@ -1,6 +1,6 @@
 //! The HTTP API's tables in the PostgreSQL store: API keys, statistics,
 //! webhooks and the deliveries of their events (events themselves are
-//! written with the status change, `postgres::record_events`).
+//! written with the status change, `postgres_events::record_events`).
 
 use crate::*;
 use posthorn_types::RecipientStatus;

@@ -13,7 +13,8 @@
 //! so a bad message is refused alone; only a failing commit fails them all.
 
 use crate::fresh::FreshContents;
-use crate::postgres::{record_events, Clock, WAKE_CHANNEL};
+use crate::postgres_clock::Clock;
+use crate::postgres_events::{record_events, WAKE_CHANNEL};
 use crate::shared::SUPPRESSED_REPLY;
 use crate::*;
 use posthorn_types::RecipientStatus;

@@ -78,7 +78,7 @@ pub(crate) async fn take_over(pool: &PgPool, now: i64, timeout: i64) -> Result<V
     }
     if out.iter().any(|t| t.leases > 0) {
         sqlx::query("SELECT pg_notify($1, 'q')")
-            .bind(crate::postgres::WAKE_CHANNEL)
+            .bind(crate::postgres_events::WAKE_CHANNEL)
             .execute(&mut *tx)
             .await?;
     }
