@@ -823,17 +823,9 @@ impl Store for PostgresStore {
     }
 
     async fn release_leases(&self, owner: &str, now: i64) -> Result<u64> {
-        let done = sqlx::query(
-            "UPDATE recipients SET status = CASE WHEN attempts = 0 THEN 'queued' ELSE 'deferred' END,
-                    lease_owner = NULL, lease_until = NULL, next_try = $1, updated_at = $1
-             WHERE status = 'sending' AND lease_owner = $2",
-        )
-        .bind(now)
-        .bind(owner)
-        .execute(&self.pool)
-        .await?;
-        self.wake_queue(done.rows_affected()).await?;
-        Ok(done.rows_affected())
+        let released = nodes::release(&self.pool, owner, now).await?;
+        self.wake_queue(released).await?;
+        Ok(released)
     }
 
     async fn next_due(&self) -> Result<Option<i64>> {

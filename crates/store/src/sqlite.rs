@@ -705,17 +705,7 @@ impl Store for SqliteStore {
     }
 
     async fn release_leases(&self, owner: &str, now: i64) -> Result<u64> {
-        let done = sqlx::query(
-            "UPDATE recipients SET status = CASE WHEN attempts = 0 THEN 'queued' ELSE 'deferred' END,
-                    lease_owner = NULL, lease_until = NULL, next_try = ?, updated_at = ?
-             WHERE status = 'sending' AND lease_owner = ?",
-        )
-        .bind(now)
-        .bind(now)
-        .bind(owner)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
+        nodes::release(&self.pool, owner, now).await
     }
 
     async fn next_due(&self) -> Result<Option<i64>> {

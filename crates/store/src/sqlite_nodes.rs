@@ -58,20 +58,11 @@ pub(crate) async fn take_over(pool: &SqlitePool, now: i64, timeout: i64) -> Resu
     let mut out = Vec::new();
     for row in dead {
         let node: String = row.get("id");
-        let done = sqlx::query(
-            "UPDATE recipients SET status = CASE WHEN attempts = 0 THEN 'queued' ELSE 'deferred' END,
-                    lease_owner = NULL, lease_until = NULL, next_try = ?, updated_at = ?
-             WHERE status = 'sending' AND lease_owner = ?",
-        )
-        .bind(now)
-        .bind(now)
-        .bind(&node)
-        .execute(&mut *tx)
-        .await?;
+        let leases = release(&mut *tx, &node, now).await?;
         out.push(TakenOver {
             node,
             last_seen: row.get("last_seen"),
-            leases: done.rows_affected(),
+            leases,
         });
     }
     tx.commit().await?;
@@ -85,6 +76,28 @@ pub(crate) async fn forget(pool: &SqlitePool, before: i64) -> Result<u64> {
     )
     .bind(before)
     .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Give back every lease `owner` holds: its recipients are due again at
+/// `now` (`queued` if never tried, else `deferred`). The one statement
+/// behind [`Store::release_leases`] (a node restarting) and the takeover
+/// of a dead node. Returns how many.
+pub(crate) async fn release<'c>(
+    conn: impl sqlx::Executor<'c, Database = sqlx::Sqlite>,
+    owner: &str,
+    now: i64,
+) -> Result<u64> {
+    let done = sqlx::query(
+        "UPDATE recipients SET status = CASE WHEN attempts = 0 THEN 'queued' ELSE 'deferred' END,
+                lease_owner = NULL, lease_until = NULL, next_try = ?, updated_at = ?
+             WHERE status = 'sending' AND lease_owner = ?",
+    )
+    .bind(now)
+    .bind(now)
+    .bind(owner)
+    .execute(conn)
     .await?;
     Ok(done.rows_affected())
 }

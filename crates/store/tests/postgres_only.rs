@@ -2,7 +2,8 @@
 //! for delivery when recipients become due and for webhook senders when
 //! deliveries are added. The embedded store has no other node and raises
 //! nothing, so this is not part of the conformance suite. And a node's
-//! own fresh contents (delivered from memory once).
+//! own fresh contents (delivered from memory once), and housekeeping on
+//! one node at a time.
 //!
 //! NOTIFY is per database, and the conformance suite's schemas share one:
 //! this test makes a database of its own so no other test's commits wake
@@ -229,6 +230,93 @@ async fn fresh_contents_come_from_memory_once_then_from_the_database() {
         "DROP SCHEMA \"{schema}\" CASCADE"
     )))
     .execute(&mut conn)
+    .await
+    .unwrap();
+}
+
+/// Housekeeping runs on one node at a time: while another connection holds
+/// the housekeeping lock of this schema, a purge does nothing; once it is
+/// free, the same purge does its work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn housekeeping_is_one_nodes_at_a_time() {
+    let Ok(url) = std::env::var("POSTHORN_TEST_POSTGRES_URL") else {
+        eprintln!("skipped: POSTHORN_TEST_POSTGRES_URL is unset");
+        return;
+    };
+    let schema = format!("housekeeping_{}", std::process::id());
+    let store = PostgresStore::open(&url, Some(&schema), 4).await.unwrap();
+    let acct = store.create_account("shop").await.unwrap();
+    let id = MessageId::generate();
+    store
+        .enqueue(NewMessage {
+            id,
+            account_id: acct.id,
+            mail_from: "app@shop.example".into(),
+            recipients: vec!["a@example.net".into()],
+            auth_user: "app@shop.example".into(),
+            client_ip: None,
+            label: None,
+            received_at: store.now(),
+            subject: "hi".into(),
+            header_from: "app@shop.example".into(),
+            attachments: Vec::new(),
+            content: b"Subject: hi\r\n\r\nhi\r\n".to_vec(),
+            suppressed: Vec::new(),
+            is_dsn: false,
+        })
+        .await
+        .unwrap();
+    let t = store.now();
+    let claimed = store.claim_due("n1", t, t + 60, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let recorded = store
+        .record_outcomes(
+            Some("n1"),
+            OutcomeBatch {
+                updates: vec![RecipientUpdate {
+                    message_id: id,
+                    idx: 0,
+                    status: RecipientStatus::Delivered,
+                    attempts: 1,
+                    last_reply: Some("250 ok".into()),
+                    remote_host: None,
+                    next_try: None,
+                    suppress: None,
+                }],
+                notices: Vec::new(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(recorded.completed, [id]);
+
+    // Another node is housekeeping: it holds the lock.
+    let mut other = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::query("SELECT pg_advisory_lock(hashtext('posthorn.housekeeping.' || $1))")
+        .bind(&schema)
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let later = store.now() + 10;
+    assert_eq!(store.purge(later, later).await.unwrap(), (0, 0));
+    assert!(store.message(id).await.is_ok(), "left to the other node");
+
+    sqlx::query("SELECT pg_advisory_unlock(hashtext('posthorn.housekeeping.' || $1))")
+        .bind(&schema)
+        .execute(&mut other)
+        .await
+        .unwrap();
+    assert_eq!(store.purge(later, later).await.unwrap(), (1, 1));
+    assert!(
+        store.message(id).await.is_err(),
+        "purged once the lock is free"
+    );
+
+    drop(store);
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA \"{schema}\" CASCADE"
+    )))
+    .execute(&mut other)
     .await
     .unwrap();
 }
