@@ -1,7 +1,8 @@
 //! The operator's path: the configuration found without flags, the admin
 //! commands for every object, weak passwords refused, the host name warning,
 //! capture mode, and a backup taken while mail is accepted, restored into a
-//! server that then lists every message.
+//! server that then lists every message; a single embedded node in `cluster
+//! status` and `migrate`.
 
 use posthorn_testkit::http::get;
 use posthorn_testkit::*;
@@ -524,4 +525,39 @@ fn domain_check_reads_the_records_from_dns() {
         run_in(d, None, &["domain", "check", "nope.example"]),
         "no domain \"nope.example\"",
     );
+}
+
+#[test]
+fn one_embedded_node_is_a_cluster_of_one_and_migrate_says_so() {
+    let server = TestServer::start(Path::new(BIN), "");
+    assert!(server.cli_ok(&["migrate"]).contains("schema up to date"));
+    let node_id = std::fs::read_to_string(server.data_dir().join("node-id")).unwrap();
+    // The first heartbeat is sent at start; allow for a slow machine.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        let out = server.cli_ok(&["cluster", "status", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        if v["nodes"].as_array().is_some_and(|n| !n.is_empty()) {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "no heartbeat: {out}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let nodes = status["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 1, "{status}");
+    assert_eq!(nodes[0]["id"], node_id.trim());
+    assert_eq!(nodes[0]["alive"], true);
+    assert_eq!(nodes[0]["leases"], 0);
+    assert_eq!(status["node_timeout_secs"], 30);
+    assert_eq!(status["queue"]["queued"], 0);
+    // The HTTP admin API answers the same document.
+    let http = get(
+        server.http_port,
+        "/v1/admin/cluster",
+        &server.admin_http_key(),
+    );
+    assert_eq!(http.status, 200, "{}", String::from_utf8_lossy(&http.body));
+    let v = http.json();
+    assert_eq!(v["nodes"][0]["id"], nodes[0]["id"]);
+    assert_eq!(v["queue"], status["queue"]);
 }
