@@ -98,7 +98,13 @@
 #   run's databases, "name=value" separated by ";", e.g.
 #   PG_SET="log_min_duration_statement=0" to have PostgreSQL log every
 #   statement with its duration, for profiling; applied with ALTER DATABASE
-#   before the nodes start).
+#   before the nodes start), PG_PROFILE=1 (log every statement of the run's
+#   databases, as above, and write to the log the statements per message,
+#   by statement, counted from the server's log between the client's start
+#   and the end of delivery, with the parse/bind/execute steps; needs the
+#   server's log to be a file this script can read, as Debian's
+#   /var/log/postgresql/*.log is for root. Logging every statement costs
+#   PostgreSQL CPU: take the CPU columns from a run without it).
 #
 # The log also gets, per PostgreSQL run, the database's transactions, rows
 # written, WAL bytes and WAL fsyncs per message (pg_stat_database and the
@@ -322,6 +328,59 @@ pg_snapshot() {
     from pg_stat_database d, pg_stat_wal w where d.datname = '$1'"
 }
 
+# The server's log (its stderr), for PG_PROFILE.
+pg_log=""
+if [ -n "${PG_PROFILE:-}" ]; then
+  if [ -n "$pg_master" ] && pg_log=$(readlink "/proc/$pg_master/fd/2") && [ -f "$pg_log" ] && [ -r "$pg_log" ]; then
+    :
+  else
+    pg_log=""
+    say "PG_PROFILE: PostgreSQL's log is not a file readable here; no statement profile"
+  fi
+fi
+# statement_profile LOG OFFSET DB MESSAGES: statements per message, by
+# statement, from what the server logged for DB since OFFSET (with
+# log_min_duration_statement = 0: a line per parse, bind and execute step
+# of the extended protocol, one per simple-protocol statement).
+statement_profile() {
+  python3 - "$@" <<'PY'
+import collections, re, sys
+path, start, db, n = sys.argv[1], int(sys.argv[2]), sys.argv[3], max(int(sys.argv[4]), 1)
+with open(path, "rb") as f:
+    f.seek(start)
+    text = f.read().decode("utf-8", "replace")
+head = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d[.\d]* \S+ \[\d+\] \S*@(\S*) (\w+):  (.*)$")
+entries, cur = [], None
+for line in text.split("\n"):
+    m = head.match(line)
+    if m:
+        if cur:
+            entries.append(cur)
+        cur = [m.group(1), m.group(2), m.group(3)]
+    elif cur is not None:
+        cur[2] += " " + line.strip()
+if cur:
+    entries.append(cur)
+steps, stmts, ms = collections.Counter(), collections.Counter(), collections.Counter()
+for d, level, msg in entries:
+    if d != db or level != "LOG":
+        continue
+    m = re.match(r"duration: ([\d.]+) ms  (parse|bind|execute|statement)[^:]*: (.*)", msg)
+    if not m:
+        continue
+    steps[m.group(2)] += 1
+    if m.group(2) in ("execute", "statement"):
+        q = re.sub(r"\s+", " ", m.group(3)).strip()[:100]
+        stmts[q] += 1
+        ms[q] += float(m.group(1))
+total = sum(stmts.values())
+print(f"  statements per message (server log, {n} messages): {total / n:.3f} executed; steps: "
+      + ", ".join(f"{k} {v / n:.3f}" for k, v in sorted(steps.items())))
+for q, c in stmts.most_common(25):
+    print(f"    {c / n:7.3f}/msg {c:7d}x {ms[q] / c:9.3f} ms avg  {q}")
+PY
+}
+
 redis_pid=""
 if [[ " $CONFIGS " == *" pg3 "* ]]; then redis_pid=$(pgrep -o -x redis-server || true); fi
 pg_ticks() { # total ticks of the PostgreSQL server, or "-"
@@ -424,6 +483,7 @@ run_config() { # CONFIG ROUND
     psql_admin -c "CREATE DATABASE \"$db\"" >/dev/null
     local setting settings=()
     IFS=';' read -r -a settings <<<"${PG_SET:-}"
+    if [ -n "${PG_PROFILE:-}" ]; then settings+=("log_min_duration_statement=0"); fi
     for setting in "${settings[@]}"; do
       [ -n "$setting" ] || continue
       psql_admin -c "ALTER DATABASE \"$db\" SET ${setting%%=*} = '${setting#*=}'" >/dev/null
@@ -481,6 +541,8 @@ run_config() { # CONFIG ROUND
   local cl0 sk0
   cl0=$(cpu children $$)
   sk0=$(cpu pids "$sink_pid" "$reader_pid")
+  local prof_at=""
+  if [ -n "${PG_PROFILE:-}" ] && [ -n "$pg_log" ]; then prof_at=$(stat -c %s "$pg_log"); fi
   t0=$(now)
 
   # The client(s).
@@ -543,6 +605,9 @@ print(f"{d[0] / n:.2f} xacts, {d[2] / n:.1f} rows written, {d[5] / n / 1024:.1f}
       psql "$PG_SERVER/$db" -X -q -A -t -F ' ' -c "select relname, n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del, seq_scan, idx_scan
         from pg_stat_user_tables where n_tup_ins + n_tup_upd + n_tup_del + seq_scan + coalesce(idx_scan, 0) > 0 order by relname" | sed 's/^/    /'
     } >>"$LOG" 2>&1 || true
+    if [ -n "$prof_at" ]; then
+      statement_profile "$pg_log" "$prof_at" "$db" "$ok" >>"$LOG" 2>&1 || true
+    fi
   fi
 
   local ph1 pg1 stat1 ours="-" backend_pids

@@ -33,7 +33,9 @@ impl From<StoreError> for AdminError {
             StoreError::NotFound(m) => AdminError::NotFound(m),
             StoreError::Duplicate(m) => AdminError::Duplicate(m),
             StoreError::InUse(m) => AdminError::InUse(m),
-            e @ StoreError::Backend(_) => AdminError::Internal(e.to_string()),
+            e @ (StoreError::Backend(_) | StoreError::NoSpace(_)) => {
+                AdminError::Internal(e.to_string())
+            }
         }
     }
 }

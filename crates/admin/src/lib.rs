@@ -9,11 +9,13 @@
 //! - [`dkim`]: key generation and the DNS records to publish; [`check`]
 //!   looks them up.
 //! - [`keys`]: HTTP API keys (`ph_<id>_<secret>`).
-//! - [`cluster`]: the nodes sharing the store and the queue by status.
+//! - [`cluster`]: the nodes sharing the store and the queue by status;
+//!   [`destinations`]: the delivery destinations the live nodes report.
 //! - [`service::Admin`]: the operations, on any [`posthorn_store::Store`].
 
 pub mod check;
 pub mod cluster;
+pub mod destinations;
 pub mod dkim;
 mod error;
 pub mod keys;

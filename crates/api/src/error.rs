@@ -55,10 +55,13 @@ codes! {
     NOT_FOUND = "ResourceNotFound.Object", 404, "the account, domain, sender, webhook, key or suppression named does not exist";
     NO_ROUTE = "ResourceNotFound.Route", 404, "no such endpoint (see /openapi.json)";
     METHOD = "UnsupportedOperation.Method", 405, "the endpoint exists but not with this method";
+    TOO_MANY_CONNECTIONS = "LimitExceeded.Connections", 503, "the server holds as many connections as it may (`[http] max_connections`, or the file descriptors kept for connections); the connection is answered and closed: retry shortly";
+    TOO_MANY_CONNECTIONS_PER_ADDRESS = "LimitExceeded.ConnectionsPerAddress", 429, "your address holds `[http] max_connections_per_ip` connections already; the new one is answered and closed: reuse connections (keep-alive) or retry shortly";
     TOO_MANY_WEBHOOKS = "LimitExceeded.Webhooks", 409, "the account already has 20 webhooks, the most it may have: delete one first (one webhook takes several event kinds)";
     DUPLICATE = "ResourceInUse.Duplicate", 409, "the name or address already exists";
     IN_USE = "ResourceInUse.HasDependents", 409, "the object is still used (a domain with sender addresses, an account with messages in the queue): remove or finish those first";
     TEMPORARY = "InternalError.Temporary", 503, "the store could not be reached; nothing was accepted; retry";
+    NO_SPACE = "InternalError.NoSpace", 503, "the store is out of disk space (SMTP says `452 4.3.1`); nothing was accepted; retry later (`/readyz` is not ready meanwhile)";
     INTERNAL = "InternalError.Unexpected", 500, "a bug: the log line with the request id says more";
 }
 
@@ -129,6 +132,7 @@ impl From<SubmitError> for ApiError {
                 }
             }
             SubmitError::Temporary(m) => ApiError::new(TEMPORARY, m),
+            SubmitError::NoSpace(m) => ApiError::new(NO_SPACE, m),
         }
     }
 }
@@ -141,6 +145,7 @@ impl From<posthorn_store::StoreError> for ApiError {
             Duplicate(m) => ApiError::new(DUPLICATE, m),
             InUse(m) => ApiError::new(IN_USE, m),
             Backend(m) => ApiError::new(TEMPORARY, m),
+            NoSpace(m) => ApiError::new(NO_SPACE, m),
         }
     }
 }

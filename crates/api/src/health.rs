@@ -1,5 +1,5 @@
-//! `/healthz` (the process answers), `/readyz` (the store answers) and
-//! `/metrics` (Prometheus text).
+//! `/healthz` (the process answers), `/readyz` (the store answers and can
+//! write) and `/metrics` (Prometheus text).
 
 use crate::AppState;
 use axum::extract::State;
@@ -24,13 +24,26 @@ pub async fn healthz() -> Json<Health> {
     })
 }
 
-/// The store answers (a load balancer's readiness check).
+/// The store answers and can write (a load balancer's readiness check):
+/// not ready while writes fail for lack of space (`Store::out_of_space`),
+/// until one succeeds again.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses(
         (status = 200, description = "ready", body = Health),
-        (status = 503, description = "the store does not answer", body = Health),
+        (status = 503, description = "the store does not answer, or cannot write for lack of space", body = Health),
     ))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
+    if let Some(since) = state.store.out_of_space().await {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Health {
+                status: format!(
+                    "store out of space since {}: writes fail until space is freed",
+                    posthorn_types::time::rfc3339(since)
+                ),
+            }),
+        );
+    }
     match state.store.accounts().await {
         Ok(_) => (
             StatusCode::OK,

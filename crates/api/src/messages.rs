@@ -57,7 +57,7 @@ pub struct SendResponse {
         (status = 415, description = "not JSON", body = ErrorBody),
         (status = 422, description = "the message breaks a business rule, with the business code SMTP answers for the same message (docs/errors.md): no `from` (`FailedOperation.MissingFrom`), no or an empty `subject` (`.MissingSubject`), no `to` or `cc` address (`.MissingRecipient`), no content (`.MissingEmailContent`), an attachment that is not base64 (`.InvalidAttachmentContent`), too many or too large attachments, ...; or every recipient was refused", body = ErrorBody),
         (status = 429, description = "a rate limit", body = ErrorBody),
-        (status = 503, description = "the store is unreachable; retry", body = ErrorBody),
+        (status = 503, description = "the store is unreachable (`InternalError.Temporary`) or out of space (`InternalError.NoSpace`); nothing was stored; retry", body = ErrorBody),
     ),
     security(("api_key" = [])))]
 pub async fn send(
@@ -214,7 +214,7 @@ pub struct RawQuery {
         (status = 415, description = "not message/rfc822", body = ErrorBody),
         (status = 422, description = "the message breaks a business rule, with the business code SMTP answers for it (docs/errors.md), or every recipient was refused", body = ErrorBody),
         (status = 429, description = "a rate limit", body = ErrorBody),
-        (status = 503, description = "the store is unreachable; retry", body = ErrorBody),
+        (status = 503, description = "the store is unreachable (`InternalError.Temporary`) or out of space (`InternalError.NoSpace`); nothing was stored; retry", body = ErrorBody),
     ),
     security(("api_key" = [])))]
 pub async fn send_raw(

@@ -67,6 +67,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(webhooks::create, webhooks::list))
         .routes(routes!(webhooks::delete))
         .routes(routes!(admin::cluster::cluster))
+        .routes(routes!(admin::destinations::destinations))
         .routes(routes!(
             admin::accounts::list_accounts,
             admin::accounts::create_account

@@ -3,6 +3,7 @@
 
 use crate::client::TlsPolicy;
 use crate::route::ResolverSettings;
+use crate::shaping::Shaping;
 use rustls_pki_types::CertificateDer;
 use std::time::Duration;
 
@@ -37,13 +38,12 @@ pub struct DeliveryConfig {
     /// route, and a domain with nothing else bounces (`550 5.7.1`). For
     /// test setups whose mail servers are on loopback.
     pub allow_private_destinations: bool,
-    /// Outbound connections at once, all hosts together.
+    /// Outbound connections at once, all destinations together.
     pub max_connections: usize,
-    /// Outbound connections at once to one destination address.
-    pub max_connections_per_host: usize,
-    /// Messages sent on one connection before it is closed and a new one
-    /// opened.
-    pub max_messages_per_connection: usize,
+    /// Per destination: connections, messages per minute and per
+    /// connection (defaults and overrides), and the backoff of a
+    /// destination that cannot be reached.
+    pub shaping: Shaping,
     /// How long an unused connection is kept open for the next message.
     pub idle_connection_timeout: Duration,
     /// Recipients claimed from the store at once.
@@ -97,8 +97,7 @@ impl Default for DeliveryConfig {
             relay: None,
             allow_private_destinations: false,
             max_connections: 200,
-            max_connections_per_host: 20,
-            max_messages_per_connection: 1000,
+            shaping: Shaping::default(),
             idle_connection_timeout: Duration::from_secs(5),
             claim_batch: 500,
             lease: Duration::from_secs(900),

@@ -11,21 +11,25 @@
 
 use crate::client::{ClientError, ClientSettings, Connection, RcptOutcome, TlsPolicy};
 use crate::config::DeliveryConfig;
+use crate::destination::{Destination, DestinationStatus, Health, Take};
 use crate::dkim::DkimKey;
 use crate::dsn::{self, DsnAction, DsnInput, DsnRecipient};
 use crate::outcome::{decide, suppresses, AttemptResult, RetryPolicy};
 use crate::pool::{Checkout, Pool, PoolKey, Pooled};
 use crate::route::{external_only, RouteError, Router, NULL_MX};
+use crate::shaping::Shape;
 use crate::signer::Signer;
 use posthorn_store::{DueRecipient, NewMessage, OutcomeBatch, RecipientUpdate, Store, StoreError};
 use posthorn_types::address::domain_of;
 use posthorn_types::{MessageId, RecipientStatus};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// Recipients in one outbound transaction at most (RFC 5321 asks servers
 /// to take at least 100).
@@ -61,6 +65,14 @@ struct Job {
     /// The signed content, shared by the jobs of one message in a claim
     /// (one per destination domain), so it is read and signed once.
     signed: Arc<tokio::sync::OnceCell<Arc<Outgoing>>>,
+    /// When it was claimed (its lease runs from then).
+    claimed: Instant,
+    /// Its destination, once routed (none in capture mode).
+    dest: Option<DestKey>,
+    /// The hosts to try, in order, each with its address.
+    targets: Arc<Vec<(String, SocketAddr)>>,
+    /// The destination's shaping.
+    shape: Shape,
 }
 
 /// A message as it is sent: its DKIM-Signature field (empty when it goes
@@ -93,6 +105,51 @@ struct Finished {
     notice: Option<NewMessage>,
 }
 
+/// Where a job's connection goes and which shaping rule applies to it: the
+/// key of a ready queue.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct DestKey {
+    /// The mail servers (their names, in preference order), or the relay.
+    place: Arc<str>,
+    /// The `[[delivery.shaping]]` rule, if one matched.
+    rule: Option<usize>,
+}
+
+/// A destination and what the scheduler keeps beside it.
+struct DestEntry {
+    dest: Destination<Job>,
+    /// Recipient domains whose mail goes here (for leaving them out of
+    /// claims while the queue is full), at most [`MAX_DOMAINS_PER_DEST`].
+    domains: HashSet<String>,
+    /// A wake-up for the rate limit is scheduled.
+    timer: bool,
+    /// The queue was full; claims left its domains out.
+    full: bool,
+}
+
+/// Domains remembered per destination for leaving them out of claims.
+const MAX_DOMAINS_PER_DEST: usize = 64;
+/// Domains left out of one claim at most.
+const MAX_SKIPPED_DOMAINS: usize = 1000;
+/// Route lookups at once.
+const ROUTE_LOOKUPS: usize = 64;
+/// While work is outstanding, claims come at most this often: each claim
+/// is a store commit, and under load it should take a batch rather than
+/// the one or two messages each enqueue wakes it for (tiny claims crowd
+/// the enqueues' commits and outrun the fresh-content hand-off). An idle
+/// engine claims at once.
+const CLAIM_EVERY: Duration = Duration::from_millis(100);
+
+/// What the scheduler shows of one destination.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DestinationView {
+    /// The mail servers (or `relay:host:port`).
+    pub destination: String,
+    /// Some of the recipient domains whose mail goes there.
+    pub domains: Vec<String>,
+    pub status: DestinationStatus,
+}
+
 /// See the module documentation.
 pub struct Engine {
     store: Arc<dyn Store>,
@@ -100,9 +157,17 @@ pub struct Engine {
     router: Option<Router>,
     pool: Pool,
     wake: Arc<Notify>,
-    /// Jobs in flight.
-    jobs: Arc<Semaphore>,
-    max_jobs: usize,
+    /// Raised when claimed work drains enough that claiming may go on.
+    space: Notify,
+    /// Claimed jobs not yet recorded (waiting, routing or running).
+    outstanding: AtomicUsize,
+    max_outstanding: usize,
+    destinations: Mutex<HashMap<DestKey, DestEntry>>,
+    route_slots: Arc<Semaphore>,
+    /// Attempts and route lookups in flight, waited for at shutdown.
+    tracker: TaskTracker,
+    stopping: CancellationToken,
+    records: Mutex<Option<mpsc::UnboundedSender<Finished>>>,
     keys: Mutex<HashMap<String, CachedKey>>,
     /// The signing threads, one per core, below the sessions' priority.
     signer: Signer,
@@ -116,14 +181,29 @@ impl Engine {
             Some(_) => None,
             None => Some(Router::new(&config.resolver).map_err(|e| e.to_string())?),
         };
-        let max_jobs = config.max_connections.max(1) * 2;
+        // Claimed work in memory at most: enough for many slow destinations
+        // to hold their share (their domains are left out of claims) and
+        // the others to go on; with a relay there is one destination.
+        let batch = config.claim_batch.max(1) as usize;
+        let max_outstanding = match config.relay {
+            Some(_) => batch,
+            None => batch.saturating_mul(8),
+        };
         Ok(Arc::new(Engine {
             store,
-            pool: Pool::new(config.max_connections, config.max_connections_per_host),
+            // The per-destination caps are the scheduler's (shaping); the
+            // pool keeps the total.
+            pool: Pool::new(config.max_connections, config.max_connections),
             router,
             wake: Arc::new(Notify::new()),
-            jobs: Arc::new(Semaphore::new(max_jobs)),
-            max_jobs,
+            space: Notify::new(),
+            outstanding: AtomicUsize::new(0),
+            max_outstanding,
+            destinations: Mutex::new(HashMap::new()),
+            route_slots: Arc::new(Semaphore::new(ROUTE_LOOKUPS)),
+            tracker: TaskTracker::new(),
+            stopping: CancellationToken::new(),
+            records: Mutex::new(None),
             keys: Mutex::new(HashMap::new()),
             signer: Signer::start(std::thread::available_parallelism().map_or(2, |n| n.get())),
             notices: Mutex::new(HashMap::new()),
@@ -137,8 +217,37 @@ impl Engine {
         self.wake.clone()
     }
 
-    /// Run until `shutdown`; then stop claiming, let the attempts in flight
-    /// finish for up to `grace`, record their outcomes, and return.
+    /// Every destination the scheduler knows now, busiest first.
+    pub fn destinations(&self) -> Vec<DestinationView> {
+        let now = Instant::now();
+        let mut all: Vec<DestinationView> = self
+            .lock_destinations()
+            .iter_mut()
+            .map(|(k, e)| {
+                let mut domains: Vec<String> = e.domains.iter().cloned().collect();
+                domains.sort();
+                DestinationView {
+                    destination: k.place.to_string(),
+                    domains,
+                    status: e.dest.status(now),
+                }
+            })
+            .collect();
+        all.sort_by(|a, b| {
+            (b.status.queued + b.status.in_flight)
+                .cmp(&(a.status.queued + a.status.in_flight))
+                .then_with(|| a.destination.cmp(&b.destination))
+        });
+        all
+    }
+
+    fn lock_destinations(&self) -> std::sync::MutexGuard<'_, HashMap<DestKey, DestEntry>> {
+        self.destinations.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Run until `shutdown`; then stop claiming, give back what waits,
+    /// let the attempts in flight finish for up to `grace`, record their
+    /// outcomes, and return.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken, grace: Duration) {
         let node = self.config.node_id.clone();
         match self.store.release_leases(&node, self.store.now()).await {
@@ -150,24 +259,37 @@ impl Engine {
             Err(e) => tracing::error!(error = %e, "cannot take back this node's leases"),
         }
         let (tx, rx) = mpsc::unbounded_channel();
+        *self.records.lock().expect("records") = Some(tx);
         let recorder = tokio::spawn(self.clone().record_loop(rx));
         let upkeep = tokio::spawn(self.clone().upkeep_loop(shutdown.clone()));
 
+        let mut last_claim: Option<Instant> = None;
         while !shutdown.is_cancelled() {
-            // Claim in batches: wait until half the job slots are free, so
-            // one claim (one commit) feeds many jobs.
-            let low_water = (self.max_jobs / 2).max(1);
-            if self.jobs.available_permits() < low_water {
-                tokio::select! {
-                    p = self.jobs.acquire_many(low_water as u32) => drop(p),
-                    _ = shutdown.cancelled() => break,
-                }
+            let outstanding = self.outstanding.load(Ordering::Acquire);
+            if outstanding >= self.max_outstanding {
+                self.idle(&shutdown, self.config.poll_interval).await;
                 continue;
             }
+            if let Some(wait) = last_claim
+                .filter(|_| outstanding > 0)
+                .and_then(|t| CLAIM_EVERY.checked_sub(t.elapsed()))
+            {
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.cancelled() => break,
+                }
+            }
+            last_claim = Some(Instant::now());
             let now = self.store.now();
-            let limit = self.config.claim_batch.max(1);
+            let limit = (self.config.claim_batch.max(1) as usize)
+                .min(self.max_outstanding - outstanding) as u32;
             let lease_until = now + self.config.lease.as_secs() as i64;
-            let due = match self.store.claim_due(&node, now, lease_until, limit).await {
+            let skip = self.full_domains();
+            let due = match self
+                .store
+                .claim_due_except(&node, now, lease_until, limit, &skip)
+                .await
+            {
                 Ok(d) => d,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot claim due recipients");
@@ -175,39 +297,43 @@ impl Engine {
                     continue;
                 }
             };
-            if due.is_empty() {
+            let claimed = due.len();
+            if claimed > 0 {
+                metrics::counter!("posthorn_delivery_claimed_total").increment(claimed as u64);
+                self.dispatch_claimed(due);
+            }
+            if claimed < limit as usize {
+                // Everything due (and not left out) is claimed: wait for
+                // new work, room at a full destination, or the next due
+                // time.
                 let wait = match self.store.next_due().await {
                     Ok(Some(t)) if t > now => Duration::from_secs((t - now) as u64),
-                    Ok(Some(_)) => Duration::from_millis(50),
+                    Ok(Some(_)) if skip.is_empty() => Duration::from_millis(50),
                     _ => self.config.poll_interval,
                 };
                 self.idle(&shutdown, wait.min(self.config.poll_interval))
                     .await;
-                continue;
-            }
-            metrics::counter!("posthorn_delivery_claimed_total").increment(due.len() as u64);
-            for job in self.group(due) {
-                let permit = tokio::select! {
-                    p = self.jobs.clone().acquire_owned() => p.expect("the job semaphore is never closed"),
-                    _ = shutdown.cancelled() => {
-                        // Claimed but not started: give it back now.
-                        self.unclaim(job, &tx);
-                        continue;
-                    }
-                };
-                tokio::spawn(self.clone().deliver(job, permit, tx.clone()));
             }
         }
 
-        // Shutdown: wait for the attempts in flight, then for their records.
-        let all = self.max_jobs as u32;
-        if tokio::time::timeout(grace, self.jobs.acquire_many(all))
+        // Shutdown: give back what waits, let what runs finish, record.
+        self.stopping.cancel();
+        let waiting: Vec<Job> = self
+            .lock_destinations()
+            .values_mut()
+            .flat_map(|e| e.dest.drain())
+            .collect();
+        for job in waiting {
+            self.unclaim(job);
+        }
+        self.tracker.close();
+        if tokio::time::timeout(grace, self.tracker.wait())
             .await
             .is_err()
         {
             tracing::warn!("deliveries still in flight at shutdown; they resume after the restart");
         }
-        drop(tx);
+        self.records.lock().expect("records").take();
         let _ = recorder.await;
         upkeep.abort();
         self.pool.close_all().await;
@@ -216,8 +342,173 @@ impl Engine {
     async fn idle(&self, shutdown: &CancellationToken, wait: Duration) {
         tokio::select! {
             _ = self.wake.notified() => {}
+            _ = self.space.notified() => {}
             _ = tokio::time::sleep(wait) => {}
             _ = shutdown.cancelled() => {}
+        }
+    }
+
+    /// The domains of destinations whose queues are full.
+    fn full_domains(&self) -> Vec<String> {
+        let map = self.lock_destinations();
+        let mut skip = Vec::new();
+        for e in map.values().filter(|e| e.full) {
+            skip.extend(e.domains.iter().cloned());
+            if skip.len() >= MAX_SKIPPED_DOMAINS {
+                skip.truncate(MAX_SKIPPED_DOMAINS);
+                break;
+            }
+        }
+        skip
+    }
+
+    /// Hand claimed recipients on: in capture mode straight to an attempt,
+    /// else to a route lookup per domain that puts the jobs in their
+    /// destination's ready queue.
+    fn dispatch_claimed(self: &Arc<Self>, due: Vec<DueRecipient>) {
+        let jobs = self.group(due);
+        self.outstanding.fetch_add(jobs.len(), Ordering::AcqRel);
+        if self.config.capture {
+            for job in jobs {
+                self.tracker.spawn(self.clone().deliver(job));
+            }
+            return;
+        }
+        let mut by_domain: HashMap<String, Vec<Job>> = HashMap::new();
+        for job in jobs {
+            by_domain.entry(job.domain.clone()).or_default().push(job);
+        }
+        for (domain, jobs) in by_domain {
+            let this = self.clone();
+            self.tracker.spawn(async move {
+                let _slot = this.route_slots.clone().acquire_owned().await;
+                this.place(domain, jobs).await;
+            });
+        }
+    }
+
+    /// Route `domain` once for its jobs and put them in their
+    /// destination's queue; a route that fails ends them here.
+    async fn place(self: &Arc<Self>, domain: String, mut jobs: Vec<Job>) {
+        let (place, hosts, targets) = match self.targets(&domain).await {
+            Ok(t) => t,
+            Err(e) => {
+                let r = route_failure(&domain, &e);
+                for job in jobs {
+                    self.end_untried(job, r.clone()).await;
+                }
+                return;
+            }
+        };
+        let (rule, shape) = if self.config.relay.is_some() {
+            (None, self.config.shaping.defaults)
+        } else {
+            self.config.shaping.shape_for(&domain, &hosts)
+        };
+        let key = DestKey {
+            place: Arc::from(place.as_str()),
+            rule,
+        };
+        let targets = Arc::new(targets);
+        for job in &mut jobs {
+            job.targets = targets.clone();
+            job.shape = shape;
+            job.dest = Some(key.clone());
+        }
+        if self.stopping.is_cancelled() {
+            for job in jobs {
+                self.unclaim(job);
+            }
+            return;
+        }
+        let now = Instant::now();
+        let mut suspended = Vec::new();
+        {
+            let mut map = self.lock_destinations();
+            let entry = map.entry(key.clone()).or_insert_with(|| DestEntry {
+                dest: Destination::new(shape, now),
+                domains: HashSet::new(),
+                timer: false,
+                full: false,
+            });
+            if entry.domains.len() < MAX_DOMAINS_PER_DEST && !domain.is_empty() {
+                entry.domains.insert(domain.clone());
+            }
+            for job in jobs {
+                if let Err(deferred) = entry.dest.push(job, now) {
+                    suspended.push(deferred);
+                }
+            }
+            entry.full = entry.dest.is_full();
+        }
+        for (job, error, until) in suspended {
+            self.defer_untried(job, &error, until).await;
+        }
+        self.pump(&key);
+    }
+
+    /// Start what the destination lets start now; schedule a wake-up when
+    /// its rate is what holds the rest back.
+    fn pump(self: &Arc<Self>, key: &DestKey) {
+        let stale_after = self.config.lease / 2;
+        loop {
+            let now = Instant::now();
+            let (action, stale) = {
+                let mut map = self.lock_destinations();
+                let Some(entry) = map.get_mut(key) else {
+                    return;
+                };
+                if self.stopping.is_cancelled() {
+                    (Take::Idle, entry.dest.drain())
+                } else {
+                    let stale = entry
+                        .dest
+                        .take_stale(|j| j.claimed.elapsed() >= stale_after);
+                    let action = entry.dest.take(now);
+                    if let Take::At(at) = &action {
+                        if entry.timer {
+                            (Take::Idle, stale)
+                        } else {
+                            entry.timer = true;
+                            let at = *at;
+                            let this = self.clone();
+                            let key = key.clone();
+                            tokio::spawn(async move {
+                                tokio::time::sleep_until(at.into()).await;
+                                if let Some(e) = this.lock_destinations().get_mut(&key) {
+                                    e.timer = false;
+                                }
+                                this.pump(&key);
+                            });
+                            (Take::Idle, stale)
+                        }
+                    } else {
+                        if entry.full && entry.dest.queued() <= entry.dest.ready_cap() / 2 {
+                            entry.full = false;
+                            self.space.notify_one();
+                        }
+                        (action, stale)
+                    }
+                }
+            };
+            for job in stale {
+                self.unclaim(job);
+            }
+            match action {
+                Take::Start(job) => {
+                    self.tracker.spawn(self.clone().deliver(job));
+                }
+                Take::Defer(jobs, error, until) => {
+                    let this = self.clone();
+                    self.tracker.spawn(async move {
+                        for job in jobs {
+                            this.defer_untried(job, &error, until).await;
+                        }
+                    });
+                    return;
+                }
+                Take::Idle | Take::At(_) => return,
+            }
         }
     }
 
@@ -225,6 +516,7 @@ impl Engine {
     /// at most [`MAX_RCPTS_PER_TRANSACTION`] recipients each.
     fn group(&self, due: Vec<DueRecipient>) -> Vec<Job> {
         let relay = self.config.relay.is_some();
+        let claimed = Instant::now();
         let mut jobs: Vec<Job> = Vec::new();
         let mut index: HashMap<(MessageId, String), usize> = HashMap::new();
         let mut signed: HashMap<MessageId, Arc<tokio::sync::OnceCell<Arc<Outgoing>>>> =
@@ -253,6 +545,10 @@ impl Engine {
                         domain,
                         signed: signed.entry(r.message_id).or_default().clone(),
                         rcpts: vec![r],
+                        claimed,
+                        dest: None,
+                        targets: Arc::default(),
+                        shape: self.config.shaping.defaults,
                     });
                 }
             }
@@ -260,8 +556,20 @@ impl Engine {
         jobs
     }
 
-    /// Give a claimed job back untried (shutdown before it started).
-    fn unclaim(&self, job: Job, tx: &mpsc::UnboundedSender<Finished>) {
+    /// Hand a finished job to the recorder.
+    fn record(&self, finished: Finished) {
+        let before = self.outstanding.fetch_sub(1, Ordering::AcqRel);
+        if before == self.max_outstanding / 2 + 1 {
+            self.space.notify_one();
+        }
+        if let Some(tx) = self.records.lock().expect("records").as_ref() {
+            let _ = tx.send(finished);
+        }
+    }
+
+    /// Give a claimed job back untried (shutdown before it started, or it
+    /// waited too long for its lease): due again now.
+    fn unclaim(&self, job: Job) {
         let now = self.store.now();
         let updates = job
             .rcpts
@@ -281,25 +589,47 @@ impl Engine {
                 suppress: None,
             })
             .collect();
-        let _ = tx.send(Finished {
+        self.record(Finished {
             updates,
             notice: None,
         });
     }
 
-    async fn deliver(
-        self: Arc<Self>,
-        job: Job,
-        _permit: OwnedSemaphorePermit,
-        tx: mpsc::UnboundedSender<Finished>,
-    ) {
+    /// End a job that was not sent because its route failed: every
+    /// recipient gets `result` (with a bounce notice when it is final).
+    async fn end_untried(&self, job: Job, result: AttemptResult) {
+        let content = if result.code >= 500 {
+            self.store.message_content(job.message_id).await.ok()
+        } else {
+            None
+        };
+        let results = vec![result; job.rcpts.len()];
+        let finished = self.conclude(&job, results, content.as_deref(), None).await;
+        self.record(finished);
+    }
+
+    /// Defer a job of a suspended destination without a connection, with
+    /// the destination's last error, until the suspension ends.
+    async fn defer_untried(&self, job: Job, error: &str, until: Instant) {
+        let wait = until.saturating_duration_since(Instant::now());
+        let next_try = self.store.now() + wait.as_secs().max(1) as i64;
+        let result = temporary(451, "4.4.1", error, None);
+        let results = vec![result; job.rcpts.len()];
+        let finished = self.conclude(&job, results, None, Some(next_try)).await;
+        self.record(finished);
+    }
+
+    async fn deliver(self: Arc<Self>, job: Job) {
         // An attempt never outlives its lease (less a margin to record it).
-        let limit = self
+        let lease_left = self
             .config
             .lease
+            .saturating_sub(job.claimed.elapsed())
             .saturating_sub(Duration::from_secs(30))
             .max(Duration::from_secs(1));
-        let (results, content) = match tokio::time::timeout(limit, self.attempt(&job)).await {
+        let (results, content, health) = match tokio::time::timeout(lease_left, self.attempt(&job))
+            .await
+        {
             Ok(r) => r,
             Err(_) => (
                 job.rcpts
@@ -307,6 +637,7 @@ impl Engine {
                     .map(|_| temporary(451, "4.4.7", "the delivery attempt took too long", None))
                     .collect(),
                 None,
+                Health::Connected,
             ),
         };
         let finished = self
@@ -314,14 +645,42 @@ impl Engine {
                 &job,
                 results,
                 content.as_deref().map(|o| o.content.as_slice()),
+                None,
             )
             .await;
-        let _ = tx.send(finished);
+        self.record(finished);
+        if let Some(key) = &job.dest {
+            let now = Instant::now();
+            let suspended = {
+                let mut map = self.lock_destinations();
+                map.get_mut(key).and_then(|e| {
+                    let s = e
+                        .dest
+                        .finish(health, now, |n| self.config.shaping.backoff(n));
+                    if s.is_some() {
+                        e.full = false;
+                    }
+                    s
+                })
+            };
+            if let Some((jobs, error, until)) = suspended {
+                tracing::warn!(destination = %key.place, %error, suspended_for = ?until.saturating_duration_since(now),
+                    "destination unreachable; suspended");
+                if !jobs.is_empty() {
+                    self.space.notify_one();
+                }
+                for job in jobs {
+                    self.defer_untried(job, &error, until).await;
+                }
+            }
+            self.pump(key);
+        }
     }
 
-    /// Try the job once; one result per recipient, in order, and the content
-    /// when it could be read (for a bounce notice).
-    async fn attempt(&self, job: &Job) -> (Vec<AttemptResult>, Option<Arc<Outgoing>>) {
+    /// Try the job once; one result per recipient, in order, the content
+    /// when it could be read (for a bounce notice), and what the attempt
+    /// said about the destination.
+    async fn attempt(&self, job: &Job) -> (Vec<AttemptResult>, Option<Arc<Outgoing>>, Health) {
         let all = |r: AttemptResult| job.rcpts.iter().map(|_| r.clone()).collect::<Vec<_>>();
         // The first job of the message reads and signs; the others of the
         // same claim wait for it and send the same bytes. A failure is not
@@ -352,10 +711,10 @@ impl Engine {
         match signed {
             Ok(signed) => {
                 let signed = signed.clone();
-                let results = self.transmit(job, &signed.parts()).await;
-                (results, Some(signed))
+                let (results, health) = self.transmit(job, &signed.parts()).await;
+                (results, Some(signed), health)
             }
-            Err((r, content)) => (all(r), content),
+            Err((r, content)) => (all(r), content, Health::NotTried),
         }
     }
 
@@ -417,9 +776,10 @@ impl Engine {
         Ok(key)
     }
 
-    /// Route and send `message` (its parts, in order); one result per
-    /// recipient.
-    async fn transmit(&self, job: &Job, message: &[&[u8]]) -> Vec<AttemptResult> {
+    /// Send `message` (its parts, in order) to the job's destination; one
+    /// result per recipient, and what the attempt says about the
+    /// destination's health.
+    async fn transmit(&self, job: &Job, message: &[&[u8]]) -> (Vec<AttemptResult>, Health) {
         let n = job.rcpts.len();
         if self.config.capture {
             let kept = AttemptResult {
@@ -428,30 +788,13 @@ impl Engine {
                 reply: CAPTURED_REPLY.to_string(),
                 remote_host: Some(CAPTURE_HOST.to_string()),
             };
-            return vec![kept; n];
+            return (vec![kept; n], Health::NotTried);
         }
-        let targets = match self.targets(job).await {
-            Ok(t) => t,
-            Err(e) => {
-                let r = match &e {
-                    RouteError::Permanent(m) if m == NULL_MX => permanent(556, "5.1.10", m),
-                    RouteError::Permanent(m) => {
-                        permanent(550, "5.1.2", &format!("{}: {m}", job.domain))
-                    }
-                    RouteError::Temporary(m) => {
-                        temporary(451, "4.4.3", &format!("{}: {m}", job.domain), None)
-                    }
-                    // A policy refusal (5.7.1), not a bad address: it
-                    // never suppresses.
-                    RouteError::InternalDestination(m) => permanent(550, "5.7.1", m),
-                };
-                return vec![r; n];
-            }
-        };
         let (settings, profile) = self.client_settings(&job.domain);
         let rcpts: Vec<String> = job.rcpts.iter().map(|r| r.address.clone()).collect();
         let mut last_error = String::from("no address to connect to");
-        for (name, addr) in &targets {
+        let mut busy = false;
+        for (name, addr) in job.targets.iter() {
             let key = PoolKey {
                 addr: *addr,
                 profile,
@@ -463,6 +806,7 @@ impl Engine {
                     Ok(p) => p,
                     Err(e) => {
                         last_error = e.message().to_string();
+                        busy |= says_slow_down(&last_error);
                         break;
                     }
                 };
@@ -474,8 +818,19 @@ impl Engine {
                 {
                     Ok(outcomes) => {
                         pooled.used += 1;
-                        self.give_back(&key, pooled);
-                        return outcomes.iter().map(|o| from_outcome(o, &peer)).collect();
+                        self.give_back(&key, pooled, job.shape);
+                        let health = match outcomes.iter().find(|o| {
+                            o.code == 421
+                                || (o.code / 100 == 4
+                                    && o.enhanced.as_deref().is_some_and(|e| e.starts_with("4.7.")))
+                        }) {
+                            Some(o) => Health::SlowDown(format!("{} {}", o.code, o.text)),
+                            None => Health::Connected,
+                        };
+                        return (
+                            outcomes.iter().map(|o| from_outcome(o, &peer)).collect(),
+                            health,
+                        );
                     }
                     Err(ClientError::Temporary(m)) if pooled.reused => {
                         tracing::debug!(%peer, error = %m, "reused connection failed; trying a fresh one");
@@ -484,10 +839,15 @@ impl Engine {
                     Err(e) => {
                         let usable = pooled.conn.is_usable();
                         if usable {
-                            self.give_back(&key, pooled);
+                            self.give_back(&key, pooled, job.shape);
                         } else {
                             tokio::spawn(pooled.conn.quit());
                         }
+                        let health = if says_slow_down(e.message()) {
+                            Health::SlowDown(e.message().to_string())
+                        } else {
+                            Health::Connected
+                        };
                         let r = match e {
                             ClientError::Permanent(m) => AttemptResult {
                                 code: 554,
@@ -497,12 +857,16 @@ impl Engine {
                             },
                             ClientError::Temporary(m) => temporary(451, "4.4.2", &m, Some(peer)),
                         };
-                        return vec![r; n];
+                        return (vec![r; n], health);
                     }
                 }
             }
         }
-        vec![temporary(451, "4.4.1", &last_error, None); n]
+        let health = Health::Unreachable {
+            error: last_error.clone(),
+            busy,
+        };
+        (vec![temporary(451, "4.4.1", &last_error, None); n], health)
     }
 
     /// A pooled connection to `key`, or a new one.
@@ -523,34 +887,46 @@ impl Engine {
         }
     }
 
-    fn give_back(&self, key: &PoolKey, pooled: Pooled) {
-        if pooled.conn.is_usable() && pooled.used < self.config.max_messages_per_connection {
+    fn give_back(&self, key: &PoolKey, pooled: Pooled, shape: Shape) {
+        if pooled.conn.is_usable() && pooled.used < shape.messages_per_connection_cap() {
             self.pool.checkin(key, pooled);
         } else {
             tokio::spawn(pooled.conn.quit());
         }
     }
 
-    /// The hosts to try, in order, each with its address: the relay's
-    /// (the operator's choice, whatever its address), or the route to the
-    /// job's domain without internal addresses (unless
+    /// Where mail to `domain` goes: the destination's name (the relay, or
+    /// the mail servers' names in preference order), those host names, and
+    /// the hosts to try in order, each with its address: the relay's (the
+    /// operator's choice, whatever its address), or the route to the
+    /// domain without internal addresses (unless
     /// `allow_private_destinations`).
-    async fn targets(&self, job: &Job) -> Result<Vec<(String, SocketAddr)>, RouteError> {
+    async fn targets(&self, domain: &str) -> Result<Target, RouteError> {
         if let Some(relay) = &self.config.relay {
             let addrs = tokio::net::lookup_host((relay.host.as_str(), relay.port))
                 .await
                 .map_err(|e| RouteError::Temporary(format!("relay host {}: {e}", relay.host)))?;
-            return Ok(addrs.map(|a| (relay.host.clone(), a)).collect());
+            let place = format!("relay:{}:{}", relay.host, relay.port);
+            return Ok((
+                place,
+                vec![relay.host.clone()],
+                addrs.map(|a| (relay.host.clone(), a)).collect(),
+            ));
         }
         let router = self
             .router
             .as_ref()
             .expect("a router when there is no relay");
-        let mut route = router.route(&job.domain).await?;
+        let mut route = router.route(domain).await?;
         if !self.config.allow_private_destinations {
-            route = external_only(&job.domain, route)?;
+            route = external_only(domain, route)?;
         }
-        Ok(route
+        let hosts: Vec<String> = route
+            .hosts
+            .iter()
+            .map(|h| h.name.trim_end_matches('.').to_ascii_lowercase())
+            .collect();
+        let targets = route
             .hosts
             .iter()
             .flat_map(|h| {
@@ -558,7 +934,8 @@ impl Engine {
                     .iter()
                     .map(|ip| (h.name.clone(), SocketAddr::new(*ip, self.config.port)))
             })
-            .collect())
+            .collect();
+        Ok((hosts.join(","), hosts, targets))
     }
 
     fn client_settings(&self, domain: &str) -> (ClientSettings, &'static str) {
@@ -584,11 +961,14 @@ impl Engine {
     }
 
     /// Each recipient's new state, and the bounce notice they call for.
+    /// `defer_until` replaces the retry schedule's next try of a deferral
+    /// (a suspended destination's mail comes back when it ends).
     async fn conclude(
         &self,
         job: &Job,
         results: Vec<AttemptResult>,
         content: Option<&[u8]>,
+        defer_until: Option<i64>,
     ) -> Finished {
         let now = self.store.now();
         let policy = RetryPolicy {
@@ -598,7 +978,11 @@ impl Engine {
         let mut updates = Vec::with_capacity(results.len());
         let mut failed = Vec::new();
         for (r, result) in job.rcpts.iter().zip(results) {
-            let d = decide(&result, r.attempts, job.received_at, now, &policy);
+            let mut d = decide(&result, r.attempts, job.received_at, now, &policy);
+            if let (Some(t), RecipientStatus::Deferred) = (defer_until, d.status) {
+                let expires = job.received_at + self.config.max_age.as_secs() as i64;
+                d.next_try = Some(t.min(expires));
+            }
             metrics::counter!("posthorn_deliveries_total", "outcome" => d.status.as_str())
                 .increment(1);
             if d.status == RecipientStatus::Delivered {
@@ -725,6 +1109,42 @@ impl Engine {
         }
     }
 
+    /// Export the destinations as gauges, and forget the ones with nothing
+    /// left to remember. The label is the shaping rule's name (its first
+    /// domain or server suffix) or `default`, so the series stay as few as
+    /// the configuration's rules, whatever the traffic.
+    fn report_destinations(&self) {
+        let now = Instant::now();
+        let rules = &self.config.shaping.rules;
+        let mut per_label: HashMap<String, (usize, usize, usize)> = HashMap::new();
+        for r in rules {
+            per_label.insert(rule_label(r), (0, 0, 0));
+        }
+        per_label.insert("default".into(), (0, 0, 0));
+        let mut map = self.lock_destinations();
+        for (key, entry) in map.iter_mut() {
+            let label = key
+                .rule
+                .and_then(|i| rules.get(i))
+                .map_or_else(|| "default".to_string(), rule_label);
+            let status = entry.dest.status(now);
+            let slot = per_label.entry(label).or_default();
+            slot.0 += status.queued;
+            slot.1 += status.in_flight;
+            slot.2 += usize::from(status.suspended_for.is_some());
+        }
+        map.retain(|_, e| e.timer || !e.dest.is_forgettable(now));
+        drop(map);
+        for (label, (queued, in_flight, suspended)) in per_label {
+            metrics::gauge!("posthorn_destination_queued", "shaping" => label.clone())
+                .set(queued as f64);
+            metrics::gauge!("posthorn_destination_in_flight", "shaping" => label.clone())
+                .set(in_flight as f64);
+            metrics::gauge!("posthorn_destinations_suspended", "shaping" => label)
+                .set(suspended as f64);
+        }
+    }
+
     /// Close idle connections; purge old bodies and records.
     async fn upkeep_loop(self: Arc<Self>, shutdown: CancellationToken) {
         let mut last_purge: Option<Instant> = None;
@@ -738,6 +1158,7 @@ impl Engine {
                 _ = shutdown.cancelled() => return,
             }
             self.pool.close_idle(self.config.idle_connection_timeout);
+            self.report_destinations();
             if last_purge.is_none_or(|t| {
                 t.elapsed() >= PURGE_EVERY.min(self.config.body_retention.max(tick))
             }) {
@@ -753,6 +1174,15 @@ impl Engine {
             }
         }
     }
+}
+
+/// The metrics label of a shaping rule: its first domain or server suffix.
+fn rule_label(rule: &crate::shaping::ShapingRule) -> String {
+    rule.domains
+        .first()
+        .or(rule.mx_suffixes.first())
+        .cloned()
+        .unwrap_or_else(|| "rule".into())
 }
 
 /// Whether an account's stored settings leave bounce notices on (they are
@@ -819,6 +1249,27 @@ pub fn bounce_notice(
         suppressed: Vec::new(),
         is_dsn: true,
     })
+}
+
+/// A destination's name, its host names, and the hosts to try with their
+/// addresses.
+type Target = (String, Vec<String>, Vec<(String, SocketAddr)>);
+
+/// What a recipient gets when its domain cannot be routed.
+fn route_failure(domain: &str, e: &RouteError) -> AttemptResult {
+    match e {
+        RouteError::Permanent(m) if m == NULL_MX => permanent(556, "5.1.10", m),
+        RouteError::Permanent(m) => permanent(550, "5.1.2", &format!("{domain}: {m}")),
+        RouteError::Temporary(m) => temporary(451, "4.4.3", &format!("{domain}: {m}"), None),
+        // A policy refusal (5.7.1), not a bad address: it never suppresses.
+        RouteError::InternalDestination(m) => permanent(550, "5.7.1", m),
+    }
+}
+
+/// Whether a failure says "too many connections / slow down": a `421`
+/// reply (to the greeting or a command).
+fn says_slow_down(error: &str) -> bool {
+    error.contains("rejected: 421")
 }
 
 /// `mx.example.net` of `mx.example.net[192.0.2.1]`.

@@ -6,12 +6,14 @@
 
 pub mod client;
 pub mod config;
+pub mod destination;
 pub mod dkim;
 pub mod dsn;
 pub mod engine;
 pub mod outcome;
 pub mod pool;
 pub mod route;
+pub mod shaping;
 pub mod signer;
 
 pub use config::{parse_duration, DeliveryConfig, Relay};

@@ -102,6 +102,9 @@ pub fn check(
         )
     })?;
 
+    // Characters no mail may carry, before anything reads a field.
+    check_characters(raw, &message.parts)?;
+
     // Headers.
     let from = message.from();
     let from_addrs = addresses(from);
@@ -111,7 +114,23 @@ pub fn check(
             "the message has no From header with an address",
         ));
     };
-    if from_addrs.len() > 1 || !from_addr.eq_ignore_ascii_case(envelope_from) {
+    if from_addrs.len() > 1 {
+        let listed: Vec<String> = from_addrs
+            .iter()
+            .take(3)
+            .map(|a| format!("<{a}>"))
+            .collect();
+        let more = if from_addrs.len() > 3 { ", ..." } else { "" };
+        return Err(refuse(
+            SENDER_MISMATCH,
+            format!(
+                "From has {} addresses ({}{more}); one is allowed, the envelope sender <{envelope_from}>",
+                from_addrs.len(),
+                listed.join(", ")
+            ),
+        ));
+    }
+    if !from_addr.eq_ignore_ascii_case(envelope_from) {
         return Err(refuse(
             SENDER_MISMATCH,
             format!("the From address <{from_addr}> must be the envelope sender <{envelope_from}>"),
@@ -483,6 +502,88 @@ fn check_base64(raw: &[u8], part: &MessagePart<'_>, index: usize) -> Result<(), 
     Ok(())
 }
 
+/// A byte a header field may not hold (RFC 5322 3.2 and 2.2: field
+/// bodies are VCHAR, WSP and CRLF-folding; the obsolete syntax's
+/// NO-WS-CTL is for readers, never for writers): NUL, every C0 control but
+/// HTAB, and DEL. CR and LF are judged apart: as a pair they end a line.
+fn forbidden_in_header(b: u8) -> bool {
+    (b < 0x20 && b != b'\t' && b != b'\r' && b != b'\n') || b == 0x7f
+}
+
+/// Refuse (`FailedOperation.ControlCharacter`) a header field of the
+/// message or of one of its MIME parts that holds a forbidden control
+/// character or a CR or LF not in a CRLF pair, and a NUL anywhere in the
+/// body. A message/rfc822 attachment's own header is content of the
+/// message it is attached to and is not looked into. Linear: each header
+/// byte is looked at once (the pre-scan bounds header bytes to 1 MiB),
+/// the body is searched for NUL with memchr.
+fn check_characters(raw: &[u8], parts: &[MessagePart<'_>]) -> Result<(), BusinessError> {
+    for (index, part) in parts.iter().enumerate() {
+        let start = (part.raw_header_offset() as usize).min(raw.len());
+        let end = (part.raw_body_offset() as usize).clamp(start, raw.len());
+        let header = &raw[start..end];
+        for (i, &b) in header.iter().enumerate() {
+            let bad = match b {
+                b'\r' => header.get(i + 1) != Some(&b'\n'),
+                b'\n' => i == 0 || header[i - 1] != b'\r',
+                _ => forbidden_in_header(b),
+            };
+            if bad {
+                let field = field_name_at(header, i);
+                let whose = if index == 0 {
+                    String::new()
+                } else {
+                    format!("part {index}: ")
+                };
+                let what = match b {
+                    0 => "a NUL (0x00)".to_string(),
+                    b'\r' => "a CR (0x0D) without LF".to_string(),
+                    b'\n' => "an LF (0x0A) without CR".to_string(),
+                    _ => format!("the control character 0x{b:02X}"),
+                };
+                return Err(refuse(
+                    CONTROL_CHARACTER,
+                    format!("{whose}header field {field} holds {what}; header fields allow no control characters but tab"),
+                ));
+            }
+        }
+    }
+    if let Some(at) = memchr::memchr(0, raw) {
+        return Err(refuse(
+            CONTROL_CHARACTER,
+            format!("the body holds a NUL (0x00) at byte {at}; encode binary content as base64"),
+        ));
+    }
+    Ok(())
+}
+
+/// The name of the header field the byte at `at` of `header` is in, for a
+/// refusal: printable ASCII, at most 64 characters.
+fn field_name_at(header: &[u8], at: usize) -> String {
+    // Back to the start of the line, then over continuation lines.
+    let mut start = header[..at]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |p| p + 1);
+    while start > 0 && matches!(header.get(start), Some(b' ' | b'\t')) {
+        start = header[..start - 1]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |p| p + 1);
+    }
+    let name: String = header[start..]
+        .iter()
+        .take_while(|&&b| b != b':' && (0x21..0x7f).contains(&b))
+        .take(64)
+        .map(|&b| b as char)
+        .collect();
+    if name.is_empty() {
+        "(unnamed)".into()
+    } else {
+        name
+    }
+}
+
 fn strip_comments(s: &str) -> String {
     let mut depth = 0;
     s.chars()
@@ -580,6 +681,89 @@ mod tests {
         assert_eq!(
             code(&format!("Content-Transfer-Encoding: x-uuencode\r\n{OK}")),
             INVALID_TRANSFER_ENCODING
+        );
+    }
+
+    fn refusal(raw: &[u8]) -> BusinessError {
+        check(raw, "app@example.com", &PolicyLimits::default()).unwrap_err()
+    }
+
+    #[test]
+    fn control_characters_in_header_fields_are_refused() {
+        for (field, bad) in [
+            ("Subject", "Hi\0there"),
+            ("Subject", "Hi\x01"),
+            ("Subject", "Hi\x1b[31m"),
+            ("Subject", "Hi\x7f"),
+            ("Subject", "Hi\rBcc: x@example.net"),
+            ("X-Note", "a\x0cb"),
+        ] {
+            let raw = format!("{field}: {bad}\r\n{OK}");
+            let e = refusal(raw.as_bytes());
+            assert_eq!(e.code, CONTROL_CHARACTER, "{bad:?}");
+            assert!(
+                e.message.contains(&format!("header field {field} holds")),
+                "{}",
+                e.message
+            );
+        }
+        // In the From field itself, before From is read.
+        let raw = OK.replace("<app@example.com>", "<app@example.com>\0");
+        assert_eq!(refusal(raw.as_bytes()).code, CONTROL_CHARACTER);
+        // A folded field is named by its first line.
+        let raw = format!(
+            "Subject: Hi\r\n there\x02\r\n{}",
+            OK.replace("Subject: Hi\r\n", "")
+        );
+        let e = refusal(raw.as_bytes());
+        assert!(
+            e.message
+                .contains("header field Subject holds the control character 0x02"),
+            "{}",
+            e.message
+        );
+        // Tab and 8-bit text are fine.
+        assert_eq!(code(&OK.replace("Subject: Hi", "Subject: Hi\tthere")), "ok");
+        assert_eq!(code(&OK.replace("Subject: Hi", "Subject: Grüße")), "ok");
+    }
+
+    #[test]
+    fn control_characters_in_part_headers_are_refused() {
+        let att = "Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"a\0.bin\"\r\nContent-Transfer-Encoding: base64\r\n\r\nAAECAwQ=";
+        let raw = with_parts("multipart/mixed", &[TEXT, att]);
+        let e = refusal(raw.as_bytes());
+        assert_eq!(e.code, CONTROL_CHARACTER);
+        assert!(
+            e.message
+                .contains("part 2: header field Content-Disposition holds a NUL"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn a_nul_in_the_body_is_refused_other_controls_are_not() {
+        let e = refusal(OK.replace("Hello", "Hel\0lo").as_bytes());
+        assert_eq!(e.code, CONTROL_CHARACTER);
+        assert!(e.message.contains("the body holds a NUL"), "{}", e.message);
+        // Form feed, ESC (ISO-2022-JP text): allowed in a body.
+        assert_eq!(code(&OK.replace("Hello", "Page\x0cTwo \x1b$B\x1b(B")), "ok");
+    }
+
+    #[test]
+    fn a_from_with_two_addresses_names_both() {
+        let raw = OK.replace(
+            "From: \"App\" <app@example.com>",
+            "From: app@example.com, other@example.com",
+        );
+        let e = refusal(raw.as_bytes());
+        assert_eq!(e.code, SENDER_MISMATCH);
+        assert!(
+            e.message.contains(
+                "From has 2 addresses (<app@example.com>, <other@example.com>); one is allowed"
+            ),
+            "{}",
+            e.message
         );
     }
 

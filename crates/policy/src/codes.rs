@@ -40,6 +40,7 @@ pub const API_CALL_LIMIT: &str = "RequestLimitExceeded.ApiCallLimit";
 pub const RECIPIENT_SUPPRESSED: &str = "FailedOperation.RecipientSuppressed";
 pub const TOO_MANY_RECIPIENTS: &str = "FailedOperation.TooManyRecipients";
 pub const INTERNAL_DESTINATION: &str = "FailedOperation.InternalDestination";
+pub const CONTROL_CHARACTER: &str = "FailedOperation.ControlCharacter";
 
 const POLICY: &str = "554 5.0.0";
 
@@ -188,6 +189,13 @@ pub const ERROR_CODES: &[ErrorCode] = &[
         smtp: POLICY,
         trigger: "the message's MIME headers are beyond what mail clients write (limits that keep the check's work linear and small): a Content-Type or Content-Disposition field with more than 100 parameters (each `;`, `(`, `'`, line break and closing quote counts) or longer than 16 KiB, more than 10,000 such parameters in the message, a part with more than 1,000 header fields or 256 KiB of header, more than 1 MiB of header in all, more than 1,000 parts, a multipart boundary longer than 200 bytes, or more than 8 multipart parts whose boundary never appears",
         fix: "write each parameter once (a long file name as a few RFC 2231 pieces, `filename*0*=`, `filename*1*=`) and the usual MIME headers; check the program that built the message",
+    },
+    ErrorCode {
+        code: CONTROL_CHARACTER,
+        seed_wording: None,
+        smtp: POLICY,
+        trigger: "a header field (of the message or of one of its MIME parts) holds a NUL, another control character than tab (0x01-0x08, 0x0B, 0x0C, 0x0E-0x1F, 0x7F) or a CR or LF that is not part of a line break; or the body holds a NUL (RFC 5321 and 5322 allow none without BINARYMIME, which Posthorn does not offer)",
+        fix: "encode non-text header values as RFC 2047 encoded words and binary content as base64; check the program that built the message for a string it did not end or escape",
     },
     ErrorCode {
         code: SMTP_RATE_LIMIT,

@@ -287,6 +287,30 @@ pub async fn run(config: &Config, command: Command) -> anyhow::Result<()> {
                 out!("message {id}: {} due now", recipients(n));
             }
         }
+        Command::Queue(QueueCmd::Destinations { json }) => {
+            let timeout = config.node_timeout()?.as_secs() as i64;
+            let view = posthorn_api::admin::destinations::DestinationsView::from(
+                admin.destinations(timeout).await?,
+            );
+            if json {
+                out!("{}", serde_json::to_string_pretty(&view)?);
+            } else if view.destinations.is_empty() {
+                out!("no destination has mail waiting or in flight on a running node");
+            } else {
+                out!("DESTINATION\tWAITING\tIN FLIGHT\tSUSPENDED UNTIL\tLAST ERROR\tDOMAINS");
+                for d in &view.destinations {
+                    out!(
+                        "{}\t{}\t{}\t{}\t{}\t{}",
+                        d.destination,
+                        d.queued,
+                        d.in_flight,
+                        d.suspended_until.as_deref().unwrap_or("-"),
+                        d.last_error.as_deref().unwrap_or("-"),
+                        d.domains.join(",")
+                    );
+                }
+            }
+        }
         Command::Queue(QueueCmd::Bounce { id }) => {
             bounce(config, store.as_ref(), parse_id(&id)?).await?
         }

@@ -284,6 +284,14 @@ pub enum QueueCmd {
     /// Give up on every recipient of a message not yet final: they become
     /// bounced, and the sender gets a bounce notice (unless notices are off).
     Bounce { id: String },
+    /// Delivery destinations of the running nodes, busiest first: waiting,
+    /// in flight, suspended until, last error (as of each node's last
+    /// heartbeat).
+    Destinations {
+        /// Print the document GET /v1/admin/destinations answers.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]

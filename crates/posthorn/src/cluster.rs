@@ -4,7 +4,11 @@
 //! deliver that mail at once instead of after the full lease). Every node
 //! does it; the store makes each lease given back once. On the embedded
 //! store there is one node and this keeps `posthorn cluster status` true.
+//! With each heartbeat goes the node's report of its delivery destinations
+//! (`posthorn queue destinations` merges the live nodes' reports).
 
+use posthorn_admin::destinations::{DestinationReport, NodeReport, MAX_REPORTED};
+use posthorn_delivery::Engine;
 use posthorn_store::{NodeInfo, Store};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +21,7 @@ pub async fn run(
     store: Arc<dyn Store>,
     node: NodeInfo,
     node_timeout: Duration,
+    engine: Option<Arc<Engine>>,
     shutdown: CancellationToken,
 ) {
     let every = (node_timeout / 5).max(Duration::from_secs(1));
@@ -33,6 +38,12 @@ pub async fn run(
             _ => {}
         }
         healthy = beat.is_ok();
+        if let (true, Some(engine)) = (healthy, &engine) {
+            let report = destination_report(engine, store.now());
+            if let Err(e) = store.report_node(&node.id, &report).await {
+                tracing::debug!(error = %e, "cannot record this node's destinations");
+            }
+        }
         if healthy {
             match store.take_over_dead_nodes(store.now(), timeout).await {
                 Ok(taken) => {
@@ -57,4 +68,28 @@ pub async fn run(
             _ = tokio::time::sleep(every) => {}
         }
     }
+}
+
+/// This node's delivery destinations as JSON ([`NodeReport`]), the busiest
+/// [`MAX_REPORTED`]; times on the store's clock `now`.
+pub fn destination_report(engine: &Engine, now: i64) -> String {
+    let destinations = engine
+        .destinations()
+        .into_iter()
+        .take(MAX_REPORTED)
+        .map(|d| DestinationReport {
+            destination: d.destination,
+            domains: d.domains,
+            queued: d.status.queued as u64,
+            in_flight: d.status.in_flight as u64,
+            concurrency: (d.status.concurrency != usize::MAX)
+                .then_some(d.status.concurrency as u64),
+            suspended_until: d
+                .status
+                .suspended_for
+                .map(|t| now + t.as_secs_f64().ceil() as i64),
+            last_error: d.status.last_error,
+        })
+        .collect();
+    serde_json::to_string(&NodeReport { destinations }).expect("a report is JSON")
 }

@@ -5,6 +5,7 @@
 use anyhow::{bail, Context};
 use posthorn_delivery::client::TlsPolicy;
 use posthorn_delivery::route::ResolverSettings;
+use posthorn_delivery::shaping::{Shape, Shaping, ShapingRule};
 use posthorn_delivery::{parse_duration, DeliveryConfig, Relay};
 use posthorn_smtp::LineEndings;
 use posthorn_smtpd::{IpNet, ListenerKind, ListenerSpec, SmtpConfig, TrustedNetwork};
@@ -158,6 +159,14 @@ pub struct HttpSection {
     /// A key with admin rights (or make one: posthorn apikey create --admin).
     pub admin_key: Option<String>,
     pub max_body_bytes: usize,
+    /// Connections at once (503 past it) and from one address (429).
+    pub max_connections: u64,
+    pub max_connections_per_ip: u64,
+    /// Seconds for a request's head, from the connection's start or the
+    /// previous answer (so also how long a kept-alive connection may idle).
+    pub header_read_timeout_secs: u64,
+    /// Seconds a request body or an answer may stall.
+    pub idle_timeout_secs: u64,
 }
 
 impl Default for HttpSection {
@@ -168,6 +177,10 @@ impl Default for HttpSection {
             listen: d.listen.to_string(),
             admin_key: None,
             max_body_bytes: d.max_body_bytes,
+            max_connections: d.max_connections,
+            max_connections_per_ip: d.max_connections_per_ip,
+            header_read_timeout_secs: d.header_read_timeout.as_secs(),
+            idle_timeout_secs: d.idle_timeout.as_secs(),
         }
     }
 }
@@ -212,9 +225,20 @@ pub struct DeliverySection {
     pub retry_schedule: Vec<String>,
     pub max_age: String,
     pub dsn: bool,
+    /// Outbound connections at once, all destinations together.
     pub max_connections: usize,
-    pub max_connections_per_host: usize,
+    /// The defaults of every `[[delivery.shaping]]` value, per destination
+    /// (the mail servers of a domain, or the relay); 0 means no limit.
+    #[serde(alias = "max_connections_per_host")]
+    pub max_connections_per_destination: usize,
+    pub messages_per_minute: u64,
     pub max_messages_per_connection: usize,
+    /// A destination none of whose hosts can be reached is suspended this
+    /// long, twice as long after each failed probe, up to `backoff_max`.
+    pub backoff_initial: String,
+    pub backoff_max: String,
+    /// Overrides by recipient domain or mail server name suffix.
+    pub shaping: Vec<ShapingSection>,
     pub idle_connection_timeout: String,
     pub require_tls_domains: Vec<String>,
     pub tls_ca_file: Option<PathBuf>,
@@ -230,6 +254,19 @@ pub struct DeliverySection {
     /// domains resolving only there bounce. The relay is exempt.
     pub allow_private_destinations: bool,
     pub relay: Option<RelaySection>,
+}
+
+/// One `[[delivery.shaping]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShapingSection {
+    #[serde(default)]
+    pub domains: Vec<String>,
+    #[serde(default)]
+    pub mx_suffixes: Vec<String>,
+    pub max_connections: Option<usize>,
+    pub messages_per_minute: Option<u64>,
+    pub max_messages_per_connection: Option<usize>,
 }
 
 /// A smart host that takes all outbound mail.
@@ -280,8 +317,12 @@ impl Default for DeliverySection {
             max_age: duration_text(d.max_age),
             dsn: d.dsn,
             max_connections: d.max_connections,
-            max_connections_per_host: d.max_connections_per_host,
-            max_messages_per_connection: d.max_messages_per_connection,
+            max_connections_per_destination: d.shaping.defaults.max_connections,
+            messages_per_minute: d.shaping.defaults.messages_per_minute,
+            max_messages_per_connection: d.shaping.defaults.max_messages_per_connection,
+            backoff_initial: duration_text(d.shaping.backoff_initial),
+            backoff_max: duration_text(d.shaping.backoff_max),
+            shaping: Vec::new(),
             idle_connection_timeout: duration_text(d.idle_connection_timeout),
             require_tls_domains: Vec::new(),
             tls_ca_file: None,
@@ -314,8 +355,15 @@ pub struct SmtpSection {
     pub line_endings: String,
     pub idle_timeout_secs: u64,
     pub data_timeout_secs: u64,
+    /// Seconds a connection has to log in (AUTH) from its accept, whatever
+    /// it sends meanwhile; 0: no limit. Trusted networks are exempt.
+    pub login_timeout_secs: u64,
     pub allow_plaintext_auth_on_loopback: bool,
     pub shutdown_grace_secs: u64,
+    /// Connections of the SMTP listeners at once (421 4.3.2 past it).
+    pub max_connections: u64,
+    /// Seconds a message may wait for the store (451 4.3.2 past it).
+    pub store_timeout_secs: u64,
     pub trusted_networks: Vec<TrustedNetworkEntry>,
     /// `full` (the client's name, address and login, as MTAs write) or
     /// `private` (none of them, as hosted providers do).
@@ -474,8 +522,11 @@ impl Default for SmtpSection {
             line_endings: "fix".into(),
             idle_timeout_secs: d.idle_timeout.as_secs(),
             data_timeout_secs: d.data_timeout.as_secs(),
+            login_timeout_secs: d.login_timeout.as_secs(),
             allow_plaintext_auth_on_loopback: false,
             shutdown_grace_secs: d.shutdown_grace.as_secs(),
+            max_connections: d.max_connections,
+            store_timeout_secs: d.store_timeout.as_secs(),
             trusted_networks: Vec::new(),
             received_header: ReceivedHeader::Full,
         }
@@ -649,6 +700,10 @@ impl Config {
                 .collect::<anyhow::Result<Vec<_>>>()?,
             auth_lockout: self.lockout_policy(),
             node_timeout: self.node_timeout()?,
+            max_connections: h.max_connections,
+            max_connections_per_ip: h.max_connections_per_ip,
+            header_read_timeout: Duration::from_secs(h.header_read_timeout_secs.max(1)),
+            idle_timeout: Duration::from_secs(h.idle_timeout_secs.max(1)),
         })
     }
 
@@ -828,8 +883,7 @@ impl Config {
             relay,
             allow_private_destinations: d.allow_private_destinations,
             max_connections: d.max_connections.max(1),
-            max_connections_per_host: d.max_connections_per_host.max(1),
-            max_messages_per_connection: d.max_messages_per_connection.max(1),
+            shaping: self.shaping()?,
             idle_connection_timeout: dur("idle_connection_timeout", &d.idle_connection_timeout)?,
             require_tls_domains: d.require_tls_domains.clone(),
             extra_roots,
@@ -841,6 +895,57 @@ impl Config {
             status_retention,
             node_id,
             ..DeliveryConfig::default()
+        })
+    }
+
+    /// `[delivery]`'s per-destination defaults and `[[delivery.shaping]]`.
+    fn shaping(&self) -> anyhow::Result<Shaping> {
+        let d = &self.delivery;
+        let dur = |key: &str, text: &str| {
+            parse_duration(text).map_err(|e| anyhow::anyhow!("[delivery] {key}: {e}"))
+        };
+        let backoff_initial = dur("backoff_initial", &d.backoff_initial)?;
+        let backoff_max = dur("backoff_max", &d.backoff_max)?;
+        if backoff_initial.is_zero() || backoff_max < backoff_initial {
+            bail!("[delivery] backoff_initial = {:?}, backoff_max = {:?}: the first must be above zero and the second at least the first (defaults \"1m\" and \"30m\")", d.backoff_initial, d.backoff_max);
+        }
+        let mut rules = Vec::new();
+        for (i, r) in d.shaping.iter().enumerate() {
+            if r.domains.is_empty() && r.mx_suffixes.is_empty() {
+                bail!("[[delivery.shaping]] entry {}: name the destinations it is for with domains = [...] or mx_suffixes = [...]", i + 1);
+            }
+            let lower = |v: &[String]| -> Vec<String> {
+                v.iter()
+                    .map(|x| x.trim().trim_end_matches('.').to_ascii_lowercase())
+                    .collect()
+            };
+            let mx_suffixes = lower(&r.mx_suffixes)
+                .into_iter()
+                .map(|x| {
+                    if x.starts_with('.') {
+                        x
+                    } else {
+                        format!(".{x}")
+                    }
+                })
+                .collect();
+            rules.push(ShapingRule {
+                domains: lower(&r.domains),
+                mx_suffixes,
+                max_connections: r.max_connections,
+                messages_per_minute: r.messages_per_minute,
+                max_messages_per_connection: r.max_messages_per_connection,
+            });
+        }
+        Ok(Shaping {
+            defaults: Shape {
+                max_connections: d.max_connections_per_destination,
+                messages_per_minute: d.messages_per_minute,
+                max_messages_per_connection: d.max_messages_per_connection,
+            },
+            rules,
+            backoff_initial,
+            backoff_max,
         })
     }
 
@@ -872,10 +977,13 @@ impl Config {
             line_endings,
             idle_timeout: Duration::from_secs(s.idle_timeout_secs),
             data_timeout: Duration::from_secs(s.data_timeout_secs),
+            login_timeout: Duration::from_secs(s.login_timeout_secs),
             allow_plaintext_auth_on_loopback: s.allow_plaintext_auth_on_loopback,
             trusted_networks,
             shutdown_grace: Duration::from_secs(s.shutdown_grace_secs),
             auto_tls_wait: Duration::from_millis(s.auto_tls_wait_ms),
+            max_connections: s.max_connections,
+            store_timeout: Duration::from_secs(s.store_timeout_secs),
             max_connections_per_ip: self.limits.connections_per_ip,
             new_connections_per_ip_per_minute: self.limits.new_connections_per_ip_per_minute,
             auth_lockout: self.lockout_policy(),
@@ -1021,6 +1129,19 @@ mod tests {
         assert_eq!(parsed.smtp.line_endings, d.smtp.line_endings);
         assert_eq!(parsed.smtp.idle_timeout_secs, d.smtp.idle_timeout_secs);
         assert_eq!(parsed.smtp.data_timeout_secs, d.smtp.data_timeout_secs);
+        assert_eq!(parsed.smtp.max_connections, d.smtp.max_connections);
+        assert_eq!(parsed.smtp.store_timeout_secs, d.smtp.store_timeout_secs);
+        assert_eq!(parsed.http.max_connections, d.http.max_connections);
+        assert_eq!(
+            parsed.http.max_connections_per_ip,
+            d.http.max_connections_per_ip
+        );
+        assert_eq!(
+            parsed.http.header_read_timeout_secs,
+            d.http.header_read_timeout_secs
+        );
+        assert_eq!(parsed.http.idle_timeout_secs, d.http.idle_timeout_secs);
+        assert_eq!(parsed.smtp.login_timeout_secs, d.smtp.login_timeout_secs);
         assert_eq!(parsed.log.level, d.log.level);
         assert_eq!(parsed.submit_config().limits, d.submit_config().limits);
         assert_eq!(
@@ -1054,11 +1175,20 @@ mod tests {
         assert_eq!(pd.max_age, dd.max_age);
         assert_eq!(pd.dsn, dd.dsn);
         assert_eq!(pd.max_connections, dd.max_connections);
-        assert_eq!(pd.max_connections_per_host, dd.max_connections_per_host);
+        assert_eq!(
+            pd.max_connections_per_destination,
+            dd.max_connections_per_destination
+        );
+        assert_eq!(pd.messages_per_minute, dd.messages_per_minute);
         assert_eq!(
             pd.max_messages_per_connection,
             dd.max_messages_per_connection
         );
+        assert_eq!(pd.backoff_initial, dd.backoff_initial);
+        assert_eq!(pd.backoff_max, dd.backoff_max);
+        // (Not delivery_config(): it reads or writes the node id in the
+        // data directory.)
+        assert_eq!(parsed.shaping().unwrap(), d.shaping().unwrap());
         assert_eq!(pd.idle_connection_timeout, dd.idle_connection_timeout);
         assert_eq!(pd.connect_timeout, dd.connect_timeout);
         assert_eq!(pd.command_timeout, dd.command_timeout);
@@ -1084,6 +1214,37 @@ mod tests {
             with_dir.delivery_config().unwrap().node_id,
             "the node id is kept"
         );
+    }
+
+    #[test]
+    fn shaping_rules_take_the_defaults_they_do_not_set() {
+        let c: Config = toml::from_str(
+            "[delivery]\nmax_connections_per_host = 7\nmessages_per_minute = 100\n\
+             [[delivery.shaping]]\ndomains = [\"GMail.com\"]\nmax_connections = 10\n\
+             [[delivery.shaping]]\nmx_suffixes = [\"google.com.\"]\nmessages_per_minute = 0\n",
+        )
+        .unwrap();
+        let s = c.shaping().unwrap();
+        // The old name of the per-destination default still works.
+        assert_eq!(s.defaults.max_connections, 7);
+        assert_eq!(s.rules[0].domains, ["gmail.com"]);
+        assert_eq!(s.rules[1].mx_suffixes, [".google.com"]);
+        let (rule, shape) = s.shape_for("example.org", &["aspmx.l.google.com".into()]);
+        assert_eq!(rule, Some(1));
+        assert_eq!((shape.max_connections, shape.messages_per_minute), (7, 0));
+        let (_, shape) = s.shape_for("gmail.com", &[]);
+        assert_eq!(
+            (shape.max_connections, shape.messages_per_minute),
+            (10, 100)
+        );
+
+        let bad: Config = toml::from_str("[[delivery.shaping]]\nmax_connections = 1\n").unwrap();
+        let e = bad.shaping().unwrap_err().to_string();
+        assert!(e.contains("domains = [...] or mx_suffixes"), "{e}");
+        let bad: Config =
+            toml::from_str("[delivery]\nbackoff_initial = \"10m\"\nbackoff_max = \"1m\"\n")
+                .unwrap();
+        assert!(bad.shaping().is_err());
     }
 
     #[test]

@@ -23,6 +23,7 @@ mod api_cmds;
 mod cli;
 mod cluster;
 mod config;
+mod fdlimit;
 mod lockout_cmds;
 mod serve;
 mod store_cmds;

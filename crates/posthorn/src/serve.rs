@@ -40,6 +40,9 @@ pub async fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
     }
     init_logging(&config.log.level);
     tracing::info!("{}", config.describe());
+    // Before anything opens files: connections get their part of the
+    // raised limit below, once the store and the listeners are open.
+    let fd_limit = crate::fdlimit::raise();
     let hostname = config.hostname();
     if !crate::config::Config::hostname_is_qualified(&hostname) {
         tracing::warn!(%hostname, "the host name is not a fully qualified domain name: it goes into the greeting, the EHLO of outbound mail and the SPF record `posthorn domain add` prints, where receivers look it up in DNS; set hostname = \"mail.example.com\" in the configuration (or serve --hostname)");
@@ -88,7 +91,8 @@ pub async fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
     let submitter = Arc::new(submitter);
 
     let smtp_hostname = smtp_config.hostname.clone();
-    let server = SmtpServer::bind(&listeners, smtp_config, submitter.clone(), tls.clone())
+    let smtp_max_connections = smtp_config.max_connections;
+    let mut server = SmtpServer::bind(&listeners, smtp_config, submitter.clone(), tls.clone())
         .await
         .map_err(|e| {
             let flag = match e.kind {
@@ -130,6 +134,47 @@ pub async fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
         None
     };
 
+    // What the listeners' connections may hold of the open-file limit: the
+    // store and the listeners are open by now, delivery and the rest get a
+    // reserve (see fdlimit.rs).
+    let http_cap = fd_limit.map(|limit| {
+        let reserve = crate::fdlimit::BASE_RESERVE
+            + if config.delivery.enabled {
+                config.delivery.max_connections as u64
+            } else {
+                0
+            }
+            + config.store.max_connections as u64;
+        let open = crate::fdlimit::open_now();
+        let budget = crate::fdlimit::budget(limit.limit, open, reserve);
+        let smtp_share = crate::fdlimit::share(&budget, smtp_max_connections);
+        let http_share = crate::fdlimit::share(&budget, config.http.max_connections);
+        tracing::info!(
+            limit = limit.limit,
+            raised_from = limit.was,
+            open,
+            reserve,
+            connections = budget.total(),
+            smtp = smtp_share,
+            http = http_share,
+            "open files: connections get what the store, delivery and DNS do not need"
+        );
+        if smtp_share < smtp_max_connections {
+            tracing::warn!(
+                "the open-file limit ({}) allows {smtp_share} SMTP connections, fewer than [smtp] max_connections = {smtp_max_connections}; raise LimitNOFILE (systemd) or ulimit -Hn",
+                limit.limit
+            );
+        }
+        if config.http.enabled && http_share < config.http.max_connections {
+            tracing::warn!(
+                "the open-file limit ({}) allows {http_share} HTTP connections, fewer than [http] max_connections = {}; raise LimitNOFILE (systemd) or ulimit -Hn",
+                limit.limit,
+                config.http.max_connections
+            );
+        }
+        server.limit_connections(budget.cap(smtp_share));
+        budget.cap(http_share)
+    });
     let shutdown = CancellationToken::new();
     spawn_signal_handlers(shutdown.clone(), tls)?;
     let mut background = Vec::new();
@@ -143,6 +188,7 @@ pub async fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
         store.clone(),
         node,
         node_timeout,
+        engine.clone(),
         shutdown.clone(),
     )));
     // Work other nodes add (a shared store) wakes this node's delivery and
@@ -172,7 +218,13 @@ pub async fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
         }));
         let stop = shutdown.clone();
         background.push(tokio::spawn(async move {
-            if let Err(e) = posthorn_api::serve(listener, state, stop.cancelled_owned()).await {
+            let served = match http_cap {
+                Some(cap) => {
+                    posthorn_api::serve_capped(listener, state, cap, stop.cancelled_owned()).await
+                }
+                None => posthorn_api::serve(listener, state, stop.cancelled_owned()).await,
+            };
+            if let Err(e) = served {
                 tracing::error!(error = %e, "HTTP API stopped");
             }
         }));

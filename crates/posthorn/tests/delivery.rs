@@ -401,7 +401,7 @@ fn connections_are_reused_within_the_caps() {
         &delivery_config(
             sink.port(),
             &dns,
-            "max_connections_per_host = 1\nmax_messages_per_connection = 2",
+            "max_connections_per_destination = 1\nmax_messages_per_connection = 2",
         ),
     );
     let ids: Vec<String> = (0..6)

@@ -8,10 +8,12 @@
 //! learned, see [`slices`]);
 //! [`FallbackLimiter`] uses Redis and falls back to local limits while Redis
 //! is unreachable. [`ConnectionCounter`] caps concurrent connections per key
-//! on this node.
+//! on this node; [`ConnectionCap`] a listener's connections in all, within
+//! the process's [`FdBudget`] of file descriptors.
 
 mod conns;
 mod fallback;
+mod fds;
 pub mod gcra;
 mod local;
 mod redis_limiter;
@@ -19,6 +21,7 @@ pub mod slices;
 
 pub use conns::{ConnectionCounter, ConnectionGuard};
 pub use fallback::FallbackLimiter;
+pub use fds::{AcceptBackoff, CapFull, CapSlot, ConnectionCap, FdBudget, LogThrottle};
 pub use gcra::{Decision, Mode, Quota};
 pub use local::LocalLimiter;
 pub use redis_limiter::RedisLimiter;

@@ -56,6 +56,12 @@ pub struct SmtpConfig {
     pub data_timeout: Duration,
     /// Longest TLS handshake.
     pub tls_handshake_timeout: Duration,
+    /// How long a connection may go on without a successful AUTH, counted
+    /// from its accept, whatever it sends meanwhile (NOOP, RSET, EHLO, a
+    /// byte at a time); past it `421 4.7.0` and close. Connections from a
+    /// trusted network are logged in from the start and exempt. Zero: no
+    /// limit (only `idle_timeout` applies).
+    pub login_timeout: Duration,
     /// How long an [`ListenerKind::AutoTls`] listener waits for a TLS
     /// ClientHello before greeting in plain text: the delay a STARTTLS
     /// client there sees before its greeting.
@@ -65,9 +71,21 @@ pub struct SmtpConfig {
     pub trusted_networks: Vec<TrustedNetwork>,
     /// How long shutdown waits for transactions in flight.
     pub shutdown_grace: Duration,
+    /// Connections of these listeners at once, on this node (0: no limit);
+    /// past it `421 4.3.2` and close. The process's file descriptors may
+    /// cap them lower (`SmtpServer::limit_connections`).
+    pub max_connections: u64,
+    /// How long a message may wait for the store to take and commit it;
+    /// past it `451 4.3.2` (zero: no limit). A store that falls behind
+    /// fills its bounded queue; its submitters then wait for room, and this
+    /// is how long.
+    pub store_timeout: Duration,
     /// Connections from one address that have not logged in (0: no limit).
     pub max_connections_per_ip: u64,
-    /// New connections per address per minute (0: no limit).
+    /// Connections per address per minute that do not log in (0: no
+    /// limit). Each is booked when it opens and given back when it logs
+    /// in, so an application that opens a connection per message and logs
+    /// in is held to its account's limits, not to this one.
     pub new_connections_per_ip_per_minute: u64,
     /// When failed logins lock AUTH out, per (client address, user) and per
     /// client address (see [`LockoutPolicy`] for the defaults and why). The
@@ -89,10 +107,13 @@ impl Default for SmtpConfig {
             idle_timeout: Duration::from_secs(30),
             data_timeout: Duration::from_secs(600),
             tls_handshake_timeout: Duration::from_secs(10),
+            login_timeout: Duration::from_secs(60),
             auto_tls_wait: Duration::from_millis(300),
             allow_plaintext_auth_on_loopback: false,
             trusted_networks: Vec::new(),
             shutdown_grace: Duration::from_secs(30),
+            max_connections: 10_000,
+            store_timeout: Duration::from_secs(15),
             max_connections_per_ip: 50,
             new_connections_per_ip_per_minute: 600,
             auth_lockout: LockoutPolicy::default(),

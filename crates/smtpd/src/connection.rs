@@ -4,7 +4,7 @@
 use crate::replies::{auth_failure, submit_failure, submit_failure_with_id};
 use crate::server::Shared;
 use crate::ListenerKind;
-use posthorn_ratelimit::{count_refusal, ConnectionGuard, Decision, Limiter, Mode, Quota};
+use posthorn_ratelimit::{count_refusal, ConnectionGuard, Limiter};
 use posthorn_smtp::{Credentials, Event, Session, SessionConfig};
 use posthorn_submit::{is_suppression, AuthError};
 use posthorn_types::{Identity, LoginKind, Origin, Reply};
@@ -25,6 +25,9 @@ struct Conn {
     identity: Option<Identity>,
     /// The identity of a trusted network, given again after STARTTLS.
     trusted: Option<Identity>,
+    /// When a connection that has not logged in is closed, whatever it
+    /// sends (`login_timeout`); `None` for a trusted network or no limit.
+    login_deadline: Option<Instant>,
     /// The sender of the open transaction.
     mail_from: Option<String>,
     /// Recipients of the open transaction refused as suppressed.
@@ -95,6 +98,8 @@ pub(crate) async fn serve(
         shared: shared.clone(),
         peer,
         identity: trusted.clone(),
+        login_deadline: (trusted.is_none() && !cfg.login_timeout.is_zero())
+            .then(|| Instant::now() + cfg.login_timeout),
         trusted,
         mail_from: None,
         suppressed: Vec::new(),
@@ -227,14 +232,7 @@ async fn admit(shared: &Shared, peer: SocketAddr) -> Result<ConnectionGuard, Rep
         )
     };
     let ip = peer.ip().to_string();
-    let rate = Quota::per_minute(cfg.new_connections_per_ip_per_minute);
-    let decision = shared
-        .submitter
-        .limiter()
-        .check(&format!("conn:{ip}"), rate, 1, Mode::Consume)
-        .await
-        .unwrap_or(Decision::Allowed);
-    if !decision.is_allowed() {
+    if !crate::server::may_open(shared, peer.ip()).await {
         count_refusal("new_connections_per_ip");
         return Err(too_many());
     }
@@ -259,6 +257,14 @@ async fn sniff(stream: &TcpStream, wait: Duration) -> ListenerKind {
 }
 
 impl Conn {
+    /// The connection has not logged in and its time to do so is up.
+    fn login_due(&self) -> bool {
+        self.identity.is_none()
+            && self
+                .login_deadline
+                .is_some_and(|deadline| Instant::now() >= deadline)
+    }
+
     /// Check a login, minding the AUTH lockouts and the user's connection
     /// cap. Answers the account's recipients-per-message limit when it
     /// could be read.
@@ -334,7 +340,9 @@ impl Conn {
         tracing::debug!(peer = %self.peer, user = %creds.username, "authenticated");
         self.user_lease = lease;
         self.user_slot = Some(slot);
-        self.ip_slot = None;
+        if self.ip_slot.take().is_some() {
+            crate::server::logged_in(&shared, self.peer.ip()).await;
+        }
         self.identity = Some(identity);
         Ok(max_recipients)
     }
@@ -392,6 +400,20 @@ impl Conn {
                         session.shutdown();
                         continue;
                     }
+                    if self.login_due() {
+                        let reply = Reply::new(
+                            421,
+                            "4.7.0",
+                            format!(
+                                "{} Error: no login within {} seconds, closing connection",
+                                self.shared.config.hostname,
+                                self.shared.config.login_timeout.as_secs()
+                            ),
+                        );
+                        tracing::info!(peer = %self.peer, "closed: no login within login_timeout");
+                        session.close_with(reply);
+                        continue;
+                    }
                     let config = &self.shared.config;
                     let limit = if session.in_data() {
                         let deadline = *data_deadline
@@ -403,9 +425,17 @@ impl Conn {
                         data_deadline = None;
                         config.idle_timeout
                     };
+                    let limit = match (self.login_deadline, &self.identity) {
+                        (Some(deadline), None) => {
+                            limit.min(deadline.saturating_duration_since(Instant::now()))
+                        }
+                        _ => limit,
+                    };
                     let idle = session.is_idle();
                     tokio::select! {
                         read = tokio::time::timeout(limit, stream.read(&mut buf)) => match read {
+                            // The next step closes it for want of a login.
+                            Err(_) if self.login_due() => {}
                             Err(_) => session.timeout(),
                             Ok(Ok(0)) => return Ok(End::Closed),
                             Ok(Ok(n)) => session.feed(&buf[..n]),
@@ -473,17 +503,23 @@ impl Conn {
                         peer: Some(self.peer.ip()),
                         tls: self.tls.clone(),
                     };
-                    let result = self
-                        .shared
-                        .submitter
-                        .submit(who, &origin, envelope, data)
-                        .await;
-                    let result = match result {
-                        Ok(id) => {
+                    let submitted = crate::server::store_wait(
+                        &self.shared,
+                        self.shared.submitter.submit(who, &origin, envelope, data),
+                    )
+                    .await;
+                    let result = match submitted {
+                        None => {
+                            tracing::warn!(peer = %self.peer, user = who.login_name(), rcpts, size, "message not accepted: the store did not commit it within [smtp] store_timeout_secs");
+                            Err(crate::server::store_busy_reply(
+                                &self.shared.config.hostname,
+                            ))
+                        }
+                        Some(Ok(id)) => {
                             tracing::info!(peer = %self.peer, user = who.login_name(), %id, rcpts, size, "message accepted");
                             Ok(id)
                         }
-                        Err(e) => {
+                        Some(Err(e)) => {
                             // The RequestId the client sees, in the log.
                             let request_id = posthorn_types::new_uuid();
                             tracing::info!(peer = %self.peer, user = who.login_name(), error = %e, %request_id, "message refused");

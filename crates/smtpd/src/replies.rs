@@ -46,5 +46,12 @@ pub(crate) fn submit_failure_with_id(e: &SubmitError, request_id: &str) -> Reply
             "4.3.0",
             "Error: temporary failure, message not accepted, try again later",
         ),
+        // RFC 3463 4.3.1, mail system full; RFC 5321 452, insufficient
+        // system storage.
+        SubmitError::NoSpace(_) => Reply::new(
+            452,
+            "4.3.1",
+            "Error: insufficient system storage, message not accepted, try again later",
+        ),
     }
 }

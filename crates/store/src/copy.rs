@@ -538,6 +538,7 @@ fn in_table(table: &str, e: StoreError) -> StoreError {
         StoreError::Duplicate(m) => StoreError::Duplicate(format!("copying {table}: {m}")),
         StoreError::InUse(m) => StoreError::InUse(format!("copying {table}: {m}")),
         StoreError::Backend(m) => StoreError::Backend(format!("copying {table}: {m}")),
+        StoreError::NoSpace(m) => StoreError::NoSpace(format!("copying {table}: {m}")),
     }
 }
 

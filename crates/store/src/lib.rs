@@ -17,7 +17,10 @@ mod postgres_clock;
 mod postgres_enqueue;
 mod postgres_events;
 mod postgres_nodes;
+mod postgres_stash;
+mod postgres_suppressed;
 mod shared;
+mod space;
 mod sqlite;
 mod sqlite_api;
 mod sqlite_auth;
@@ -50,6 +53,11 @@ pub enum StoreError {
     /// The store itself failed: disk, database, connection.
     #[error("store failure: {0}")]
     Backend(String),
+    /// The store could not write for lack of space (SQLite `SQLITE_FULL`,
+    /// `ENOSPC`; PostgreSQL SQLSTATE 53100 `disk_full`): nothing was
+    /// written; the same write may succeed once space is freed.
+    #[error("store out of space: {0}")]
+    NoSpace(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -138,6 +146,21 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
         lease_until: i64,
         limit: u32,
+    ) -> Result<Vec<DueRecipient>> {
+        self.claim_due_except(owner, now, lease_until, limit, &[])
+            .await
+    }
+    /// [`Store::claim_due`], leaving out recipients at the domains in
+    /// `skip` (lower case; the part after the address's last `@`): the
+    /// scheduler's destinations that hold enough work already, so a
+    /// backlog at one domain does not keep claims from the others.
+    async fn claim_due_except(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_until: i64,
+        limit: u32,
+        skip: &[String],
     ) -> Result<Vec<DueRecipient>>;
     /// Give back every lease `owner` holds (a node restarting after a
     /// crash): those recipients are due again at `now`. Returns how many.
@@ -220,6 +243,10 @@ pub trait Store: Send + Sync + 'static {
     /// Every node that has sent a heartbeat, by id, with the leases each
     /// holds.
     async fn nodes(&self) -> Result<Vec<NodeRecord>>;
+    /// Store what node `id` reports of its own work (opaque text to the
+    /// store; JSON of its delivery destinations), read back with
+    /// [`Store::nodes`]. A node without a row yet is left alone.
+    async fn report_node(&self, id: &str, report: &str) -> Result<()>;
     /// Give back the leases of every node whose last heartbeat is older
     /// than `timeout` seconds at `now` (it is dead: its recipients become
     /// due at `now` for the others). Returns the nodes that had any. A
@@ -234,6 +261,17 @@ pub trait Store: Send + Sync + 'static {
     /// The signals this store raises when other nodes add work (see
     /// [`Wakeups`]); the same pair on every call.
     fn wakeups(&self) -> Wakeups;
+
+    // --- space --------------------------------------------------------------
+    /// `Some(since)` while the store cannot write for lack of space: the
+    /// time (`now()`) of the first write that failed with
+    /// [`StoreError::NoSpace`] since the last one that succeeded. Cheap
+    /// (readiness asks it on every probe). The embedded store also tries a
+    /// small write of its own in the data directory, at most once a second
+    /// while it is out of space, and answers `None` once that succeeds;
+    /// PostgreSQL answers `None` once a write succeeds or 30 s after the
+    /// last failure, so that traffic may try again.
+    async fn out_of_space(&self) -> Option<i64>;
 
     // --- AUTH lockouts ---------------------------------------------------
     // Failed SMTP logins per (client address, login name), kept here so the

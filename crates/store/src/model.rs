@@ -398,6 +398,9 @@ pub struct NodeRecord {
     pub last_seen: i64,
     /// Recipients `sending` under its lease.
     pub leases: u64,
+    /// What it last reported of its own work ([`crate::Store::report_node`];
+    /// `{}` before the first report).
+    pub report: String,
 }
 
 /// Leases of a node found dead, given back so others deliver its work.

@@ -19,8 +19,10 @@
 use crate::fresh::FreshContents;
 use crate::postgres_clock::Clock;
 use crate::postgres_enqueue::{insert_messages, Enqueuer};
-use crate::postgres_events::{record_events, WAKE_CHANNEL};
+use crate::postgres_events::{event_ctes, WAKE_CHANNEL, WAKE_IF_ADDED};
 use crate::postgres_nodes as nodes;
+use crate::postgres_stash::{OwnBackends, Stash};
+use crate::postgres_suppressed::SuppressionChecks;
 use crate::shared::duplicate;
 use crate::*;
 use posthorn_types::RecipientStatus;
@@ -40,7 +42,20 @@ const MIGRATIONS: &[&str] = &[
     include_str!("pg_schema_v1.sql"),
     include_str!("pg_schema_v2.sql"),
     include_str!("pg_schema_v3.sql"),
+    include_str!("pg_schema_v4.sql"),
+    include_str!("pg_schema_v5.sql"),
 ];
+
+/// `persistent(..)` of delivery's statements over the queue (claims,
+/// outcomes, completion, the next due time): not prepared once per
+/// connection but planned at each execution, for the table as it is then
+/// and the arrays it is given. A prepared statement's plan is kept until
+/// the table is analyzed again; one planned while the queue was nearly
+/// empty (a new database under load at once, as in bench/cluster.sh, where
+/// autovacuum had not run within the minute) scanned the whole table per
+/// touched message: the completion check of 677 messages took 1.8 s. The
+/// planning costs less than a millisecond a batch.
+const PLANNED_EACH_TIME: bool = false;
 
 /// Statuses after which nothing more happens to a recipient.
 const NOT_FINAL: &str = "('queued', 'deferred', 'sending')";
@@ -55,6 +70,14 @@ pub struct PostgresStore {
     wakeups: Wakeups,
     /// Whether the LISTEN task runs (started by the first `wakeups()`).
     listening: std::sync::Once,
+    /// The RCPT-time suppression check, coalesced (`postgres_suppressed.rs`).
+    suppressed: SuppressionChecks,
+    /// Connections kept for delivery's claims and records (`postgres_stash.rs`).
+    delivery: Arc<Stash>,
+    /// The backends this node's enqueues NOTIFY from.
+    own_backends: OwnBackends,
+    /// Whether enqueues fail for lack of space (`Store::out_of_space`).
+    space: crate::space::SpaceWatch,
 }
 
 /// `"name"`, quoted as an SQL identifier.
@@ -111,7 +134,30 @@ impl PostgresStore {
         // at once, with 20 sessions, made batches of 2.5 messages and a
         // flush queue; bench/cluster.sh).
         let fresh = Arc::new(FreshContents::default());
-        let enqueuer = Enqueuer::start(pool.clone(), clock.clone(), 2, fresh.clone());
+        // The hot paths keep connections of the pool taken, sparing the
+        // pool's two pings per use (`postgres_stash.rs`): three for the
+        // batches committing and their NOTIFY, one for the suppression
+        // checks, two for delivery, at most a third of the pool in all
+        // (the rest, and whatever these need beyond, come and go through
+        // the pool).
+        let budget = max_connections as usize / 3;
+        let commits = budget.min(3);
+        let checks = (budget - commits).min(1);
+        let delivery = (budget - commits - checks).min(2);
+        let own_backends = OwnBackends::default();
+        let enqueuer = Enqueuer::start(
+            pool.clone(),
+            Arc::new(Stash::new(
+                pool.clone(),
+                commits,
+                Some(own_backends.clone()),
+            )),
+            clock.clone(),
+            2,
+            fresh.clone(),
+        );
+        let suppressed = SuppressionChecks::start(Arc::new(Stash::new(pool.clone(), checks, None)));
+        let delivery = Arc::new(Stash::new(pool.clone(), delivery, None));
         Ok(Self {
             pool,
             clock,
@@ -119,6 +165,10 @@ impl PostgresStore {
             fresh,
             wakeups: Wakeups::default(),
             listening: std::sync::Once::new(),
+            suppressed,
+            delivery,
+            own_backends,
+            space: Default::default(),
         })
     }
 }
@@ -127,7 +177,7 @@ impl PostgresStore {
 /// (and this one) commit. After (re)connecting both are raised: what was
 /// sent meanwhile is unknown. Runs as long as the process (one task, made
 /// by the first [`Store::wakeups`] call).
-async fn listen(pool: PgPool, wakeups: Wakeups) {
+async fn listen(pool: PgPool, wakeups: Wakeups, own: OwnBackends) {
     use sqlx::postgres::PgListener;
     let raise_all = || {
         wakeups.queue.notify_one();
@@ -151,6 +201,9 @@ async fn listen(pool: PgPool, wakeups: Wakeups) {
         loop {
             match listener.try_recv().await {
                 Ok(Some(n)) => match n.payload() {
+                    // This node's own enqueues: its delivery was woken by
+                    // the submitter already.
+                    "q" if own.lock().expect("own backends").contains(&n.process_id()) => {}
                     "q" => wakeups.queue.notify_one(),
                     "w" => wakeups.webhooks.notify_one(),
                     _ => {}
@@ -311,6 +364,128 @@ fn by_message<T>(
 }
 
 const MESSAGE_COLUMNS: &str = "m.id, m.account_id, a.name AS account, m.mail_from, m.auth_user, m.client_ip, m.label, m.size, m.received_at, m.subject, m.header_from, m.completed_at, m.is_dsn, m.content_purged";
+
+impl PostgresStore {
+    /// [`Store::record_outcomes`] on `conn`, in one transaction.
+    async fn record_outcomes_on(
+        &self,
+        conn: &mut PgConnection,
+        owner: Option<&str>,
+        batch: OutcomeBatch,
+    ) -> Result<Recorded> {
+        let now = self.now();
+        let mut tx = conn.begin().await?;
+        let mut recorded = Recorded::default();
+        if !batch.updates.is_empty() {
+            let mut touched: Vec<String> = batch
+                .updates
+                .iter()
+                .map(|u| u.message_id.to_string())
+                .collect();
+            touched.sort_unstable();
+            touched.dedup();
+            let u = &batch.updates;
+            let guard = match owner {
+                Some(_) => "r.status = 'sending' AND r.lease_owner = $9",
+                None => "r.status IN ('queued', 'deferred', 'sending') AND $9::text IS NULL",
+            };
+            // One statement: the messages locked first, in id order (the
+            // one-time filter runs before any recipient is touched), so two
+            // recorders finishing the last recipients of one message take
+            // turns and the second's completion check below, a statement
+            // begun after the lock, sees the first's; then the recipients,
+            // and the webhook events of their new states.
+            let sql = format!(
+                "WITH locked AS (SELECT 1 FROM messages WHERE id = ANY($10) ORDER BY id FOR UPDATE),
+                 upd AS (
+                     UPDATE recipients AS r SET status = u.status, attempts = u.attempts,
+                            last_reply = u.last_reply, remote_host = u.remote_host, next_try = u.next_try,
+                            lease_owner = NULL, lease_until = NULL, updated_at = $8
+                     FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::bigint[])
+                          AS u(id, idx, status, attempts, last_reply, remote_host, next_try)
+                     WHERE r.message_id = u.id AND r.idx = u.idx AND {guard}
+                       AND (SELECT COUNT(*) FROM locked) >= 0
+                     RETURNING r.message_id, r.idx, r.status, r.address, r.attempts, r.last_reply, r.remote_host),
+                 {events}
+                 SELECT upd.message_id, upd.idx, (SELECT COUNT(*) FROM ({wake}) w) AS woken FROM upd",
+                events = event_ctes("upd", "$8", "$8"),
+                wake = WAKE_IF_ADDED.replace("$CH", "$11"),
+            );
+            // Planned afresh each time (see PLANNED_EACH_TIME).
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .persistent(PLANNED_EACH_TIME)
+                .bind(
+                    u.iter()
+                        .map(|u| u.message_id.to_string())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(u.iter().map(|u| i64::from(u.idx)).collect::<Vec<_>>())
+                .bind(u.iter().map(|u| u.status.as_str()).collect::<Vec<_>>())
+                .bind(u.iter().map(|u| i64::from(u.attempts)).collect::<Vec<_>>())
+                .bind(u.iter().map(|u| u.last_reply.clone()).collect::<Vec<_>>())
+                .bind(u.iter().map(|u| u.remote_host.clone()).collect::<Vec<_>>())
+                .bind(u.iter().map(|u| u.next_try).collect::<Vec<_>>())
+                .bind(now)
+                .bind(owner)
+                .bind(&touched)
+                .bind(WAKE_CHANNEL)
+                .fetch_all(&mut *tx)
+                .await?;
+            let mut applied: Vec<(String, i64)> = rows
+                .iter()
+                .map(|r| (r.get("message_id"), r.get("idx")))
+                .collect();
+            applied.sort_unstable();
+            applied.dedup();
+            recorded.applied = applied.len() as u64;
+            for u in &batch.updates {
+                let Some(reason) = &u.suppress else { continue };
+                let id = u.message_id.to_string();
+                if applied
+                    .binary_search(&(id.clone(), i64::from(u.idx)))
+                    .is_err()
+                {
+                    continue;
+                }
+                sqlx::query(
+                    "INSERT INTO suppressions (account_id, address, reason, message_id, created_at)
+                     SELECT m.account_id, r.address, $3, $1, $4
+                     FROM messages m JOIN recipients r ON r.message_id = m.id AND r.idx = $2
+                     WHERE m.id = $1
+                     ON CONFLICT (account_id, lower(address)) DO UPDATE SET reason = excluded.reason,
+                         message_id = excluded.message_id, created_at = excluded.created_at",
+                )
+                .bind(&id)
+                .bind(i64::from(u.idx))
+                .bind(reason)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            let sql = format!(
+                "UPDATE messages SET completed_at = $1
+                 WHERE id = ANY($2) AND completed_at IS NULL
+                   AND NOT EXISTS (SELECT 1 FROM recipients WHERE message_id = messages.id AND status IN {NOT_FINAL})
+                 RETURNING id"
+            );
+            let done: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .persistent(PLANNED_EACH_TIME)
+                .bind(now)
+                .bind(&touched)
+                .fetch_all(&mut *tx)
+                .await?;
+            for id in done {
+                recorded.completed.push(parse_id(&id)?);
+            }
+            recorded.completed.sort_unstable();
+        }
+        for notice in &batch.notices {
+            insert_messages(&mut tx, &[notice], now).await?;
+        }
+        tx.commit().await?;
+        Ok(recorded)
+    }
+}
 
 impl PostgresStore {
     /// The attachments and recipients of these messages, by message id.
@@ -694,7 +869,9 @@ impl Store for PostgresStore {
     }
 
     async fn enqueue(&self, message: NewMessage) -> Result<()> {
-        self.enqueuer.enqueue(message).await
+        let result = self.enqueuer.enqueue(message).await;
+        self.space.observe(&result, self.now());
+        result
     }
 
     async fn message(&self, id: MessageId) -> Result<MessageRecord> {
@@ -769,24 +946,31 @@ impl Store for PostgresStore {
         Ok(n as u64)
     }
 
-    async fn claim_due(
+    async fn claim_due_except(
         &self,
         owner: &str,
         now: i64,
         lease_until: i64,
         limit: u32,
+        skip: &[String],
     ) -> Result<Vec<DueRecipient>> {
         // One statement: leases that ran out first, then the earliest
         // planned; rows another node is claiming right now are skipped,
-        // never waited for nor taken twice.
+        // never waited for nor taken twice. `$5`: domains to leave out,
+        // compared with the end of the address.
+        let mut lease = self.delivery.lease().await?;
         let rows = sqlx::query(
             "WITH expired AS (
                  SELECT message_id, idx FROM recipients
                  WHERE status = 'sending' AND lease_until <= $1
+                   AND NOT EXISTS (SELECT 1 FROM unnest($5::text[]) s(d)
+                       WHERE right(lower(address), length(s.d) + 1) = '@' || s.d)
                  ORDER BY lease_until LIMIT $2 FOR UPDATE SKIP LOCKED),
              planned AS (
                  SELECT message_id, idx FROM recipients
                  WHERE status IN ('queued', 'deferred') AND next_try <= $1
+                   AND NOT EXISTS (SELECT 1 FROM unnest($5::text[]) s(d)
+                       WHERE right(lower(address), length(s.d) + 1) = '@' || s.d)
                  ORDER BY next_try LIMIT $2 FOR UPDATE SKIP LOCKED),
              due AS (SELECT * FROM expired UNION ALL SELECT * FROM planned LIMIT $2)
              UPDATE recipients r SET status = 'sending', lease_owner = $3, lease_until = $4, updated_at = $1
@@ -795,12 +979,17 @@ impl Store for PostgresStore {
              RETURNING r.message_id, r.idx, r.address, r.attempts, m.account_id, m.mail_from,
                        m.header_from, m.label, m.received_at, m.is_dsn",
         )
+        .persistent(PLANNED_EACH_TIME)
         .bind(now)
         .bind(i64::from(limit))
         .bind(owner)
         .bind(lease_until)
-        .fetch_all(&self.pool)
-        .await?;
+        .bind(skip)
+        .fetch_all(lease.conn())
+        .await
+        .map_err(StoreError::from);
+        lease.done(&rows).await;
+        let rows = rows?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
             let id: String = r.get("message_id");
@@ -829,118 +1018,25 @@ impl Store for PostgresStore {
     }
 
     async fn next_due(&self) -> Result<Option<i64>> {
-        Ok(sqlx::query_scalar(
+        let mut lease = self.delivery.lease().await?;
+        let next = sqlx::query_scalar(
             "SELECT LEAST(
                  (SELECT MIN(next_try) FROM recipients WHERE status IN ('queued', 'deferred')),
                  (SELECT MIN(lease_until) FROM recipients WHERE status = 'sending'))",
         )
-        .fetch_one(&self.pool)
-        .await?)
+        .persistent(PLANNED_EACH_TIME)
+        .fetch_one(lease.conn())
+        .await
+        .map_err(StoreError::from);
+        lease.done(&next).await;
+        next
     }
 
     async fn record_outcomes(&self, owner: Option<&str>, batch: OutcomeBatch) -> Result<Recorded> {
-        let now = self.now();
-        let mut tx = self.pool.begin().await?;
-        let mut recorded = Recorded::default();
-        if !batch.updates.is_empty() {
-            let mut touched: Vec<String> = batch
-                .updates
-                .iter()
-                .map(|u| u.message_id.to_string())
-                .collect();
-            touched.sort_unstable();
-            touched.dedup();
-            // The messages first, in id order: two recorders finishing the
-            // last recipients of one message take turns, so the second
-            // sees the first's and marks the message complete.
-            sqlx::query("SELECT 1 FROM messages WHERE id = ANY($1) ORDER BY id FOR UPDATE")
-                .bind(&touched)
-                .execute(&mut *tx)
-                .await?;
-            let u = &batch.updates;
-            let guard = match owner {
-                Some(_) => "r.status = 'sending' AND r.lease_owner = $9",
-                None => "r.status IN ('queued', 'deferred', 'sending') AND $9::text IS NULL",
-            };
-            let sql = format!(
-                "UPDATE recipients AS r SET status = u.status, attempts = u.attempts,
-                        last_reply = u.last_reply, remote_host = u.remote_host, next_try = u.next_try,
-                        lease_owner = NULL, lease_until = NULL, updated_at = $8
-                 FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::bigint[])
-                      AS u(id, idx, status, attempts, last_reply, remote_host, next_try)
-                 WHERE r.message_id = u.id AND r.idx = u.idx AND {guard}
-                 RETURNING r.message_id, r.idx"
-            );
-            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(
-                    u.iter()
-                        .map(|u| u.message_id.to_string())
-                        .collect::<Vec<_>>(),
-                )
-                .bind(u.iter().map(|u| i64::from(u.idx)).collect::<Vec<_>>())
-                .bind(u.iter().map(|u| u.status.as_str()).collect::<Vec<_>>())
-                .bind(u.iter().map(|u| i64::from(u.attempts)).collect::<Vec<_>>())
-                .bind(u.iter().map(|u| u.last_reply.clone()).collect::<Vec<_>>())
-                .bind(u.iter().map(|u| u.remote_host.clone()).collect::<Vec<_>>())
-                .bind(u.iter().map(|u| u.next_try).collect::<Vec<_>>())
-                .bind(now)
-                .bind(owner)
-                .fetch_all(&mut *tx)
-                .await?;
-            let mut applied: Vec<(String, i64)> = rows
-                .iter()
-                .map(|r| (r.get("message_id"), r.get("idx")))
-                .collect();
-            applied.sort_unstable();
-            applied.dedup();
-            recorded.applied = applied.len() as u64;
-            let (ids, idx): (Vec<String>, Vec<i64>) = applied.iter().cloned().unzip();
-            record_events(&mut tx, ids, idx, now, now).await?;
-            for u in &batch.updates {
-                let Some(reason) = &u.suppress else { continue };
-                let id = u.message_id.to_string();
-                if applied
-                    .binary_search(&(id.clone(), i64::from(u.idx)))
-                    .is_err()
-                {
-                    continue;
-                }
-                sqlx::query(
-                    "INSERT INTO suppressions (account_id, address, reason, message_id, created_at)
-                     SELECT m.account_id, r.address, $3, $1, $4
-                     FROM messages m JOIN recipients r ON r.message_id = m.id AND r.idx = $2
-                     WHERE m.id = $1
-                     ON CONFLICT (account_id, lower(address)) DO UPDATE SET reason = excluded.reason,
-                         message_id = excluded.message_id, created_at = excluded.created_at",
-                )
-                .bind(&id)
-                .bind(i64::from(u.idx))
-                .bind(reason)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            }
-            let sql = format!(
-                "UPDATE messages SET completed_at = $1
-                 WHERE id = ANY($2) AND completed_at IS NULL
-                   AND NOT EXISTS (SELECT 1 FROM recipients WHERE message_id = messages.id AND status IN {NOT_FINAL})
-                 RETURNING id"
-            );
-            let done: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-                .bind(now)
-                .bind(&touched)
-                .fetch_all(&mut *tx)
-                .await?;
-            for id in done {
-                recorded.completed.push(parse_id(&id)?);
-            }
-            recorded.completed.sort_unstable();
-        }
-        for notice in &batch.notices {
-            insert_messages(&mut tx, &[notice], now).await?;
-        }
-        tx.commit().await?;
-        Ok(recorded)
+        let mut lease = self.delivery.lease().await?;
+        let result = self.record_outcomes_on(lease.conn(), owner, batch).await;
+        lease.done(&result).await;
+        result
     }
 
     async fn retry_now(&self, id: MessageId, now: i64) -> Result<u64> {
@@ -1078,14 +1174,7 @@ impl Store for PostgresStore {
     }
 
     async fn is_suppressed(&self, account_id: i64, address: &str) -> Result<bool> {
-        let found = sqlx::query(
-            "SELECT 1 FROM suppressions WHERE account_id = $1 AND lower(address) = lower($2)",
-        )
-        .bind(account_id)
-        .bind(address)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(found.is_some())
+        self.suppressed.is_suppressed(account_id, address).await
     }
 
     async fn add_api_key(&self, key: ApiKey) -> Result<()> {
@@ -1166,6 +1255,10 @@ impl Store for PostgresStore {
         nodes::heartbeat(&self.pool, node, self.now()).await
     }
 
+    async fn report_node(&self, id: &str, report: &str) -> Result<()> {
+        nodes::report(&self.pool, id, report).await
+    }
+
     async fn nodes(&self) -> Result<Vec<NodeRecord>> {
         nodes::nodes(&self.pool).await
     }
@@ -1178,9 +1271,17 @@ impl Store for PostgresStore {
         nodes::forget(&self.pool, before).await
     }
 
+    async fn out_of_space(&self) -> Option<i64> {
+        self.space.check(self.now()).await
+    }
+
     fn wakeups(&self) -> Wakeups {
         self.listening.call_once(|| {
-            tokio::spawn(listen(self.pool.clone(), self.wakeups.clone()));
+            tokio::spawn(listen(
+                self.pool.clone(),
+                self.wakeups.clone(),
+                self.own_backends.clone(),
+            ));
         });
         self.wakeups.clone()
     }
@@ -1384,6 +1485,53 @@ mod tests {
         for id in ids {
             assert!(store.message(id).await.unwrap().completed_at.is_some());
         }
+        drop_schema(&store, &schema).await;
+    }
+
+    /// Checks asked together are answered by one statement
+    /// (`postgres_suppressed.rs`); each caller still gets its own answer,
+    /// per account and without regard to case, and a suppression added
+    /// is seen by the next check.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn suppression_checks_asked_together_each_get_their_answer() {
+        let Some((url, schema)) = database() else {
+            return;
+        };
+        // A pool large enough for the stashed connections (`postgres_stash.rs`).
+        let store = Arc::new(PostgresStore::open(&url, Some(&schema), 12).await.unwrap());
+        let a = store.create_account("a").await.unwrap().id;
+        let b = store.create_account("b").await.unwrap().id;
+        for i in (0..200).step_by(3) {
+            store
+                .add_suppression(a, &format!("r{i}@x.test"), "bounced")
+                .await
+                .unwrap();
+        }
+        let checks: Vec<_> = (0..200)
+            .flat_map(|i| [(a, i), (b, i)])
+            .map(|(account, i)| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let address = if i % 2 == 0 {
+                        format!("R{i}@X.TEST")
+                    } else {
+                        format!("r{i}@x.test")
+                    };
+                    let hit = store.is_suppressed(account, &address).await.unwrap();
+                    (account, i, hit)
+                })
+            })
+            .collect();
+        for c in checks {
+            let (account, i, hit) = c.await.unwrap();
+            assert_eq!(hit, account == a && i % 3 == 0, "account {account}, r{i}");
+        }
+        assert!(!store.is_suppressed(b, "r0@x.test").await.unwrap());
+        store
+            .add_suppression(b, "r0@x.test", "manual")
+            .await
+            .unwrap();
+        assert!(store.is_suppressed(b, "r0@x.test").await.unwrap());
         drop_schema(&store, &schema).await;
     }
 }

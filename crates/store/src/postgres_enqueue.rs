@@ -4,10 +4,15 @@
 //! store: [`Enqueuer`] takes messages from a bounded queue, and a batch is
 //! whatever waited while the previous batches were committing (up to
 //! [`MAX_BATCH`]). Up to `parallel` batches commit at once, each on a
-//! connection of its own, so one slow commit does not stop the others. A
-//! batch is a handful of statements whatever its size ([`insert_messages`]
-//! sends every table's rows as arrays), and the caller is answered only
-//! after the commit (`synchronous_commit` is the database's: on, unless an
+//! connection of its own (kept out of the pool between batches,
+//! `postgres_stash.rs`), so one slow commit does not stop the others. A
+//! batch is one statement whatever its size ([`insert_rows`] sends every
+//! table's rows as arrays), sent outside a transaction block: one round
+//! trip, committed when it returns, other nodes woken after it
+//! ([`notify_others`]); only a batch with recipients suppressed at RCPT,
+//! whose events read the rows just inserted, is a transaction of two.
+//! The caller is answered only after
+//! the commit (`synchronous_commit` is the database's: on, unless an
 //! operator turned it off). When the batch fails, its messages are
 //! inserted again one by one, each under a savepoint in one transaction,
 //! so a bad message is refused alone; only a failing commit fails them all.
@@ -15,13 +20,14 @@
 use crate::fresh::FreshContents;
 use crate::postgres_clock::Clock;
 use crate::postgres_events::{record_events, WAKE_CHANNEL};
+use crate::postgres_stash::Stash;
 use crate::shared::SUPPRESSED_REPLY;
 use crate::*;
 use posthorn_types::RecipientStatus;
 use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::Acquire;
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 
 /// The most messages one transaction carries.
 const MAX_BATCH: usize = 128;
@@ -44,13 +50,16 @@ impl Enqueuer {
     /// node's delivery to take instead of reading them back.
     pub(crate) fn start(
         pool: PgPool,
+        stash: Arc<Stash>,
         clock: Arc<Clock>,
         parallel: usize,
         fresh: Arc<FreshContents>,
     ) -> Self {
         let (jobs, rx) = mpsc::channel(QUEUE_CAP);
         let slots = Arc::new(Semaphore::new(parallel.max(1)));
-        tokio::spawn(gather(rx, pool, clock, slots, fresh));
+        let wake = Arc::new(Notify::new());
+        tokio::spawn(notify_others(stash.clone(), wake.clone()));
+        tokio::spawn(gather(rx, pool, stash, clock, slots, fresh, wake));
         Self { jobs }
     }
 
@@ -74,9 +83,11 @@ impl Enqueuer {
 async fn gather(
     mut rx: mpsc::Receiver<Job>,
     pool: PgPool,
+    stash: Arc<Stash>,
     clock: Arc<Clock>,
     slots: Arc<Semaphore>,
     fresh: Arc<FreshContents>,
+    wake: Arc<Notify>,
 ) {
     while let Some(first) = rx.recv().await {
         let Ok(slot) = slots.clone().acquire_owned().await else {
@@ -89,25 +100,88 @@ async fn gather(
                 Err(_) => break,
             }
         }
-        let (pool, clock, fresh) = (pool.clone(), clock.clone(), fresh.clone());
+        let (pool, stash, clock, fresh, wake) = (
+            pool.clone(),
+            stash.clone(),
+            clock.clone(),
+            fresh.clone(),
+            wake.clone(),
+        );
         tokio::spawn(async move {
-            commit(&pool, &clock, &fresh, batch).await;
+            commit(&pool, &stash, &clock, &fresh, &wake, batch).await;
             drop(slot);
         });
     }
 }
 
+/// Wake every other node's delivery (NOTIFY `q`) after commits of this
+/// node made recipients due: one notification for every commit since the
+/// last. Not inside the commit: PostgreSQL holds the notification queue's
+/// lock from before a notifying commit until after its WAL flush, so
+/// concurrent notifying commits cannot share a flush; the batches commit
+/// in parallel without it. The notification is its own transaction,
+/// committed without waiting for the flush (`synchronous_commit` off for
+/// it alone): one lost to a crash costs nothing, since every listener
+/// raises all its wakeups when it reconnects. It goes out on this node's
+/// enqueue connections, so this node's own LISTEN skips it (the
+/// submitter woke its delivery already).
+async fn notify_others(stash: Arc<Stash>, wake: Arc<Notify>) {
+    loop {
+        wake.notified().await;
+        let sent = async {
+            let mut lease = stash.lease().await?;
+            let result = sqlx::query(
+                "SELECT pg_notify($1, 'q') FROM (SELECT set_config('synchronous_commit', 'off', true)) s",
+            )
+            .bind(WAKE_CHANNEL)
+            .execute(lease.conn())
+            .await
+            .map(|_| ())
+            .map_err(StoreError::from);
+            lease.done(&result).await;
+            result
+        }
+        .await;
+        if let Err(e) = sent {
+            tracing::debug!(error = %e, "cannot wake other nodes; they find the work when they next look");
+        }
+    }
+}
+
 /// Commit one batch and answer each of its callers.
-async fn commit(pool: &PgPool, clock: &Arc<Clock>, fresh: &FreshContents, batch: Vec<Job>) {
+async fn commit(
+    pool: &PgPool,
+    stash: &Arc<Stash>,
+    clock: &Arc<Clock>,
+    fresh: &FreshContents,
+    wake: &Notify,
+    batch: Vec<Job>,
+) {
     let now = clock.now(pool);
     let messages: Vec<&NewMessage> = batch.iter().map(|j| &*j.message).collect();
     let together = async {
-        let mut tx = pool.begin().await?;
-        insert_messages(&mut tx, &messages, now).await?;
-        tx.commit().await?;
-        Ok::<_, StoreError>(())
+        let mut lease = stash.lease().await?;
+        let result = if messages.iter().any(|m| makes_events(m)) {
+            async {
+                let mut tx = lease.begin().await?;
+                insert_messages(&mut tx, &messages, now).await?;
+                tx.commit().await?;
+                Ok::<_, StoreError>(())
+            }
+            .await
+        } else {
+            // One statement, its own transaction: committed (and flushed,
+            // with synchronous_commit on) when it returns. Other nodes
+            // hear of it from `notify_others`, after the commit.
+            insert_rows(lease.conn(), &messages, false).await
+        };
+        lease.done(&result).await;
+        result
     }
     .await;
+    if together.is_ok() && messages.iter().any(|m| !m.recipients.is_empty()) {
+        wake.notify_one();
+    }
     let results: Vec<Result<()>> = match together {
         Ok(()) => batch.iter().map(|_| Ok(())).collect(),
         Err(e) if batch.len() == 1 => vec![Err(e)],
@@ -154,66 +228,59 @@ async fn one_by_one(pool: &PgPool, messages: &[&NewMessage], now: i64) -> Vec<Re
         Ok(results) => results,
         Err(e) => messages
             .iter()
-            .map(|_| Err(StoreError::Backend(e.to_string())))
+            .map(|_| Err(crate::space::again(&e)))
             .collect(),
     }
 }
 
+/// Whether committing `m` also stores events (for recipients suppressed
+/// at RCPT), which must read the rows inserted before them: a
+/// transaction of two statements rather than one statement.
+fn makes_events(m: &NewMessage) -> bool {
+    !m.suppressed.is_empty() && !m.is_dsn
+}
+
 /// Insert messages, their contents, attachments and recipients (queued,
 /// and suppressed at RCPT), with the events their suppressed recipients
-/// make, inside `tx`: one statement per table for the whole batch. Wakes
-/// every node's delivery (NOTIFY, sent at commit) when a recipient is due.
+/// make, inside `tx`. Wakes every node's delivery (NOTIFY, sent at
+/// commit) when a recipient is due.
 pub(crate) async fn insert_messages(
     tx: &mut PgConnection,
     messages: &[&NewMessage],
     now: i64,
 ) -> Result<()> {
+    insert_rows(tx, messages, true).await?;
+    for m in messages.iter().filter(|m| makes_events(m)) {
+        // Events stamped at acceptance, as the embedded store does.
+        let queued = m.recipients.len() as i64;
+        let total = queued + m.suppressed.len() as i64;
+        record_events(
+            tx,
+            vec![m.id.to_string(); m.suppressed.len()],
+            (queued..total).collect(),
+            m.received_at,
+            now,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// The rows of `messages` in every table, and (with `notify`) the NOTIFY
+/// when a recipient is due, in one statement (data-modifying `WITH`s; the foreign keys are
+/// checked at its end), so a batch outside a transaction block is one
+/// round trip and one commit.
+async fn insert_rows(
+    conn: &mut PgConnection,
+    messages: &[&NewMessage],
+    notify: bool,
+) -> Result<()> {
     if messages.is_empty() {
         return Ok(());
     }
     let ids: Vec<String> = messages.iter().map(|m| m.id.to_string()).collect();
-    sqlx::query(
-        "INSERT INTO messages (id, account_id, mail_from, auth_user, client_ip, label, size, received_at, subject, header_from, is_dsn, completed_at)
-         SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[],
-                              $8::bigint[], $9::text[], $10::text[], $11::boolean[], $12::bigint[])",
-    )
-    .bind(&ids)
-    .bind(messages.iter().map(|m| m.account_id).collect::<Vec<_>>())
-    .bind(messages.iter().map(|m| m.mail_from.as_str()).collect::<Vec<_>>())
-    .bind(messages.iter().map(|m| m.auth_user.as_str()).collect::<Vec<_>>())
-    .bind(messages.iter().map(|m| m.client_ip.as_deref()).collect::<Vec<_>>())
-    .bind(messages.iter().map(|m| m.label.as_deref()).collect::<Vec<_>>())
-    .bind(messages.iter().map(|m| m.content.len() as i64).collect::<Vec<_>>())
-    .bind(messages.iter().map(|m| m.received_at).collect::<Vec<_>>())
-    .bind(messages.iter().map(|m| m.subject.as_str()).collect::<Vec<_>>())
-    .bind(messages.iter().map(|m| m.header_from.as_str()).collect::<Vec<_>>())
-    .bind(messages.iter().map(|m| m.is_dsn).collect::<Vec<_>>())
-    .bind(
-        messages
-            .iter()
-            .map(|m| m.recipients.is_empty().then_some(m.received_at))
-            .collect::<Vec<_>>(),
-    )
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(
-        "INSERT INTO message_contents (message_id, content)
-         SELECT * FROM unnest($1::text[], $2::bytea[])",
-    )
-    .bind(&ids)
-    .bind(
-        messages
-            .iter()
-            .map(|m| m.content.as_slice())
-            .collect::<Vec<_>>(),
-    )
-    .execute(&mut *tx)
-    .await?;
-
     let mut attachments = Columns::default();
     let mut recipients = Columns::default();
-    // Per message with recipients suppressed at RCPT: (ids, indexes, at).
-    let mut suppressed: Vec<(Vec<String>, Vec<i64>, i64)> = Vec::new();
     for (m, id) in messages.iter().zip(&ids) {
         for (i, a) in m.attachments.iter().enumerate() {
             attachments.ids.push(id.clone());
@@ -223,14 +290,6 @@ pub(crate) async fn insert_messages(
             attachments.num.push(Some(a.size as i64));
         }
         let queued = m.recipients.len();
-        if !m.suppressed.is_empty() && !m.is_dsn {
-            let total = (queued + m.suppressed.len()) as i64;
-            suppressed.push((
-                vec![id.clone(); m.suppressed.len()],
-                (queued as i64..total).collect(),
-                m.received_at,
-            ));
-        }
         for (i, address) in m.recipients.iter().chain(&m.suppressed).enumerate() {
             let is_queued = i < queued;
             recipients.ids.push(id.clone());
@@ -252,44 +311,62 @@ pub(crate) async fn insert_messages(
             recipients.at.push(m.received_at);
         }
     }
-    if !attachments.ids.is_empty() {
-        sqlx::query(
-            "INSERT INTO attachments (message_id, idx, filename, content_type, size)
-             SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::bigint[])",
-        )
-        .bind(attachments.ids)
-        .bind(attachments.idx)
-        .bind(attachments.text1)
-        .bind(attachments.text2)
-        .bind(attachments.num)
-        .execute(&mut *tx)
-        .await?;
-    }
-    if !recipients.ids.is_empty() {
-        sqlx::query(
-            "INSERT INTO recipients (message_id, idx, address, status, next_try, last_reply, updated_at)
-             SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::bigint[])",
-        )
-        .bind(recipients.ids)
-        .bind(recipients.idx)
-        .bind(recipients.text1)
-        .bind(recipients.text2)
-        .bind(recipients.num)
-        .bind(recipients.text3)
-        .bind(recipients.at)
-        .execute(&mut *tx)
-        .await?;
-    }
-    for (ids, idx, at) in suppressed {
-        // Events stamped at acceptance, as the embedded store does.
-        record_events(tx, ids, idx, at, now).await?;
-    }
-    if messages.iter().any(|m| !m.recipients.is_empty()) {
-        sqlx::query("SELECT pg_notify($1, 'q')")
-            .bind(WAKE_CHANNEL)
-            .execute(&mut *tx)
-            .await?;
-    }
+    let due = notify && messages.iter().any(|m| !m.recipients.is_empty());
+    sqlx::query(
+        "WITH m AS (
+             INSERT INTO messages (id, account_id, mail_from, auth_user, client_ip, label, size, received_at, subject, header_from, is_dsn, completed_at)
+             SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[],
+                                  $8::bigint[], $9::text[], $10::text[], $11::boolean[], $12::bigint[])),
+         c AS (
+             INSERT INTO message_contents (message_id, content)
+             SELECT * FROM unnest($1::text[], $13::bytea[])),
+         a AS (
+             INSERT INTO attachments (message_id, idx, filename, content_type, size)
+             SELECT * FROM unnest($14::text[], $15::bigint[], $16::text[], $17::text[], $18::bigint[])),
+         r AS (
+             INSERT INTO recipients (message_id, idx, address, status, next_try, last_reply, updated_at)
+             SELECT * FROM unnest($19::text[], $20::bigint[], $21::text[], $22::text[], $23::bigint[], $24::text[], $25::bigint[]))
+         SELECT pg_notify($26, 'q') WHERE $27",
+    )
+    .bind(&ids)
+    .bind(messages.iter().map(|m| m.account_id).collect::<Vec<_>>())
+    .bind(messages.iter().map(|m| m.mail_from.as_str()).collect::<Vec<_>>())
+    .bind(messages.iter().map(|m| m.auth_user.as_str()).collect::<Vec<_>>())
+    .bind(messages.iter().map(|m| m.client_ip.as_deref()).collect::<Vec<_>>())
+    .bind(messages.iter().map(|m| m.label.as_deref()).collect::<Vec<_>>())
+    .bind(messages.iter().map(|m| m.content.len() as i64).collect::<Vec<_>>())
+    .bind(messages.iter().map(|m| m.received_at).collect::<Vec<_>>())
+    .bind(messages.iter().map(|m| m.subject.as_str()).collect::<Vec<_>>())
+    .bind(messages.iter().map(|m| m.header_from.as_str()).collect::<Vec<_>>())
+    .bind(messages.iter().map(|m| m.is_dsn).collect::<Vec<_>>())
+    .bind(
+        messages
+            .iter()
+            .map(|m| m.recipients.is_empty().then_some(m.received_at))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        messages
+            .iter()
+            .map(|m| m.content.as_slice())
+            .collect::<Vec<_>>(),
+    )
+    .bind(attachments.ids)
+    .bind(attachments.idx)
+    .bind(attachments.text1)
+    .bind(attachments.text2)
+    .bind(attachments.num)
+    .bind(recipients.ids)
+    .bind(recipients.idx)
+    .bind(recipients.text1)
+    .bind(recipients.text2)
+    .bind(recipients.num)
+    .bind(recipients.text3)
+    .bind(recipients.at)
+    .bind(WAKE_CHANNEL)
+    .bind(due)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 

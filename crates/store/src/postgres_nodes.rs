@@ -26,7 +26,7 @@ pub(crate) async fn heartbeat(pool: &PgPool, node: &NodeInfo, now: i64) -> Resul
 
 pub(crate) async fn nodes(pool: &PgPool) -> Result<Vec<NodeRecord>> {
     let rows = sqlx::query(
-        "SELECT n.id, n.address, n.version, n.started_at, n.last_seen,
+        "SELECT n.id, n.address, n.version, n.started_at, n.last_seen, n.report,
                 (SELECT COUNT(*) FROM recipients r WHERE r.status = 'sending' AND r.lease_owner = n.id) AS leases
          FROM nodes n ORDER BY n.id",
     )
@@ -43,8 +43,18 @@ pub(crate) async fn nodes(pool: &PgPool) -> Result<Vec<NodeRecord>> {
             },
             last_seen: r.get("last_seen"),
             leases: r.get::<i64, _>("leases") as u64,
+            report: r.get("report"),
         })
         .collect())
+}
+
+pub(crate) async fn report(pool: &PgPool, id: &str, report: &str) -> Result<()> {
+    sqlx::query("UPDATE nodes SET report = $1 WHERE id = $2")
+        .bind(report)
+        .bind(id)
+        .execute(pool)
+        .await?;
+    Ok(())
 }
 
 pub(crate) async fn take_over(pool: &PgPool, now: i64, timeout: i64) -> Result<Vec<TakenOver>> {

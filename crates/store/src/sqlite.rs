@@ -39,6 +39,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema_v5.sql"),
     include_str!("schema_v6.sql"),
     include_str!("schema_v7.sql"),
+    include_str!("schema_v8.sql"),
 ];
 
 /// See the module documentation.
@@ -57,6 +58,16 @@ impl From<sqlx::Error> for StoreError {
         if let sqlx::Error::Database(db) = &e {
             if db.is_unique_violation() {
                 return StoreError::Duplicate(db.message().to_string());
+            }
+            // SQLITE_FULL (SQLite says it for ENOSPC too); PostgreSQL's
+            // SQLSTATE 53100 disk_full.
+            if matches!(db.code().as_deref(), Some("13" | "53100")) {
+                return StoreError::NoSpace(db.message().to_string());
+            }
+        }
+        if let sqlx::Error::Io(io) = &e {
+            if io.kind() == std::io::ErrorKind::StorageFull {
+                return StoreError::NoSpace(e.to_string());
             }
         }
         StoreError::Backend(e.to_string())
@@ -133,7 +144,10 @@ impl SqliteStore {
             .test_before_acquire(false)
             .connect_with(options)
             .await?;
-        let counters = Arc::new(Counters::default());
+        let counters = Arc::new(Counters {
+            space: crate::space::SpaceWatch::with_probe(dir.to_path_buf()),
+            ..Counters::default()
+        });
         let fresh = Arc::new(FreshContents::default());
         let tx = writer::spawn(&dir.join("posthorn.db"), counters.clone(), fresh.clone())?;
         Ok(Self {
@@ -670,12 +684,13 @@ impl Store for SqliteStore {
         self.write(Op::Enqueue(Box::new(message))).await.map(|_| ())
     }
 
-    async fn claim_due(
+    async fn claim_due_except(
         &self,
         owner: &str,
         now: i64,
         lease_until: i64,
         limit: u32,
+        skip: &[String],
     ) -> Result<Vec<DueRecipient>> {
         match self
             .write(Op::Claim {
@@ -683,6 +698,7 @@ impl Store for SqliteStore {
                 now,
                 lease_until,
                 limit,
+                skip: serde_json::to_string(skip).expect("a list of strings is JSON"),
             })
             .await?
         {
@@ -750,6 +766,10 @@ impl Store for SqliteStore {
         nodes::heartbeat(&self.pool, node, now()).await
     }
 
+    async fn report_node(&self, id: &str, report: &str) -> Result<()> {
+        nodes::report(&self.pool, id, report).await
+    }
+
     async fn nodes(&self) -> Result<Vec<NodeRecord>> {
         nodes::nodes(&self.pool).await
     }
@@ -764,6 +784,10 @@ impl Store for SqliteStore {
 
     fn wakeups(&self) -> Wakeups {
         self.wakeups.clone()
+    }
+
+    async fn out_of_space(&self) -> Option<i64> {
+        self.counters.space.check(now()).await
     }
 
     async fn record_auth_failure(

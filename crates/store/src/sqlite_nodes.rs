@@ -24,7 +24,7 @@ pub(crate) async fn heartbeat(pool: &SqlitePool, node: &NodeInfo, now: i64) -> R
 
 pub(crate) async fn nodes(pool: &SqlitePool) -> Result<Vec<NodeRecord>> {
     let rows = sqlx::query(
-        "SELECT n.id, n.address, n.version, n.started_at, n.last_seen,
+        "SELECT n.id, n.address, n.version, n.started_at, n.last_seen, n.report,
                 (SELECT COUNT(*) FROM recipients r WHERE r.status = 'sending' AND r.lease_owner = n.id) AS leases
          FROM nodes n ORDER BY n.id",
     )
@@ -41,8 +41,18 @@ pub(crate) async fn nodes(pool: &SqlitePool) -> Result<Vec<NodeRecord>> {
             },
             last_seen: r.get("last_seen"),
             leases: r.get::<i64, _>("leases") as u64,
+            report: r.get("report"),
         })
         .collect())
+}
+
+pub(crate) async fn report(pool: &SqlitePool, id: &str, report: &str) -> Result<()> {
+    sqlx::query("UPDATE nodes SET report = ? WHERE id = ?")
+        .bind(report)
+        .bind(id)
+        .execute(pool)
+        .await?;
+    Ok(())
 }
 
 pub(crate) async fn take_over(pool: &SqlitePool, now: i64, timeout: i64) -> Result<Vec<TakenOver>> {

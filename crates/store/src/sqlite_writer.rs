@@ -49,6 +49,8 @@ pub(crate) enum Op {
         now: i64,
         lease_until: i64,
         limit: u32,
+        /// Domains to leave out, as a JSON array of strings.
+        skip: String,
     },
     Record {
         owner: Option<String>,
@@ -84,6 +86,8 @@ pub(crate) struct WriteJob {
 pub(crate) struct Counters {
     pub commits: AtomicU64,
     pub messages: AtomicU64,
+    /// Whether writes fail for lack of space (`Store::out_of_space`).
+    pub space: crate::space::SpaceWatch,
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -93,6 +97,10 @@ impl From<rusqlite::Error> for StoreError {
                 || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
             {
                 return StoreError::Duplicate(msg.clone().unwrap_or_else(|| e.to_string()));
+            }
+            // SQLite answers SQLITE_FULL for ENOSPC too.
+            if f.code == rusqlite::ErrorCode::DiskFull {
+                return StoreError::NoSpace(e.to_string());
             }
         }
         StoreError::Backend(e.to_string())
@@ -136,8 +144,19 @@ fn run(
                 Err(_) => break,
             }
         }
+        let changes = conn.total_changes();
         match write_batch(&mut conn, &mut batch) {
             Ok(results) => {
+                // Space: a job refused for want of it, or a commit that
+                // wrote something.
+                if results
+                    .iter()
+                    .any(|r| matches!(r, Err(StoreError::NoSpace(_))))
+                {
+                    counters.space.failed(now());
+                } else if conn.total_changes() != changes {
+                    counters.space.succeeded();
+                }
                 counters.commits.fetch_add(1, Ordering::Relaxed);
                 let committed = std::time::Instant::now();
                 for (job, done) in batch.drain(..).zip(results) {
@@ -159,8 +178,11 @@ fn run(
             }
             Err(e) => {
                 tracing::error!(error = %e, jobs = batch.len(), "group commit failed");
+                if matches!(e, StoreError::NoSpace(_)) {
+                    counters.space.failed(now());
+                }
                 for job in batch.drain(..) {
-                    let _ = job.done.send(Err(StoreError::Backend(e.to_string())));
+                    let _ = job.done.send(Err(crate::space::again(&e)));
                 }
             }
         }
@@ -275,7 +297,8 @@ fn run_op(tx: &Connection, op: &mut Op, events: bool, now: i64) -> Result<Done> 
             now,
             lease_until,
             limit,
-        } => Done::Claimed(claim(tx, owner, *now, *lease_until, *limit)?),
+            skip,
+        } => Done::Claimed(claim(tx, owner, *now, *lease_until, *limit, skip)?),
         Op::Record { owner, batch } => Done::Recorded(record(
             tx,
             owner.as_deref(),
@@ -450,26 +473,33 @@ fn claim(
     now: i64,
     lease_until: i64,
     limit: u32,
+    skip: &str,
 ) -> Result<Vec<DueRecipient>> {
     // One statement marks what is due (leases that ran out first, then the
-    // earliest planned), one reads its messages.
+    // earliest planned), one reads its messages. `?5` is a JSON array of
+    // domains to leave out, compared with the end of the address.
     let mut stmt = tx.prepare_cached(
         "UPDATE recipients SET status = 'sending', lease_owner = ?3, lease_until = ?4, updated_at = ?1
          WHERE rowid IN (
              SELECT rowid FROM (SELECT rowid FROM recipients
                                 WHERE status = 'sending' AND lease_until <= ?1
+                                  AND NOT EXISTS (SELECT 1 FROM json_each(?5) s
+                                      WHERE substr(lower(address), -length(s.value) - 1) = '@' || s.value)
                                 ORDER BY lease_until LIMIT ?2)
              UNION ALL
              SELECT rowid FROM (SELECT rowid FROM recipients
                                 WHERE status IN ('queued', 'deferred') AND next_try <= ?1
+                                  AND NOT EXISTS (SELECT 1 FROM json_each(?5) s
+                                      WHERE substr(lower(address), -length(s.value) - 1) = '@' || s.value)
                                 ORDER BY next_try LIMIT ?2)
              LIMIT ?2)
          RETURNING message_id, idx, address, attempts",
     )?;
     let claimed: Vec<(String, i64, String, i64)> = stmt
-        .query_map(params![now, i64::from(limit), owner, lease_until], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })?
+        .query_map(
+            params![now, i64::from(limit), owner, lease_until, skip],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )?
         .collect::<rusqlite::Result<_>>()?;
     if claimed.is_empty() {
         return Ok(Vec::new());

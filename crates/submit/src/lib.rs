@@ -61,11 +61,18 @@ pub enum SubmitError {
     /// The store failed; nothing was accepted; the client may retry.
     #[error("temporary failure: {0}")]
     Temporary(String),
+    /// The store is out of space; nothing was accepted; the client may
+    /// retry later (SMTP `452 4.3.1`).
+    #[error("out of space: {0}")]
+    NoSpace(String),
 }
 
 impl From<StoreError> for SubmitError {
     fn from(e: StoreError) -> Self {
-        SubmitError::Temporary(e.to_string())
+        match e {
+            StoreError::NoSpace(m) => SubmitError::NoSpace(m),
+            e => SubmitError::Temporary(e.to_string()),
+        }
     }
 }
 
@@ -490,6 +497,7 @@ pub fn count_refusal(e: &SubmitError) {
         SubmitError::SenderNotAllowed(_) => "SenderNotAllowed",
         SubmitError::Business(b) => b.code,
         SubmitError::Temporary(_) => "Temporary",
+        SubmitError::NoSpace(_) => "NoSpace",
     };
     metrics::counter!("posthorn_refusals_total", "code" => code).increment(1);
 }

@@ -332,7 +332,7 @@ pub struct NodeSettings {
 /// every second, room for many connections at once.
 pub fn relay_to(port: u16) -> String {
     format!(
-        "retry_schedule = [\"1s\"]\nidle_connection_timeout = \"1s\"\nmax_connections_per_host = 100\n[delivery.relay]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\n"
+        "retry_schedule = [\"1s\"]\nidle_connection_timeout = \"1s\"\nmax_connections_per_destination = 100\n[delivery.relay]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\n"
     )
 }
 

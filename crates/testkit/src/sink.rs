@@ -64,6 +64,23 @@ pub struct SinkOptions {
     /// Advertise SMTPUTF8 (and accept non-ASCII addresses in transactions
     /// that declare it). Default true.
     pub smtputf8: bool,
+    /// Where to listen. Default `127.0.0.1:0`; a test that needs two sinks
+    /// on one port (delivery uses one port for every mail server) binds
+    /// the second to another loopback address, like `127.0.0.2`.
+    pub bind: std::net::SocketAddr,
+    /// Random trouble for recipients that would get `250` (`ok@` and the
+    /// like): a share answered `451 4.3.0` at RCPT, a share whose
+    /// connection is dropped in the middle of DATA. Seeded, so a run can
+    /// be repeated.
+    pub chaos: Option<Chaos>,
+}
+
+/// See [`SinkOptions::chaos`].
+#[derive(Clone, Copy, Debug)]
+pub struct Chaos {
+    pub tempfail_percent: u64,
+    pub drop_percent: u64,
+    pub seed: u64,
 }
 
 impl Default for SinkOptions {
@@ -77,6 +94,8 @@ impl Default for SinkOptions {
             refuse_connections: false,
             pipelining: true,
             smtputf8: true,
+            bind: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            chaos: None,
         }
     }
 }
@@ -112,6 +131,13 @@ struct State {
     transcript: Vec<String>,
     batches: Vec<Vec<String>>,
     connections: u64,
+    /// Connections open now, and the most ever open at once.
+    open: u64,
+    max_open: u64,
+    /// Greet with this line and close (a server refusing service).
+    refusal: Option<String>,
+    /// The chaos generator's state (xorshift64).
+    rng: u64,
 }
 
 #[derive(Default)]
@@ -138,7 +164,7 @@ pub struct Sink {
 impl Sink {
     /// Start a sink on `127.0.0.1:0`.
     pub fn start(opts: SinkOptions) -> Sink {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the sink");
+        let listener = std::net::TcpListener::bind(opts.bind).expect("bind the sink");
         let port = listener.local_addr().expect("sink address").port();
         let certified = rcgen::generate_simple_self_signed(vec![
             "localhost".to_string(),
@@ -198,6 +224,8 @@ impl Sink {
                                 let id = {
                                     let mut st = ctx.shared.lock();
                                     st.connections += 1;
+                                    st.open += 1;
+                                    st.max_open = st.max_open.max(st.open);
                                     st.connections
                                 };
                                 tokio::spawn(serve(ctx.clone(), stream, id));
@@ -290,6 +318,26 @@ impl Sink {
     /// How many connections the sink has accepted.
     pub fn connections(&self) -> u64 {
         self.shared.lock().connections
+    }
+
+    /// The most connections that were open at once.
+    pub fn max_concurrent(&self) -> u64 {
+        self.shared.lock().max_open
+    }
+
+    /// Greet every new connection with `line` (such as `421 4.3.2 not
+    /// now`) and close it; `None` serves again.
+    pub fn set_refusal(&self, line: Option<&str>) {
+        self.shared.lock().refusal = line.map(str::to_string);
+    }
+}
+
+/// Counts a connection closed, however its task ends.
+struct OpenGuard(Arc<Shared>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.lock().open -= 1;
     }
 }
 
@@ -421,8 +469,15 @@ enum Next {
 }
 
 async fn serve(ctx: Arc<Ctx>, stream: TcpStream, id: u64) {
+    let _open = OpenGuard(ctx.shared.clone());
     let _ = stream.set_nodelay(true);
     let mut conn = Conn::Plain(stream);
+    let refusal = ctx.shared.lock().refusal.clone();
+    if let Some(line) = refusal {
+        let _ = conn.write_all(format!("{line}\r\n").as_bytes()).await;
+        conn.shutdown().await;
+        return;
+    }
     let mut s = Session {
         ctx,
         id,
@@ -850,6 +905,28 @@ impl Session {
             Behaviour::Drop => self.txn.drop = true,
             Behaviour::TempFailData => self.txn.tempfail_data = true,
             Behaviour::Ok | Behaviour::TempFail => {}
+        }
+        if let (Some(chaos), Behaviour::Ok) = (self.ctx.opts.chaos, behaviour(&to)) {
+            let (a, b) = {
+                let mut st = self.ctx.shared.lock();
+                if st.rng == 0 {
+                    st.rng = chaos.seed | 1;
+                }
+                let mut roll = || {
+                    st.rng ^= st.rng << 13;
+                    st.rng ^= st.rng >> 7;
+                    st.rng ^= st.rng << 17;
+                    st.rng % 100
+                };
+                (roll(), roll())
+            };
+            if a < chaos.tempfail_percent {
+                self.reply("451 4.3.0 chaos: try again later");
+                return;
+            }
+            if b < chaos.drop_percent {
+                self.txn.drop = true;
+            }
         }
         self.txn.rcpts.push(to);
         self.reply("250 2.1.5 Ok");

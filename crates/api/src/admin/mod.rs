@@ -6,7 +6,8 @@
 //! addresses, API users and labels ([`credentials`]), the suppression list
 //! ([`suppressions`]), HTTP API keys ([`keys`]), removing accounts,
 //! domains, senders, API users and labels ([`removals`]), and the cluster's
-//! nodes ([`cluster`], `/v1/admin/cluster`).
+//! nodes ([`cluster`], `/v1/admin/cluster`) and the delivery destinations
+//! they report ([`destinations`], `/v1/admin/destinations`).
 //!
 //! Every route names its account in the path; an unknown account, or a
 //! domain, sender or key of another account, is `404
@@ -19,6 +20,7 @@
 pub mod accounts;
 pub mod cluster;
 pub mod credentials;
+pub mod destinations;
 pub mod domains;
 pub mod keys;
 pub mod removals;

@@ -16,6 +16,8 @@ pub async fn a_fresh_store_is_empty(b: &Backend) {
     assert_eq!(store.next_webhook_due().await.unwrap(), None);
     assert!(store.api_keys(None).await.unwrap().is_empty());
     assert!(store.auth_lockouts(store.now()).await.unwrap().is_empty());
+    // A store that has not failed a write for lack of space is not out of it.
+    assert_eq!(store.out_of_space().await, None);
     assert!(matches!(
         store.account("shop").await,
         Err(StoreError::NotFound(_))

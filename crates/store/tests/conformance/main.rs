@@ -58,6 +58,7 @@ macro_rules! all_cases {
             queue {
                 concurrent_enqueues_are_all_stored_and_survive_reopen,
                 claims_leases_outcomes_suppression_and_purge,
+                claims_leave_out_the_domains_asked,
             }
             api_tables {
                 api_keys_are_per_account_or_admin,
@@ -79,6 +80,7 @@ macro_rules! all_cases {
                 heartbeats_list_nodes_with_the_leases_they_hold,
                 a_dead_nodes_leases_are_taken_over_and_claimed_by_another,
                 old_nodes_without_leases_are_forgotten,
+                a_nodes_report_is_kept_beside_its_heartbeat,
             }
         }
     };

@@ -161,3 +161,21 @@ pub async fn old_nodes_without_leases_are_forgotten(b: &Backend) {
     assert!(std::sync::Arc::ptr_eq(&w1.queue, &w2.queue));
     assert!(std::sync::Arc::ptr_eq(&w1.webhooks, &w2.webhooks));
 }
+
+pub async fn a_nodes_report_is_kept_beside_its_heartbeat(b: &Backend) {
+    let store = b.store();
+    let t0 = store.now();
+    // No row yet: nothing to report on, and no error.
+    store
+        .report_node("a", r#"{"destinations":[]}"#)
+        .await
+        .unwrap();
+    assert!(store.nodes().await.unwrap().is_empty());
+    store.heartbeat(&node("a", t0)).await.unwrap();
+    assert_eq!(store.nodes().await.unwrap()[0].report, "{}");
+    let report = r#"{"destinations":[{"destination":"mx.example.net","queued":3}]}"#;
+    store.report_node("a", report).await.unwrap();
+    // A later heartbeat leaves the report as it is.
+    store.heartbeat(&node("a", t0)).await.unwrap();
+    assert_eq!(store.nodes().await.unwrap()[0].report, report);
+}

@@ -187,3 +187,38 @@ pub async fn claims_leases_outcomes_suppression_and_purge(b: &Backend) {
     assert!(store.message(id).await.is_err());
     assert!(store.message_content(notice_id).await.is_ok());
 }
+
+pub async fn claims_leave_out_the_domains_asked(b: &Backend) {
+    let store = b.store();
+    let acct = store.create_account("shop").await.unwrap();
+    // A backlog at one domain, then one message elsewhere; a domain that
+    // only ends like a skipped one is not skipped.
+    for i in 0..5 {
+        let rcpt = format!("r{i}@Busy.test");
+        store
+            .enqueue(message(&*store, acct.id, &[&rcpt]))
+            .await
+            .unwrap();
+    }
+    let other = message(&*store, acct.id, &["a@other.test", "b@notbusy.test"]);
+    store.enqueue(other).await.unwrap();
+    let t = store.now();
+    let skip = vec!["busy.test".to_string()];
+    let due = store
+        .claim_due_except("n1", t, t + 60, 10, &skip)
+        .await
+        .unwrap();
+    let got: Vec<&str> = due.iter().map(|d| d.address.as_str()).collect();
+    assert_eq!(got, ["a@other.test", "b@notbusy.test"]);
+    // Without the list the backlog is claimed, oldest first.
+    let due = store.claim_due("n1", t, t + 60, 2).await.unwrap();
+    let got: Vec<&str> = due.iter().map(|d| d.address.as_str()).collect();
+    assert_eq!(got, ["r0@Busy.test", "r1@Busy.test"]);
+    // Expired leases are left out alike.
+    let due = store
+        .claim_due_except("n2", t + 61, t + 120, 10, &skip)
+        .await
+        .unwrap();
+    let got: Vec<&str> = due.iter().map(|d| d.address.as_str()).collect();
+    assert_eq!(got, ["a@other.test", "b@notbusy.test"]);
+}
