@@ -76,8 +76,6 @@ pub struct Destination<J> {
     /// A probe after a suspension is running; others wait for its result.
     probing: bool,
     last_error: Option<String>,
-    /// Attempts started, connections found unreachable: for the view.
-    started: u64,
 }
 
 /// What the scheduler shows of a destination.
@@ -89,7 +87,6 @@ pub struct DestinationStatus {
     pub concurrency: usize,
     pub suspended_for: Option<Duration>,
     pub last_error: Option<String>,
-    pub started: u64,
 }
 
 impl<J> Destination<J> {
@@ -105,21 +102,12 @@ impl<J> Destination<J> {
             suspended_until: None,
             probing: false,
             last_error: None,
-            started: 0,
         }
-    }
-
-    pub fn shape(&self) -> Shape {
-        self.shape
     }
 
     /// Jobs waiting.
     pub fn queued(&self) -> usize {
         self.ready.len()
-    }
-
-    pub fn in_flight(&self) -> usize {
-        self.in_flight
     }
 
     /// Whether nothing is waiting, running or remembered: the scheduler may
@@ -227,7 +215,6 @@ impl<J> Destination<J> {
         }
         let job = self.ready.pop_front().expect("checked not empty");
         self.in_flight += 1;
-        self.started += 1;
         Take::Start(job)
     }
 
@@ -309,7 +296,6 @@ impl<J> Destination<J> {
             },
             suspended_for: self.suspended_until.filter(|&t| t > now).map(|t| t - now),
             last_error: self.last_error.clone(),
-            started: self.started,
         }
     }
 }
