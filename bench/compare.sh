@@ -55,12 +55,20 @@
 #       smtpd process, as PSS (shared pages divided among the processes) and
 #       as the sum of RSS.
 #
-# Columns: messages/s from the client (loadgen's own clock; for smtp-source
-# the wall clock around it); p50/p99 of MAIL-to-final-reply latency from
-# loadgen; peak RSS of the server sampled every 200 ms during the measured
-# part (Postfix: the sum over its master and every child; Posthorn: the one
-# process; sink: smtp-sink); Posthorn/Postfix and Posthorn/sink ratios of
-# messages/s.
+# Columns: accept messages/s from the client (loadgen's own clock; for
+# smtp-source the wall clock around it); end-to-end messages/s (Postfix and
+# Posthorn in the accept scenarios: the messages / the time from the client's
+# start to the moment the relay's smtp-sink counted the last of them; each
+# run waits for its system's queue to drain before the next starts); p50/p99
+# of MAIL-to-final-reply latency from loadgen; peak RSS of the server sampled
+# every 200 ms during the measured part (Postfix: the sum over its master and
+# every child; Posthorn: the one process; sink: smtp-sink); Posthorn/Postfix
+# ratios of accept and of end-to-end messages/s, Posthorn/sink of accept.
+# With DKIM=rsa, "RSA cores": Posthorn's end-to-end rate (in e its drain
+# rate) over one core's RSA-2048 signatures per second from
+# `openssl speed -seconds 2 rsa2048` at the start (one signature a message):
+# how many cores' worth of signing the rate needs, against the nproc the
+# header names.
 #
 # Checks: after each run, what the client says was accepted must equal what
 # the server stored (Posthorn: `posthorn queue list`) or passed on (Postfix,
@@ -80,7 +88,7 @@
 #   ROUNDS              run each scenario's systems this many times, taking
 #                       turns (sink, postfix, posthorn, sink, ...), and show
 #                       the round with the median messages/s of each system
-#                       (default 1). On a VM whose host takes CPU back, one
+#                       and the median of its end-to-end rates (default 1). On a VM whose host takes CPU back, one
 #                       run of each can land in a slow minute; f runs once.
 #   OUT                 the markdown table (default bench/results/compare-DATE.md;
 #                       the full log goes next to it as .log)
@@ -218,8 +226,8 @@ warn() { # SCENARIO SYSTEM TEXT
   say "  WARNING: $3"
   printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$warnings"
 }
-row() { # SCENARIO SYSTEM RATE P50 P99 PEAK_KIB NOTE
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$rows"
+row() { # SCENARIO SYSTEM RATE P50 P99 PEAK_KIB NOTE [E2E_RATE]
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$5" "$6" "$7" "${8:--}" >>"$rows"
 }
 
 # run_client OUT ERR CMD...: a client in the background (so a signal reaches
@@ -278,8 +286,9 @@ label() { [ "$1" = b1 ] && echo "b'" || echo "$1"; }
 
 # client SCENARIO SYSTEM PORT TLS: runs the scenario's client against
 # 127.0.0.1:PORT; sets c_ok (accepted messages as far as the client knows),
-# c_rate, c_p50, c_p99, and warns about refusals and errors.
-c_ok=0 c_rate=0 c_p50=- c_p99=-
+# c_rate, c_p50, c_p99, c_t0 (when the client started), and warns about
+# refusals and errors.
+c_ok=0 c_rate=0 c_p50=- c_p99=- c_t0=0 c_e2e=-
 client() {
   local scen=$1 system=$2 port=$3 tls=$4 out=$work/client.out err=$work/client.err rc=0 t0 t1 summary
   local args=(--server "127.0.0.1:$port" --sessions "$sc_sessions" --messages "$sc_count"
@@ -288,8 +297,9 @@ client() {
   [ -n "$sc_rate" ] && args+=(--rate "$sc_rate")
   # AUTH wherever the scenario uses TLS (for the sink: AUTH without TLS).
   [ "$sc_tls" != none ] && args+=(--user load@bench.test --password bench-password)
+  c_t0=$(now)
   if [ "$sc_client" = smtp-source ]; then
-    t0=$(now)
+    t0=$c_t0
     run_client "$out" "$err" "$SMTP_SOURCE" -s "$sc_sessions" -m "$sc_count" -l "$sc_size" \
       -S "compare bench" -f load@bench.test -t sink@example.net "127.0.0.1:$port" || rc=$?
     t1=$(now)
@@ -299,7 +309,7 @@ client() {
     if [ "$rc" -ne 0 ] || [ -s "$err" ]; then
       warn "$scen" "$system" "smtp-source exited $rc: $(head -c 300 "$err" | tr '\n' ' ')"
     fi
-    log "  smtp-source: $sc_count messages, $c_rate/s"
+    log "  smtp-source: $sc_count messages, $c_rate/s ($(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }') s)"
     return 0
   fi
   run_client "$out" "$err" "$LOADGEN" "${args[@]}" || rc=$?
@@ -337,6 +347,20 @@ PY
 
 # --- accept scenarios (a b b1 c d g) -----------------------------------------
 
+# e2e_rate: the scenario's messages / the time from the client's start to the
+# sink counting SINK_TARGET (= sc_count) of them; "-" if it never did.
+e2e_rate() {
+  local t1
+  t1=$(sink_reached)
+  if [ -n "$t1" ]; then
+    log "  end to end: the sink counted $sc_count messages $(awk -v a="$c_t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }') s after the client started"
+    per_second "$sc_count" "$c_t0" "$t1"
+  else
+    log "  end to end: the sink never counted $sc_count messages"
+    echo -
+  fi
+}
+
 note_for() { # SCENARIO SYSTEM
   local n=""
   case $1 in
@@ -368,7 +392,8 @@ accept_sink() { # SCENARIO
   [ "$got" -eq "$c_ok" ] || warn "$scen" sink "smtp-sink counted $got messages, the client $c_ok accepted"
   sink_stop
   unset SINK_OPTS
-  row "$scen" sink "$c_rate" "$c_p50" "$c_p99" "$peak" "$(note_for "$scen" sink)"
+  c_e2e=-
+  row "$scen" sink "$c_rate" "$c_p50" "$c_p99" "$peak" "$(note_for "$scen" sink)" "$c_e2e"
 }
 
 accept_postfix() { # SCENARIO
@@ -398,12 +423,13 @@ accept_postfix() { # SCENARIO
   done
   sleep 0.3
   got=$(sink_count)
-  log "  check: $left left in Postfix's queue, $(postfix_sent_count) logged status=sent, the sink counted $got, the client $c_ok accepted"
+  c_e2e=$(e2e_rate)
+  log "  check: $left left in Postfix's queue, $(postfix_sent_count) logged status=sent, the sink counted $got, the client $c_ok accepted; end to end $c_e2e/s"
   [ "$left" -eq 0 ] || warn "$scen" postfix "$left messages still in Postfix's queue after ${timeout}s"
   [ "$got" -eq "$c_ok" ] || warn "$scen" postfix "the sink got $got messages from Postfix, the client $c_ok accepted"
   postfix_stop
   sink_stop
-  row "$scen" postfix "$c_rate" "$c_p50" "$c_p99" "$peak" "$(note_for "$scen" postfix)"
+  row "$scen" postfix "$c_rate" "$c_p50" "$c_p99" "$peak" "$(note_for "$scen" postfix)" "$c_e2e"
 }
 
 posthorn_prepare() { # TRUSTED(0|1) SMTP_EXTRA: fresh store and config in $work
@@ -451,6 +477,7 @@ accept_posthorn() { # SCENARIO
   client "$scen" posthorn "$port" "$sc_tls"
   rss_stop; peak=$rss_peak
   posthorn_check "$scen" "$c_ok"
+  c_e2e=$(e2e_rate)
   posthorn_stop
   sink_stop
   posthorn_unprepare
@@ -458,7 +485,7 @@ accept_posthorn() { # SCENARIO
     warn "$scen" posthorn "server log: $(grep -iE 'error|panic' "$work/posthorn.log" | head -n 1 | cut -c1-200)"
   fi
   cat "$work/posthorn.log" >>"$LOG"
-  row "$scen" posthorn "$c_rate" "$c_p50" "$c_p99" "$peak" "$(note_for "$scen" posthorn)"
+  row "$scen" posthorn "$c_rate" "$c_p50" "$c_p99" "$peak" "$(note_for "$scen" posthorn)" "$c_e2e"
 }
 
 # --- e: delivery ---------------------------------------------------------------
@@ -535,7 +562,10 @@ f_posthorn() {
   sink_start "$sink_port" relay
   port=$(free_port)
   tls_port=$(free_port)
-  posthorn_prepare 0 "idle_timeout_secs = 3600"
+  # Room for the idle connections and the normal client past the default
+  # [smtp] max_connections (10,000), which would refuse the client.
+  posthorn_prepare 0 "idle_timeout_secs = 3600
+max_connections = $((IDLE + 100))"
   posthorn_config true "$sink_port" "$port" "$tls_port"
   posthorn_serve "$work/posthorn.log"
   wait_for_port "$port" "$server" || { cat "$work/posthorn.log" >&2; return 1; }
@@ -612,6 +642,12 @@ scenario_f() {
 
 # --- run -------------------------------------------------------------------------
 
+# One core's RSA-2048 signatures per second, for the "RSA cores" column.
+rsa_signs=""
+if [ "${DKIM:-rsa}" = rsa ]; then
+  rsa_signs=$(openssl speed -seconds 2 rsa2048 2>/dev/null | awk '$1 == "rsa" && $2 == 2048 { print $6 }')
+  say "RSA-2048 on one core: ${rsa_signs:-?} signatures/s (openssl speed -seconds 2 rsa2048); $(nproc) CPUs"
+fi
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 started=$(now)
 say "compare: scenarios [$SCENARIOS], systems [$SYSTEMS]; MESSAGES=$MESSAGES MESSAGES_LARGE=$MESSAGES_LARGE MESSAGES_CONN_AUTH=$MESSAGES_CONN_AUTH RATE_MESSAGES=$RATE_MESSAGES DELIVERY_MESSAGES=$DELIVERY_MESSAGES IDLE=$IDLE IDLE_POSTFIX=$IDLE_POSTFIX; log in $LOG"
@@ -630,7 +666,7 @@ for scen in $SCENARIOS; do
           work=$work_root/$scen-$system-$round
           mkdir -p "$work"
           "accept_$system" "$scen"
-          say "  $c_rate messages/s, p50 $c_p50 ms, p99 $c_p99 ms"
+          say "  $c_rate messages/s, p50 $c_p50 ms, p99 $c_p99 ms; end to end $c_e2e messages/s"
         done
         ;;
     esac
@@ -650,22 +686,27 @@ elif [ -n "$built" ]; then
 else
   commit="BIN=$BIN (set POSTHORN_COMMIT to name its commit)"
 fi
-python3 - "$rows" "$warnings" "$OUT" <<PY
+python3 - "$rows" "$warnings" "$OUT" "$rsa_signs" <<PY
 import sys, time
-rows_file, warn_file, out = sys.argv[1:]
+rows_file, warn_file, out, rsa_signs = sys.argv[1:]
+rsa_signs = float(rsa_signs) if rsa_signs else 0.0
 rows = [l.rstrip("\n").split("\t") for l in open(rows_file) if l.strip()]
 # With ROUNDS > 1: of each system's rounds in a scenario, the one with the
-# median rate (the lower middle one of an even number), noted with the range.
+# median rate (the lower middle one of an even number), noted with the range;
+# the end-to-end rate is the median of its own rounds, its range noted too.
 rounds = {}
 for r in rows:
     rounds.setdefault((r[0], r[1]), []).append(r)
 rows = []
 for runs in rounds.values():
     rated = sorted((r for r in runs if r[2] not in ("-", "")), key=lambda r: float(r[2]))
+    ends = sorted(float(r[7]) for r in runs if r[7] not in ("-", ""))
     if len(rated) > 1:
         pick = rated[(len(rated) - 1) // 2]
-        spread = f"median of {len(rated)} rounds ({float(rated[0][2]):,.0f}-{float(rated[-1][2]):,.0f})"
-        rows.append(pick[:6] + [f"{spread}; {pick[6]}" if pick[6] else spread])
+        spread = f"median of {len(rated)} rounds ({float(rated[0][2]):,.0f}-{float(rated[-1][2]):,.0f}"
+        spread += f"; end to end {ends[0]:,.0f}-{ends[-1]:,.0f})" if len(ends) > 1 else ")"
+        e2e = f"{ends[(len(ends) - 1) // 2]}" if ends else "-"
+        rows.append(pick[:6] + [f"{spread}; {pick[6]}" if pick[6] else spread, e2e])
     else:
         rows.append(runs[0])
 warns = [l.rstrip("\n").split("\t", 2) for l in open(warn_file) if l.strip()]
@@ -674,6 +715,7 @@ sysorder = {"sink": 0, "postfix": 1, "posthorn": 2}
 rows.sort(key=lambda r: (order[r[0]], sysorder[r[1]]))
 label = lambda s: "b'" if s == "b1" else s
 rate = {(r[0], r[1]): float(r[2]) for r in rows if r[2] not in ("-", "")}
+e2e = {(r[0], r[1]): float(r[7]) for r in rows if r[7] not in ("-", "")}
 desc = {
     "a": "20 x 5 KB, plain, 1 msg/conn, smtp-source, trusted net",
     "b": "20 x 5 KB, STARTTLS + AUTH, reuse",
@@ -684,18 +726,29 @@ desc = {
     "e": "delivery: queue of 5 KB messages drained to smtp-sink",
     "f": "idle connections",
 }
-head = ["scenario", "system", "msg/s", "p50 ms", "p99 ms", "peak RSS MiB", "Posthorn/Postfix", "Posthorn/sink", "notes"]
+head = ["scenario", "system", "accept msg/s", "end to end msg/s", "p50 ms", "p99 ms", "peak RSS MiB",
+        "Posthorn/Postfix accept", "Posthorn/Postfix end to end", "Posthorn/sink"]
+if rsa_signs:
+    head.append("RSA cores")
+head.append("notes")
 table = []
-for scen, system, r, p50, p99, peak, note in rows:
-    ratio_pf = ratio_sink = ""
+for scen, system, r, p50, p99, peak, note, end in rows:
+    ratio_pf = ratio_sink = ratio_e2e = cores = ""
     if system == "posthorn" and r != "-":
         if (scen, "postfix") in rate and rate[(scen, "postfix")] > 0:
             ratio_pf = f"{float(r) / rate[(scen, 'postfix')]:.2f}"
         if (scen, "sink") in rate and rate[(scen, "sink")] > 0:
             ratio_sink = f"{float(r) / rate[(scen, 'sink')]:.0%}"
+    if system == "posthorn" and (scen, "posthorn") in e2e and e2e.get((scen, "postfix"), 0) > 0:
+        ratio_e2e = f"{e2e[(scen, 'posthorn')] / e2e[(scen, 'postfix')]:.2f}"
+    signed = e2e.get((scen, system)) or (rate.get((scen, system)) if scen == "e" else None)
+    if system == "posthorn" and rsa_signs and signed:
+        cores = f"{signed / rsa_signs:.2f}"
     mib = f"{int(peak) / 1024:.1f}" if peak.isdigit() and int(peak) > 0 else "-"
     rs = r if r == "-" else f"{float(r):,.0f}"
-    table.append([f"{label(scen)}: {desc[scen]}", system, rs, p50, p99, mib, ratio_pf, ratio_sink, note])
+    es = end if end in ("-", "") else f"{float(end):,.0f}"
+    table.append([f"{label(scen)}: {desc[scen]}", system, rs, es, p50, p99, mib, ratio_pf, ratio_e2e, ratio_sink]
+                 + ([cores] if rsa_signs else []) + [note])
 
 def text(rows):
     cols = list(zip(*([head] + rows)))
@@ -718,7 +771,9 @@ md.append(f"Run {time.strftime('%Y-%m-%d %H:%M %Z')}; Posthorn $commit; DKIM ${D
           + ("Postfix signs with OpenDKIM (rsa) in the accept scenarios; " if "${POSTFIX_DKIM:-0}" == "1" else "")
           +
           f"load average before {'$load_before'.split()[0]}, after {'$load_after'.split()[0]}; "
-          f"{float('$finished') - float('$started'):.0f} s in all.")
+          f"{float('$finished') - float('$started'):.0f} s in all."
+          + (f" RSA-2048 on one core: {rsa_signs:,.0f} signatures/s (openssl speed -seconds 2 rsa2048), $(nproc) CPUs."
+             if rsa_signs else ""))
 md.append("")
 md.append("| " + " | ".join(head) + " |")
 md.append("|" + "|".join("---" if i < 2 or i == len(head) - 1 else "---:" for i in range(len(head))) + "|")

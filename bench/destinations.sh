@@ -12,4 +12,4 @@ cd "$(dirname "$0")/.."
 export DRAIN_PER_DOMAIN="${DRAIN_PER_DOMAIN:-300}" DRAIN_ROUNDS="${DRAIN_ROUNDS:-3}"
 echo "host: $(lscpu | sed -n 's/^Model name: *//p') ($(nproc) cores)"
 cargo test --release -p posthorn --test destinations -- --ignored --nocapture drain_bench 2>&1 |
-  grep -E '^drain of|panicked|error' || true
+  grep -E '^drain of|^round|panicked|error' || true

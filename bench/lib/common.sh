@@ -9,6 +9,11 @@ free_port() {
 # now: seconds since the epoch with nanoseconds.
 now() { date +%s.%N; }
 
+# per_second COUNT T0 T1: COUNT / (T1 - T0) with one decimal (T0, T1 from now).
+per_second() {
+  awk -v n="$1" -v t0="$2" -v t1="$3" 'BEGIN { printf "%.1f\n", n / (t1 - t0) }'
+}
+
 # wait_for_port PORT [PID]: until something accepts on 127.0.0.1:PORT (10 s
 # at most); fails early if PID is given and exits.
 wait_for_port() {

@@ -7,6 +7,7 @@
 #   sink_count                  # messages received so far
 #   sink_sessions               # sessions that have ended
 #   sink_wait                   # prints the time at which SINK_TARGET messages had arrived
+#   sink_reached                # that time if they have arrived, else nothing (no waiting)
 #   sink_stop                   # idempotent; safe in an EXIT trap
 #
 # Globals read: work (a temp dir), SINK_TARGET (default $messages: the
@@ -117,6 +118,11 @@ sink_wait() {
     sleep 0.05
   done
   cat "$sink_dir/done"
+}
+
+sink_reached() {
+  [ -n "$sink_dir" ] && [ -f "$sink_dir/done" ] && cat "$sink_dir/done"
+  return 0
 }
 
 sink_stop() {

@@ -30,6 +30,9 @@ pub struct DestinationReport {
     pub queued: u64,
     /// Attempts running.
     pub in_flight: u64,
+    /// Connections open to its hosts, busy or idle.
+    #[serde(default)]
+    pub open_connections: u64,
     /// Attempts allowed at once now (`None`: no limit); below the
     /// configured cap while the destination has asked to slow down.
     pub concurrency: Option<u64>,
@@ -46,6 +49,7 @@ pub struct DestinationRow {
     pub domains: Vec<String>,
     pub queued: u64,
     pub in_flight: u64,
+    pub open_connections: u64,
     /// The latest suspension any node reports.
     pub suspended_until: Option<i64>,
     pub last_error: Option<String>,
@@ -81,6 +85,7 @@ impl Admin {
                     });
                 row.queued += d.queued;
                 row.in_flight += d.in_flight;
+                row.open_connections += d.open_connections;
                 for domain in d.domains {
                     if !row.domains.contains(&domain) {
                         row.domains.push(domain);

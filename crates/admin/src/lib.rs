@@ -11,8 +11,11 @@
 //! - [`keys`]: HTTP API keys (`ph_<id>_<secret>`).
 //! - [`cluster`]: the nodes sharing the store and the queue by status;
 //!   [`destinations`]: the delivery destinations the live nodes report.
+//! - [`templates`]: the rules of stored message templates.
+//! - [`bounce`]: an operator's bounce of a message, with its notice.
 //! - [`service::Admin`]: the operations, on any [`posthorn_store::Store`].
 
+pub mod bounce;
 pub mod check;
 pub mod cluster;
 pub mod destinations;
@@ -22,6 +25,7 @@ pub mod keys;
 pub mod names;
 pub mod secrets;
 pub mod service;
+pub mod templates;
 
 pub use error::{AdminError, AdminResult};
 pub use service::{Admin, Credentials, DkimAlgorithm};

@@ -52,6 +52,9 @@ pub const INVALID_CONTENT_ID: &str = "InvalidParameter.ContentId";
 pub const INVALID_FILENAME: &str = "InvalidParameter.Filename";
 /// A content type that is not `type/subtype`.
 pub const INVALID_CONTENT_TYPE: &str = "InvalidParameter.ContentType";
+/// `template_data` that is not an object of scalars (or such an object as
+/// a JSON string), or given without `template`.
+pub const INVALID_TEMPLATE_DATA: &str = "InvalidParameter.TemplateData";
 
 /// Every code [`compose`] answers with.
 pub const COMPOSE_ERROR_CODES: &[&str] = &[
@@ -62,6 +65,7 @@ pub const COMPOSE_ERROR_CODES: &[&str] = &[
     INVALID_CONTENT_ID,
     INVALID_FILENAME,
     INVALID_CONTENT_TYPE,
+    INVALID_TEMPLATE_DATA,
 ];
 
 /// Every business code [`compose`] answers with: the codes of
@@ -72,6 +76,9 @@ pub const COMPOSE_BUSINESS_CODES: &[&str] = &[
     codes::MISSING_RECIPIENT,
     codes::MISSING_EMAIL_CONTENT,
     codes::INVALID_ATTACHMENT_CONTENT,
+    codes::TEMPLATE_NOT_FOUND,
+    codes::TEMPLATE_WITH_CONTENT,
+    codes::MISSING_TEMPLATE_VARIABLE,
 ];
 
 /// Header fields Posthorn writes itself; a request may not set them through
@@ -93,6 +100,8 @@ pub const RESERVED_HEADERS: &[&str] = &[
     "Received",
     "Return-Path",
     "DKIM-Signature",
+    // The request's `tracking` field writes it.
+    posthorn_policy::TRACK_FIELD,
 ];
 
 /// The longest line RFC 5322 allows, without its CRLF.
@@ -213,7 +222,8 @@ pub struct SendRequest {
     /// writes itself (From, To, Cc, Bcc, Reply-To, Subject, Date,
     /// Message-ID, MIME-Version, Content-Type, Content-Transfer-Encoding,
     /// Content-Disposition, Content-ID, Received, Return-Path,
-    /// DKIM-Signature) are refused, and so is a value with a line break.
+    /// DKIM-Signature, X-Posthorn-Track) are refused, and so is a value
+    /// with a line break.
     #[serde(default)]
     #[schema(example = json!({"List-Unsubscribe": "<https://example.com/u/123>", "X-Campaign": "spring"}))]
     pub headers: BTreeMap<String, String>,
@@ -222,6 +232,29 @@ pub struct SendRequest {
     #[serde(default)]
     #[schema(example = "newsletter")]
     pub label: Option<String>,
+    /// A stored template of the account (its id `tpl_...` or its name,
+    /// see `/v1/templates`) that supplies `subject`, `text` and `html`,
+    /// which must then be left out (`422`
+    /// `FailedOperation.TemplateWithContent`). An unknown one is `422`
+    /// `FailedOperation.TemplateNotFound`. See docs/templates.md.
+    #[serde(default)]
+    #[schema(example = "welcome")]
+    pub template: Option<String>,
+    /// The template's variables: an object of names to strings, numbers
+    /// or booleans, or that object as a JSON string (as Tencent's
+    /// `TemplateData` is). A variable the template uses and this does not
+    /// give is `422` `FailedOperation.MissingTemplateVariable`; anything
+    /// else malformed is `400` `InvalidParameter.TemplateData`.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>, example = json!({"name": "Ann", "order": 1042}))]
+    pub template_data: Option<serde_json::Value>,
+    /// Open and click tracking for this message (`true`) or not
+    /// (`false`), whatever the account's `tracking` setting; left out,
+    /// the setting decides. Written as the `X-Posthorn-Track` header field
+    /// SMTP clients use, which never leaves Posthorn. See docs/tracking.md.
+    #[serde(default)]
+    #[schema(example = true)]
+    pub tracking: Option<bool>,
 }
 
 /// A file attached to the message.
@@ -293,7 +326,7 @@ pub struct ComposeError {
 }
 
 impl ComposeError {
-    fn new(code: &'static str, field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(code: &'static str, field: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             code,
             field: field.into(),
@@ -361,7 +394,7 @@ pub fn required(req: &SendRequest) -> Result<(&AddressInput, &str), ComposeError
         return Err(ComposeError::new(
             codes::MISSING_EMAIL_CONTENT,
             "text",
-            "the request has no text, html, attachment or inline part",
+            "the request has no text, html, attachment or inline part, and no template (TemplateData and Simple cannot be both empty)",
         ));
     }
     Ok((from, subject))
@@ -417,6 +450,10 @@ pub fn compose(req: &SendRequest) -> Result<Composed, ComposeError> {
     write_field(&mut out, "Subject", &Text::new(subject));
     for (name, value) in custom {
         write_field(&mut out, name, &value);
+    }
+    if let Some(on) = req.tracking {
+        let value = if on { "on" } else { "off" };
+        out.extend_from_slice(format!("{}: {value}\r\n", posthorn_policy::TRACK_FIELD).as_bytes());
     }
     out.extend_from_slice(b"MIME-Version: 1.0\r\n");
     body(req, inline, attachments).write_part(&mut out);

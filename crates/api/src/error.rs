@@ -62,6 +62,7 @@ codes! {
     IN_USE = "ResourceInUse.HasDependents", 409, "the object is still used (a domain with sender addresses, an account with messages in the queue): remove or finish those first";
     TEMPORARY = "InternalError.Temporary", 503, "the store could not be reached; nothing was accepted; retry";
     NO_SPACE = "InternalError.NoSpace", 503, "the store is out of disk space (SMTP says `452 4.3.1`); nothing was accepted; retry later (`/readyz` is not ready meanwhile)";
+    STORE_BUSY = "InternalError.StoreBusy", 503, "the store did not commit the message within `[smtp] store_timeout_secs` (15 s; SMTP says `451 4.3.2`): it is behind; retry later (the message may still be committed, so a retry may arrive twice)";
     INTERNAL = "InternalError.Unexpected", 500, "a bug: the log line with the request id says more";
 }
 
@@ -133,6 +134,7 @@ impl From<SubmitError> for ApiError {
             }
             SubmitError::Temporary(m) => ApiError::new(TEMPORARY, m),
             SubmitError::NoSpace(m) => ApiError::new(NO_SPACE, m),
+            e @ SubmitError::StoreBusy(_) => ApiError::new(STORE_BUSY, format!("{e}; nothing is known to be accepted: send it again in a minute (it may then arrive twice)")),
         }
     }
 }

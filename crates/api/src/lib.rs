@@ -16,11 +16,15 @@ pub mod health;
 pub mod messages;
 pub mod openapi;
 pub mod stats;
+pub mod templated;
+pub mod templates;
+pub mod tracking;
+pub mod unsubscribe;
 pub mod webhook_sender;
 pub mod webhooks;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -78,6 +82,10 @@ pub struct ApiConfig {
     /// The longest pause while a request body is read or an answer is
     /// written (a client that stops sending its body, or stops reading).
     pub idle_timeout: std::time::Duration,
+    /// Whether an operator's bounce from the console sends a bounce
+    /// notice, and the host name it is reported by (`[delivery] dsn` and
+    /// `hostname`), as `posthorn queue bounce` does.
+    pub bounce_notices: posthorn_admin::bounce::BounceNotices,
 }
 
 impl Default for ApiConfig {
@@ -97,6 +105,10 @@ impl Default for ApiConfig {
             max_connections_per_ip: 1_000,
             header_read_timeout: std::time::Duration::from_secs(10),
             idle_timeout: std::time::Duration::from_secs(60),
+            bounce_notices: posthorn_admin::bounce::BounceNotices {
+                enabled: true,
+                hostname: "localhost".into(),
+            },
         }
     }
 }
@@ -112,6 +124,10 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     /// Woken when a webhook may have something to send.
     pub webhook_wake: Arc<tokio::sync::Notify>,
+    /// The web console (`posthorn_console::router`), answering every path
+    /// the API has no route for outside its `/v<n>` namespace; `None`:
+    /// those get the JSON 404.
+    pub console: Option<Router>,
 }
 
 impl AppState {
@@ -123,6 +139,7 @@ impl AppState {
             keys: Arc::new(auth::KeyCache::default()),
             metrics: None,
             webhook_wake: Arc::new(tokio::sync::Notify::new()),
+            console: None,
         }
     }
 }
@@ -132,6 +149,7 @@ pub fn router(state: AppState) -> Router {
     let (router, doc) = openapi::routes().split_for_parts();
     let doc = Arc::new(doc);
     let max_body = state.config.max_body_bytes;
+    let console = state.console.clone();
     router
         .route(
             "/openapi.json",
@@ -140,15 +158,71 @@ pub fn router(state: AppState) -> Router {
                 async move { axum::Json((*doc).clone()) }
             }),
         )
-        .fallback(|| async {
-            error::ApiError::new(error::NO_ROUTE, "no such endpoint; see /openapi.json")
+        // One-click unsubscribe, outside /v<n>, before the console.
+        .merge(unsubscribe::routes())
+        // Open and click tracking, likewise.
+        .merge(tracking::routes())
+        .fallback(move |req: Request| {
+            let console = console.clone();
+            async move {
+                match console {
+                    Some(console) if !is_api_path(req.uri().path()) => {
+                        tower::ServiceExt::oneshot(console, req)
+                            .await
+                            .into_response()
+                    }
+                    _ => {
+                        error::ApiError::new(error::NO_ROUTE, "no such endpoint; see /openapi.json")
+                            .into_response()
+                    }
+                }
+            }
         })
         .method_not_allowed_fallback(|| async {
             error::ApiError::new(error::METHOD, "this endpoint does not take this method")
         })
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(
+            state.submitter.store_timeout(),
+            send_deadline,
+        ))
         .layer(axum::middleware::from_fn(request_id_layer))
         .with_state(state)
+}
+
+/// Whether `path` is in the API's namespace (`/v1`, `/v2/...`: any
+/// `/v<digits>`), where an unknown path gets the JSON 404, never a page
+/// of the console.
+fn is_api_path(path: &str) -> bool {
+    path.strip_prefix("/v")
+        .map(|rest| rest.split('/').next().unwrap_or(""))
+        .is_some_and(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// A send (`POST /v1/messages`, `/v1/messages/raw`) is answered within
+/// `[smtp] store_timeout_secs`, its key check and recipient checks
+/// included: a store that falls behind (or a pool whose connections all
+/// wait on it) gets the client `503 InternalError.StoreBusy`, as SMTP gets
+/// `451 4.3.2`, not a request that hangs. As there, a message already
+/// handed to the store may still be committed.
+async fn send_deadline(
+    State(limit): State<std::time::Duration>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let is_send = req.method() == axum::http::Method::POST
+        && matches!(req.uri().path(), "/v1/messages" | "/v1/messages/raw");
+    if !is_send || limit.is_zero() {
+        return next.run(req).await;
+    }
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => {
+            let busy = posthorn_submit::SubmitError::StoreBusy(limit);
+            posthorn_submit::count_refusal(&busy);
+            error::ApiError::from(busy).into_response()
+        }
+    }
 }
 
 /// Give each request an id (or keep a sane one the client sent), make it

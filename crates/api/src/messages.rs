@@ -42,6 +42,13 @@ pub struct SendResponse {
     /// Use it with `GET /v1/messages/{id}`.
     #[schema(example = "01JDQ8Z6K3V9X2T5W7Y4R1N0M8")]
     pub message_id: String,
+    /// Only when the message became several (an `X-SMTPAPI` header: one
+    /// message per recipient of its `to`, docs/x-smtpapi.md; or several
+    /// recipients of an account with one-click unsubscribe on, one per
+    /// recipient, docs/unsubscribe.md): every id, in recipient order;
+    /// `message_id` is the first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub message_ids: Vec<String>,
     pub recipients: Vec<SentRecipient>,
 }
 
@@ -50,14 +57,14 @@ pub struct SendResponse {
     request_body = SendRequest,
     responses(
         (status = 202, description = "accepted and stored", body = SendResponse),
-        (status = 400, description = "not JSON of this shape (`InvalidParameter.Json`: a wrong type, an unknown field), or a malformed field (`InvalidParameter.*`); a business rule the message breaks is 422", body = ErrorBody),
+        (status = 400, description = "not JSON of this shape (`InvalidParameter.Json`: a wrong type, an unknown field), or a malformed field (`InvalidParameter.*`, `InvalidParameter.TemplateData` for `template_data`); a business rule the message breaks is 422", body = ErrorBody),
         (status = 401, description = "no or a wrong API key", body = ErrorBody),
         (status = 403, description = "the sender is not the account's", body = ErrorBody),
         (status = 413, description = "the body is too large", body = ErrorBody),
         (status = 415, description = "not JSON", body = ErrorBody),
-        (status = 422, description = "the message breaks a business rule, with the business code SMTP answers for the same message (docs/errors.md): no `from` (`FailedOperation.MissingFrom`), no or an empty `subject` (`.MissingSubject`), no `to` or `cc` address (`.MissingRecipient`), no content (`.MissingEmailContent`), an attachment that is not base64 (`.InvalidAttachmentContent`), too many or too large attachments, ...; or every recipient was refused", body = ErrorBody),
+        (status = 422, description = "the message breaks a business rule, with the business code SMTP answers for the same message (docs/errors.md): no `from` (`FailedOperation.MissingFrom`), no or an empty `subject` (`.MissingSubject`), no `to` or `cc` address (`.MissingRecipient`), no content and no template (`.MissingEmailContent`), an attachment that is not base64 (`.InvalidAttachmentContent`), too many or too large attachments, an unknown `template` (`.TemplateNotFound`), a template with `subject`, `text` or `html` (`.TemplateWithContent`), a variable the template uses missing from `template_data` (`.MissingTemplateVariable`), ...; or every recipient was refused", body = ErrorBody),
         (status = 429, description = "a rate limit", body = ErrorBody),
-        (status = 503, description = "the store is unreachable (`InternalError.Temporary`) or out of space (`InternalError.NoSpace`); nothing was stored; retry", body = ErrorBody),
+        (status = 503, description = "the store is unreachable (`InternalError.Temporary`), out of space (`InternalError.NoSpace`) or did not commit in time (`InternalError.StoreBusy`, after `[smtp] store_timeout_secs`; it may still be committed); retry", body = ErrorBody),
     ),
     security(("api_key" = [])))]
 pub async fn send(
@@ -66,6 +73,23 @@ pub async fn send(
     AccountAuth(who): AccountAuth,
     ApiJson(req): ApiJson<SendRequest>,
 ) -> ApiResult<(StatusCode, Json<SendResponse>)> {
+    let req = match crate::templated::template_request(&req).map_err(compose_error)? {
+        None => req,
+        Some((template, data)) => {
+            let found = posthorn_admin::Admin::new(state.store.clone())
+                .template(who.account_id, template)
+                .await
+                .map_err(|e| match e {
+                    posthorn_admin::AdminError::NotFound(_) => compose_error(ComposeError::new(
+                        posthorn_policy::codes::TEMPLATE_NOT_FOUND,
+                        "template",
+                        format!("the account has no template {template:?}"),
+                    )),
+                    e => e.into(),
+                })?;
+            crate::templated::apply(&req, &found, &data).map_err(compose_error)?
+        }
+    };
     let composed = compose(&req).map_err(compose_error)?;
     let who = with_label(&state, who, req.label.as_deref()).await?;
     submit(
@@ -178,11 +202,18 @@ async fn submit(
         peer: Some(peer.ip()),
         tls: None,
     };
-    let id = submitter.submit(who, &origin, envelope, content).await?;
+    let ids = submitter
+        .submit_all(who, &origin, envelope, content)
+        .await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(SendResponse {
-            message_id: id.to_string(),
+            message_id: ids[0].to_string(),
+            message_ids: if ids.len() > 1 {
+                ids.iter().map(ToString::to_string).collect()
+            } else {
+                Vec::new()
+            },
             recipients: report,
         }),
     ))
@@ -214,7 +245,7 @@ pub struct RawQuery {
         (status = 415, description = "not message/rfc822", body = ErrorBody),
         (status = 422, description = "the message breaks a business rule, with the business code SMTP answers for it (docs/errors.md), or every recipient was refused", body = ErrorBody),
         (status = 429, description = "a rate limit", body = ErrorBody),
-        (status = 503, description = "the store is unreachable (`InternalError.Temporary`) or out of space (`InternalError.NoSpace`); nothing was stored; retry", body = ErrorBody),
+        (status = 503, description = "the store is unreachable (`InternalError.Temporary`), out of space (`InternalError.NoSpace`) or did not commit in time (`InternalError.StoreBusy`, after `[smtp] store_timeout_secs`; it may still be committed); retry", body = ErrorBody),
     ),
     security(("api_key" = [])))]
 pub async fn send_raw(
@@ -325,6 +356,63 @@ pub struct RecipientView {
     pub next_attempt_at: Option<String>,
     /// RFC 3339; the last change of status.
     pub updated_at: String,
+    /// Opens and clicks of a tracked message (docs/tracking.md); only in
+    /// `GET /v1/messages/{id}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engagement: Option<EngagementView>,
+}
+
+/// A recipient's opens and clicks (the open pixel and the click links of
+/// a tracked message fetched; a mail client that blocks images opens
+/// unseen).
+#[derive(Serialize, ToSchema, Default)]
+pub struct EngagementView {
+    pub opened: bool,
+    /// Fetches of the open pixel recorded.
+    pub opens: u64,
+    /// RFC 3339.
+    pub first_opened_at: Option<String>,
+    /// RFC 3339.
+    pub last_opened_at: Option<String>,
+    pub clicked: bool,
+    /// Clicks recorded, every link together.
+    pub clicks: u64,
+    /// RFC 3339.
+    pub first_clicked_at: Option<String>,
+    /// RFC 3339.
+    pub last_clicked_at: Option<String>,
+}
+
+impl EngagementView {
+    /// Each recipient's view from the store's summaries.
+    pub fn of(address: &str, all: &[posthorn_store::EngagementSummary]) -> Self {
+        let mut v = EngagementView::default();
+        for e in all
+            .iter()
+            .filter(|e| e.recipient.eq_ignore_ascii_case(address))
+        {
+            let (flag, count, first, last) = match e.kind.as_str() {
+                posthorn_store::OPENED => (
+                    &mut v.opened,
+                    &mut v.opens,
+                    &mut v.first_opened_at,
+                    &mut v.last_opened_at,
+                ),
+                posthorn_store::CLICKED => (
+                    &mut v.clicked,
+                    &mut v.clicks,
+                    &mut v.first_clicked_at,
+                    &mut v.last_clicked_at,
+                ),
+                _ => continue,
+            };
+            *flag = true;
+            *count += e.count;
+            *first = Some(rfc3339(e.first_at));
+            *last = Some(rfc3339(e.last_at));
+        }
+        v
+    }
 }
 
 /// One attachment as the policy check found it.
@@ -374,6 +462,7 @@ impl From<RecipientRecord> for RecipientView {
             remote_host: r.remote_host,
             next_attempt_at: r.next_try.filter(|_| planned).map(rfc3339),
             updated_at: rfc3339(r.updated_at),
+            engagement: None,
         }
     }
 }
@@ -434,7 +523,12 @@ pub async fn get_message(
     if m.account_id != who.account_id {
         return Err(not_found());
     }
-    Ok(Json(m.into()))
+    let engagements = state.store.engagements(id).await?;
+    let mut view: MessageView = m.into();
+    for r in &mut view.recipients {
+        r.engagement = Some(EngagementView::of(&r.address, &engagements));
+    }
+    Ok(Json(view))
 }
 
 /// Most messages one page holds.
@@ -515,6 +609,7 @@ pub async fn list_messages(
             before,
             recipient: q.recipient.clone(),
             label: q.label.clone(),
+            newest_first: false,
         })
         .await?;
     let next_cursor = (page.len() == limit as usize)

@@ -19,6 +19,7 @@ use utoipa_axum::routes;
         (name = "messages", description = "send and status"),
         (name = "stats", description = "daily statistics"),
         (name = "webhooks", description = "event subscriptions"),
+        (name = "templates", description = "stored message templates"),
         (name = "admin", description = "the admin key only"),
         (name = "operations", description = "health and metrics"),
     )
@@ -58,7 +59,7 @@ impl Modify for BearerKey {
 
 /// Every documented route.
 pub fn routes() -> OpenApiRouter<AppState> {
-    use crate::{admin, health, messages, stats, webhooks};
+    use crate::{admin, health, messages, stats, templates, webhooks};
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(messages::send, messages::list_messages))
         .routes(routes!(messages::send_raw))
@@ -66,6 +67,12 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(stats::stats))
         .routes(routes!(webhooks::create, webhooks::list))
         .routes(routes!(webhooks::delete))
+        .routes(routes!(templates::create, templates::list))
+        .routes(routes!(
+            templates::show,
+            templates::update,
+            templates::delete
+        ))
         .routes(routes!(admin::cluster::cluster))
         .routes(routes!(admin::destinations::destinations))
         .routes(routes!(

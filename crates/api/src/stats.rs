@@ -39,6 +39,11 @@ pub struct DayView {
     pub bounced: u64,
     pub expired: u64,
     pub suppressed: u64,
+    /// Recipients that opened a tracked message at least once
+    /// (docs/tracking.md).
+    pub opened: u64,
+    /// Recipients that clicked a link of a tracked message at least once.
+    pub clicked: u64,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -87,10 +92,22 @@ pub async fn stats(
             q.label.as_deref(),
         )
         .await?;
+    let engaged = state
+        .store
+        .daily_engagements(
+            who.account_id,
+            MessageId::first_at(ms(from)),
+            MessageId::first_at(ms(to + 86_400)),
+            q.label.as_deref(),
+        )
+        .await?;
+    let of = |day: &str| engaged.iter().find(|e| e.day == day);
     Ok(Json(StatsResponse {
         days: rows
             .into_iter()
             .map(|r| DayView {
+                opened: of(&r.day).map_or(0, |e| e.opened),
+                clicked: of(&r.day).map_or(0, |e| e.clicked),
                 date: r.day,
                 messages: r.messages,
                 requests: r.requests,

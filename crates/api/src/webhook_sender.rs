@@ -39,7 +39,9 @@ const IDLE: Duration = Duration::from_secs(1);
 pub struct EventPayload<'a> {
     /// Unique per event; the same on every retry.
     pub id: String,
-    /// `delivered`, `deferred`, `bounced`, `expired` or `suppressed`.
+    /// `delivered`, `deferred`, `bounced`, `expired`, `suppressed`,
+    /// `unsubscribed`, `opened` or `clicked`; `test`
+    /// for a test event sent from the console.
     #[serde(rename = "type")]
     pub kind: &'a str,
     pub created_at: String,
@@ -49,6 +51,9 @@ pub struct EventPayload<'a> {
     pub reply: Option<&'a str>,
     pub remote_host: Option<&'a str>,
     pub label: Option<&'a str>,
+    /// The link's URL, for `clicked`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<&'a str>,
 }
 
 /// `t=<unix>,v1=<hex of HMAC-SHA256("<t>.<body>")>`.
@@ -143,7 +148,7 @@ impl WebhookSender {
             let store = self.store.clone();
             tasks.spawn(async move {
                 let _permit = permit;
-                let outcome = post(&client, &config, &d).await;
+                let (status, outcome) = post(&client, &config, &d).await;
                 let attempts = d.attempts + 1;
                 let (retry_at, error) = match outcome {
                     Ok(()) => (None, None),
@@ -163,6 +168,7 @@ impl WebhookSender {
                     event_id: d.event.id,
                     retry_at,
                     error,
+                    status,
                 }
             });
         }
@@ -270,18 +276,22 @@ pub fn payload(d: &DueWebhookDelivery) -> Vec<u8> {
         reply: e.reply.as_deref(),
         remote_host: e.remote_host.as_deref(),
         label: e.label.as_deref(),
+        url: e.url.as_deref(),
     })
     .expect("serializes")
 }
 
-/// One POST; `Err` with why it was not accepted (non-2xx, timeout, ...).
+/// One POST: the HTTP status, if the receiver answered, and `Err` with why
+/// it was not accepted (non-2xx, timeout, ...).
 async fn post(
     client: &reqwest::Client,
     config: &ApiConfig,
     d: &DueWebhookDelivery,
-) -> Result<(), String> {
+) -> (Option<u16>, Result<(), String>) {
     // Names are checked as they are resolved (PublicResolver).
-    check_url_host(&d.url, config.allow_private_networks)?;
+    if let Err(e) = check_url_host(&d.url, config.allow_private_networks) {
+        return (None, Err(e));
+    }
     let body = payload(d);
     let sig = signature(&d.secret, unix_now(), &body);
     let response = client
@@ -292,14 +302,17 @@ async fn post(
         .header("x-posthorn-event-id", format!("evt_{}", d.event.id))
         .body(body)
         .send()
-        .await
-        .map_err(|e| error_chain(&e))?;
-    let status = response.status();
-    if status.is_success() {
+        .await;
+    let status = match response {
+        Ok(r) => r.status(),
+        Err(e) => return (None, Err(error_chain(&e))),
+    };
+    let result = if status.is_success() {
         Ok(())
     } else {
         Err(format!("HTTP {status}"))
-    }
+    };
+    (Some(status.as_u16()), result)
 }
 
 /// An error with its causes (reqwest's own `Display` leaves out why a

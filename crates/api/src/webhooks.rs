@@ -28,7 +28,9 @@ pub struct NewWebhook {
     /// Where events are POSTed (http or https).
     #[schema(example = "https://app.example.com/hooks/mail")]
     pub url: String,
-    /// Any of `delivered`, `deferred`, `bounced`, `expired`, `suppressed`.
+    /// Any of `delivered`, `deferred`, `bounced`, `expired`, `suppressed`,
+    /// `unsubscribed` (a one-click unsubscribe, docs/unsubscribe.md),
+    /// `opened`, `clicked` (tracking, docs/tracking.md).
     #[schema(example = json!(["delivered", "bounced"]))]
     pub events: Vec<String>,
 }
@@ -173,6 +175,17 @@ pub async fn create(
     AccountAuth(who): AccountAuth,
     ApiJson(req): ApiJson<NewWebhook>,
 ) -> ApiResult<(StatusCode, Json<CreatedWebhook>)> {
+    let created = add_webhook(&state, who.account_id, req).await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// Add a webhook for the account, under every rule (events, URL, the
+/// per-account maximum): the route above and the console both call it.
+pub async fn add_webhook(
+    state: &AppState,
+    account_id: i64,
+    req: NewWebhook,
+) -> ApiResult<CreatedWebhook> {
     if req.events.is_empty() {
         return Err(ApiError::new(
             INVALID_EVENT,
@@ -195,7 +208,7 @@ pub async fn create(
         .await
         .map_err(|m| ApiError::new(INVALID_URL, m))?;
     let _creating = CREATING.lock().await;
-    let existing = state.store.webhooks(who.account_id).await?.len();
+    let existing = state.store.webhooks(account_id).await?.len();
     if existing >= MAX_WEBHOOKS_PER_ACCOUNT {
         return Err(ApiError::new(
             TOO_MANY_WEBHOOKS,
@@ -208,22 +221,19 @@ pub async fn create(
         .store
         .add_webhook(Webhook {
             id: id.clone(),
-            account_id: who.account_id,
+            account_id,
             url: req.url.clone(),
             events: events.clone(),
             secret: secret.clone(),
             created_at: state.store.now(),
         })
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(CreatedWebhook {
-            id,
-            secret,
-            url: req.url,
-            events,
-        }),
-    ))
+    Ok(CreatedWebhook {
+        id,
+        secret,
+        url: req.url,
+        events,
+    })
 }
 
 /// The account's webhooks (without secrets).

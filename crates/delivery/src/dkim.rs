@@ -43,6 +43,9 @@ pub const SIGNED_HEADERS: &[&str] = &[
     "In-Reply-To",
     "References",
     "List-Unsubscribe",
+    // RFC 8058 3.1: a one-click unsubscribe is honoured only when the
+    // signature covers both fields.
+    "List-Unsubscribe-Post",
 ];
 
 /// The fields named once more in `h=` than the message has them (one null

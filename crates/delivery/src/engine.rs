@@ -148,6 +148,8 @@ pub struct DestinationView {
     /// Some of the recipient domains whose mail goes there.
     pub domains: Vec<String>,
     pub status: DestinationStatus,
+    /// Connections open for it, busy or idle in the pool.
+    pub open_connections: usize,
 }
 
 /// See the module documentation.
@@ -230,6 +232,7 @@ impl Engine {
                     destination: k.place.to_string(),
                     domains,
                     status: e.dest.status(now),
+                    open_connections: self.pool.open_for(&k.place),
                 }
             })
             .collect();
@@ -794,8 +797,13 @@ impl Engine {
         let rcpts: Vec<String> = job.rcpts.iter().map(|r| r.address.clone()).collect();
         let mut last_error = String::from("no address to connect to");
         let mut busy = false;
+        let place: Arc<str> = job
+            .dest
+            .as_ref()
+            .map_or_else(|| Arc::from(""), |d| d.place.clone());
         for (name, addr) in job.targets.iter() {
             let key = PoolKey {
+                place: place.clone(),
                 addr: *addr,
                 profile,
             };

@@ -1,5 +1,6 @@
 //! Open outbound connections, kept for reuse, with the caps on how many
-//! there may be: in all, and to one destination address.
+//! there may be: in all, and to one destination address. Connections are
+//! kept per destination (the scheduler's), so each one's can be counted.
 //!
 //! A connection counts against both caps from the moment it is opened
 //! until it is closed, whether it is busy or idle in the pool. A task that
@@ -18,6 +19,9 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 /// up for one TLS policy is not reused for another).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct PoolKey {
+    /// The destination it serves (the scheduler's name for it): connections
+    /// are not shared between destinations, so each one's can be counted.
+    pub place: Arc<str>,
     pub addr: SocketAddr,
     /// Distinguishes policies and credentials: `opportunistic`, `required`,
     /// `relay`.
@@ -209,6 +213,16 @@ impl Pool {
         for idle in stale {
             tokio::spawn(idle.conn.conn.quit());
         }
+    }
+
+    /// Connections open for the destination `place` now, busy or idle.
+    pub fn open_for(&self, place: &str) -> usize {
+        self.lock()
+            .iter()
+            .filter(|(k, _)| &*k.place == place)
+            .filter_map(|(_, s)| s.permits.as_ref())
+            .map(|p| self.per_host.saturating_sub(p.available_permits()))
+            .sum()
     }
 
     /// Close every idle connection (shutdown).

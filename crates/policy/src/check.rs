@@ -58,6 +58,72 @@ pub struct Facts {
     /// The message has a Date field that parses as a date.
     pub has_date: bool,
     pub attachments: Vec<AttachmentFact>,
+    /// The body text parts (text/plain and text/html that are not
+    /// attachments), where they are in the raw message and how they are
+    /// encoded: what an X-SMTPAPI substitution rewrites.
+    pub text_parts: Vec<TextPartFact>,
+    /// The raw value of the X-SMTPAPI header field (SendCloud's batch
+    /// personalisation), if the message has one.
+    pub smtpapi: Option<String>,
+    /// `X-Posthorn-Track: on|off`: this message tracked or not, whatever
+    /// its account's `tracking` setting; `None` without the field.
+    pub track: Option<bool>,
+}
+
+/// The header field that turns tracking on or off for one message.
+pub const TRACK_FIELD: &str = "X-Posthorn-Track";
+
+/// `X-Posthorn-Track`'s value: on, off, or refused.
+fn track_field(message: &mail_parser::Message<'_>) -> Result<Option<bool>, BusinessError> {
+    let mut values = message
+        .headers()
+        .iter()
+        .filter(|h| h.name().eq_ignore_ascii_case(TRACK_FIELD))
+        .map(|h| {
+            message
+                .raw_message()
+                .get(h.offset_start() as usize..h.offset_end() as usize)
+                .map(|v| String::from_utf8_lossy(v).trim().to_ascii_lowercase())
+                .unwrap_or_default()
+        });
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    let refused = |why: String| refuse(INVALID_TRACKING, why);
+    if values.next().is_some() {
+        return Err(refused(format!(
+            "the {TRACK_FIELD} header field appears more than once"
+        )));
+    }
+    match first.as_str() {
+        "on" => Ok(Some(true)),
+        "off" => Ok(Some(false)),
+        other => Err(refused(format!(
+            "{TRACK_FIELD} is {other:?}; it takes on or off"
+        ))),
+    }
+}
+
+/// How a part's body is written on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransferEncoding {
+    /// 7bit, 8bit, binary or none: the bytes as they are.
+    Identity,
+    QuotedPrintable,
+    Base64,
+}
+
+/// One body text part of a message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TextPartFact {
+    /// Byte range of the encoded body in the raw message.
+    pub start: usize,
+    pub end: usize,
+    pub encoding: TransferEncoding,
+    /// The `charset` parameter, lower case; `None` when absent.
+    pub charset: Option<String>,
+    /// text/html (open and click tracking rewrites these).
+    pub html: bool,
 }
 
 fn refuse(code: &'static str, explanation: impl Into<String>) -> BusinessError {
@@ -183,6 +249,7 @@ pub fn check(
     let mut attachments = Vec::new();
     let mut attachment_raw_bytes = 0usize;
     let mut has_content = false;
+    let mut text_parts = Vec::new();
     for (i, part) in message.parts.iter().enumerate() {
         if part.is_multipart() {
             continue;
@@ -202,6 +269,22 @@ pub fn check(
         }
         if is_attachment || !part_is_blank(part) {
             has_content = true;
+        }
+        if !is_attachment && matches!(part.body, PartType::Text(_) | PartType::Html(_)) {
+            text_parts.push(TextPartFact {
+                start: part.raw_body_offset() as usize,
+                end: (part.raw_end_offset() as usize).min(raw.len()),
+                encoding: match part.encoding {
+                    mail_parser::Encoding::QuotedPrintable => TransferEncoding::QuotedPrintable,
+                    mail_parser::Encoding::Base64 => TransferEncoding::Base64,
+                    mail_parser::Encoding::None => TransferEncoding::Identity,
+                },
+                charset: part
+                    .content_type()
+                    .and_then(|ct| ct.attribute("charset"))
+                    .map(str::to_ascii_lowercase),
+                html: matches!(part.body, PartType::Html(_)),
+            });
         }
     }
     if !has_content {
@@ -244,6 +327,7 @@ pub fn check(
             ),
         ));
     }
+    let track = track_field(&message)?;
     let body = raw.len().saturating_sub(attachment_raw_bytes);
     if body > limits.max_body_size {
         return Err(refuse(
@@ -270,6 +354,9 @@ pub fn check(
         // as good as none: the submitter writes one.
         has_date: message.date().is_some(),
         attachments,
+        text_parts,
+        smtpapi: message.header_raw("X-SMTPAPI").map(str::to_string),
+        track,
     })
 }
 

@@ -41,6 +41,12 @@ pub const RECIPIENT_SUPPRESSED: &str = "FailedOperation.RecipientSuppressed";
 pub const TOO_MANY_RECIPIENTS: &str = "FailedOperation.TooManyRecipients";
 pub const INTERNAL_DESTINATION: &str = "FailedOperation.InternalDestination";
 pub const CONTROL_CHARACTER: &str = "FailedOperation.ControlCharacter";
+pub const TEMPLATE_NOT_FOUND: &str = "FailedOperation.TemplateNotFound";
+pub const TEMPLATE_WITH_CONTENT: &str = "FailedOperation.TemplateWithContent";
+pub const MISSING_TEMPLATE_VARIABLE: &str = "FailedOperation.MissingTemplateVariable";
+pub const INVALID_SMTPAPI: &str = "FailedOperation.InvalidSmtpApi";
+pub const SMTPAPI_SUBSTITUTION: &str = "FailedOperation.SmtpApiSubstitution";
+pub const INVALID_TRACKING: &str = "FailedOperation.InvalidTracking";
 
 const POLICY: &str = "554 5.0.0";
 
@@ -96,8 +102,8 @@ pub const ERROR_CODES: &[ErrorCode] = &[
         code: MISSING_EMAIL_CONTENT,
         seed_wording: Some("msg.Body is null"),
         smtp: POLICY,
-        trigger: "the message has no body text, no HTML and no attachment",
-        fix: "send some content",
+        trigger: "the message has no body text, no HTML and no attachment; over HTTP, a send with neither content (`text`, `html`, `attachments`, `inline`) nor a `template` (the Tencent guide's \"TemplateData and Simple cannot be both empty\")",
+        fix: "send some content, or name a template (docs/templates.md)",
     },
     ErrorCode {
         code: SENDER_MISMATCH,
@@ -238,5 +244,47 @@ pub const ERROR_CODES: &[ErrorCode] = &[
         smtp: "550 5.7.1 (on that RCPT only; over HTTP 422)",
         trigger: "the recipient's domain is an address literal of an internal network (`x@[127.0.0.1]`, `x@[10.0.0.1]`, `x@[IPv6:::1]`, link-local, CGNAT, benchmarking, documentation, multicast, their IPv4-mapped and NAT64 forms) or `localhost`, in relay mode too; a domain whose mail servers resolve only to such addresses is accepted, then bounced `550 5.7.1` (without a relay)",
         fix: "send to a public address; an operator whose mail servers are internal sets `[delivery] allow_private_destinations = true`",
+    },
+    ErrorCode {
+        code: TEMPLATE_NOT_FOUND,
+        seed_wording: None,
+        smtp: "(HTTP only: 422)",
+        trigger: "`POST /v1/messages` names a `template` (id or name) the account does not have",
+        fix: "list the account's templates (`GET /v1/templates`, `posthorn template list`) and use one of them",
+    },
+    ErrorCode {
+        code: TEMPLATE_WITH_CONTENT,
+        seed_wording: None,
+        smtp: "(HTTP only: 422)",
+        trigger: "`POST /v1/messages` names a `template` and also gives `subject`, `text` or `html`, which the template supplies",
+        fix: "send either a template with `template_data` or the content itself, not both (attachments may go with a template)",
+    },
+    ErrorCode {
+        code: MISSING_TEMPLATE_VARIABLE,
+        seed_wording: None,
+        smtp: "(HTTP only: 422)",
+        trigger: "the template uses a `{{variable}}` that `template_data` does not give (the message names every missing one)",
+        fix: "add the variables to `template_data`; variables given but not used are fine",
+    },
+    ErrorCode {
+        code: INVALID_SMTPAPI,
+        seed_wording: None,
+        smtp: POLICY,
+        trigger: "the X-SMTPAPI header is not a JSON object of `to` (a list of addresses) and `sub` (tag to a list of values, one per recipient): bad JSON (after unfolding), an unknown field, a bad address, a `sub` list whose length is not the number of recipients, a value with a line break, more recipients than the account's `max_recipients`, or a header longer than 64 KiB",
+        fix: "send `X-SMTPAPI: {\"to\": [\"a@example.com\", \"b@example.com\"], \"sub\": {\"%name%\": [\"Ann\", \"Bob\"]}}` (docs/x-smtpapi.md)",
+    },
+    ErrorCode {
+        code: SMTPAPI_SUBSTITUTION,
+        seed_wording: None,
+        smtp: POLICY,
+        trigger: "an X-SMTPAPI substitution cannot be written into a text part: a value with non-ASCII characters into a part whose charset is not UTF-8 or US-ASCII, or a result with a line longer than 998 bytes in a part that is not base64 or quoted-printable",
+        fix: "write text parts in UTF-8, or use quoted-printable or base64 for long lines",
+    },
+    ErrorCode {
+        code: INVALID_TRACKING,
+        seed_wording: None,
+        smtp: POLICY,
+        trigger: "the message's `X-Posthorn-Track` header field is neither `on` nor `off`, or appears more than once",
+        fix: "send `X-Posthorn-Track: on` or `X-Posthorn-Track: off` once (over HTTP: `\"tracking\": true` or `false`), or leave it out to follow the account's `tracking` setting (docs/tracking.md)",
     },
 ];

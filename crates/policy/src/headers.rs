@@ -63,6 +63,29 @@ pub fn rewrite_headers(raw: &[u8], edits: &HeaderEdits<'_>) -> Vec<u8> {
     out
 }
 
+/// Whether the header block of `raw` has a field named `name`
+/// (case-insensitive).
+pub fn has_field(raw: &[u8], name: &str) -> bool {
+    for line in raw.split(|&b| b == b'\n') {
+        let content = line.strip_suffix(b"\r").unwrap_or(line);
+        if content.is_empty() {
+            return false;
+        }
+        if matches!(content.first(), Some(b' ' | b'\t')) {
+            continue;
+        }
+        if let Some(i) = memchr(b':', content) {
+            if content[..i]
+                .trim_ascii()
+                .eq_ignore_ascii_case(name.as_bytes())
+            {
+                return true;
+            }
+        }
+    }
+    false
+}
+
 /// Decide whether a header line is kept, tracking which fields are present.
 fn keep_current_line(
     content: &[u8],
@@ -94,6 +117,16 @@ fn keep_current_line(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn has_field_looks_at_the_header_block_only() {
+        let raw = b"Subject: hi\r\n x-folded: no\r\nlist-unsubscribe : <x>\r\n\r\nTo: body\r\n";
+        assert!(has_field(raw, "List-Unsubscribe"));
+        assert!(has_field(raw, "subject"));
+        assert!(!has_field(raw, "X-Folded"));
+        assert!(!has_field(raw, "To"));
+        assert!(!has_field(b"Subject: x", "To"));
+    }
 
     #[test]
     fn a_field_both_removed_and_added_is_replaced() {

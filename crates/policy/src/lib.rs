@@ -12,9 +12,11 @@ pub mod codes;
 mod headers;
 mod prescan;
 
-pub use check::{check, AttachmentFact, Facts, PolicyLimits};
+pub use check::{
+    check, AttachmentFact, Facts, PolicyLimits, TextPartFact, TransferEncoding, TRACK_FIELD,
+};
 pub use codes::{ErrorCode, ERROR_CODES};
-pub use headers::{rewrite_headers, HeaderEdits};
+pub use headers::{has_field, rewrite_headers, HeaderEdits};
 pub use prescan::{
     prescan, work_bound, ScanWork, MAX_BOUNDARY_LEN, MAX_HEADER_BYTES, MAX_HEADER_BYTES_TOTAL,
     MAX_HEADER_FIELDS, MAX_MISSING_BOUNDARIES, MAX_PARAMETERS, MAX_PARAMETERS_TOTAL,

@@ -4,21 +4,14 @@
 use crate::cli::*;
 use crate::config::Config;
 use anyhow::{bail, Context};
+use posthorn_admin::bounce::BounceNotices;
 use posthorn_admin::{check, dkim, Admin};
-use posthorn_delivery::dsn::{DsnAction, DsnRecipient};
-use posthorn_delivery::engine::{bounce_notice, bounce_notices_on, Bounced};
-use posthorn_store::{
-    Domain, MessageFilter, MessageRecord, OutcomeBatch, RecipientRecord, RecipientUpdate,
-    SqliteStore, Store, Suppression,
-};
+use posthorn_store::{Domain, MessageFilter, MessageRecord, SqliteStore, Store, Suppression};
 use posthorn_submit::{apply_settings, SETTING_KEYS};
 use posthorn_types::time::rfc3339;
 use posthorn_types::{MessageId, RecipientStatus};
 use serde_json::json;
 use std::sync::Arc;
-
-/// The reply recorded for a recipient an operator bounced.
-const OPERATOR_BOUNCE_REPLY: &str = "550 5.0.0 bounced by the operator";
 
 pub async fn run(config: &Config, command: Command) -> anyhow::Result<()> {
     // Every command goes through the backend-neutral contract; only the
@@ -297,13 +290,14 @@ pub async fn run(config: &Config, command: Command) -> anyhow::Result<()> {
             } else if view.destinations.is_empty() {
                 out!("no destination has mail waiting or in flight on a running node");
             } else {
-                out!("DESTINATION\tWAITING\tIN FLIGHT\tSUSPENDED UNTIL\tLAST ERROR\tDOMAINS");
+                out!("DESTINATION\tWAITING\tIN FLIGHT\tCONNECTIONS\tSUSPENDED UNTIL\tLAST ERROR\tDOMAINS");
                 for d in &view.destinations {
                     out!(
-                        "{}\t{}\t{}\t{}\t{}\t{}",
+                        "{}\t{}\t{}\t{}\t{}\t{}\t{}",
                         d.destination,
                         d.queued,
                         d.in_flight,
+                        d.open_connections,
                         d.suspended_until.as_deref().unwrap_or("-"),
                         d.last_error.as_deref().unwrap_or("-"),
                         d.domains.join(",")
@@ -311,9 +305,7 @@ pub async fn run(config: &Config, command: Command) -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Queue(QueueCmd::Bounce { id }) => {
-            bounce(config, store.as_ref(), parse_id(&id)?).await?
-        }
+        Command::Queue(QueueCmd::Bounce { id }) => bounce(config, &admin, parse_id(&id)?).await?,
         Command::Suppression(SuppressionCmd::List { account, json }) => {
             let acct = store.account(&account).await?;
             let list = store.suppressions(acct.id).await?;
@@ -351,10 +343,35 @@ pub async fn run(config: &Config, command: Command) -> anyhow::Result<()> {
         }
         Command::Message(MessageCmd::Show { id, json }) => {
             let m = store.message(parse_id(&id)?).await?;
+            // Opens and clicks of a tracked message (docs/tracking.md).
+            let engagements = store.engagements(m.id).await?;
             if json {
-                out!("{}", serde_json::to_string_pretty(&message_json(&m))?);
+                let mut v = message_json(&m);
+                v["engagements"] = engagements
+                    .iter()
+                    .map(|e| {
+                        json!({
+                            "recipient": e.recipient,
+                            "kind": e.kind,
+                            "count": e.count,
+                            "first_at": rfc3339(e.first_at),
+                            "last_at": rfc3339(e.last_at),
+                        })
+                    })
+                    .collect();
+                out!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 print_message(&m)?;
+                for e in &engagements {
+                    out!(
+                        "{:<12} {}  {}x, first {}, last {}",
+                        format!("{}:", e.kind),
+                        e.recipient,
+                        e.count,
+                        rfc3339(e.first_at),
+                        rfc3339(e.last_at)
+                    );
+                }
             }
         }
         Command::Message(MessageCmd::Content { id }) => {
@@ -363,6 +380,7 @@ pub async fn run(config: &Config, command: Command) -> anyhow::Result<()> {
             std::io::stdout().write_all(&bytes)?;
         }
         Command::Apikey(cmd) => crate::api_cmds::apikey(&admin, cmd).await?,
+        Command::Template(cmd) => crate::template_cmds::run(&admin, cmd).await?,
         Command::Lockout(cmd) => crate::lockout_cmds::run(store.as_ref(), cmd).await?,
         Command::Status { id, json } => crate::api_cmds::status(store.as_ref(), &id, json).await?,
     }
@@ -370,101 +388,32 @@ pub async fn run(config: &Config, command: Command) -> anyhow::Result<()> {
 }
 
 /// `queue bounce`: every recipient not yet final becomes bounced, in one
-/// commit with the bounce notice (when one is due).
-async fn bounce(config: &Config, store: &dyn Store, id: MessageId) -> anyhow::Result<()> {
-    let m = store.message(id).await?;
-    let now = store.now();
-    let pending: Vec<(usize, &RecipientRecord)> = m
-        .recipients
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| {
-            matches!(
-                r.status,
-                RecipientStatus::Queued | RecipientStatus::Deferred | RecipientStatus::Sending
-            )
-        })
-        .collect();
-    if pending.is_empty() {
-        out!("message {id} has no recipient left to bounce: every one is final");
-        return Ok(());
-    }
-    let updates: Vec<RecipientUpdate> = pending
-        .iter()
-        .map(|(idx, r)| RecipientUpdate {
-            message_id: id,
-            idx: *idx as u32,
-            status: RecipientStatus::Bounced,
-            attempts: r.attempts,
-            last_reply: Some(OPERATOR_BOUNCE_REPLY.to_string()),
-            remote_host: None,
-            next_try: None,
-            suppress: None,
-        })
-        .collect();
-    let failed: Vec<DsnRecipient> = pending
-        .iter()
-        .map(|(_, r)| DsnRecipient {
-            address: r.address.clone(),
-            action: DsnAction::Failed,
-            status: "5.0.0".to_string(),
-            diagnostic: Some("bounced by the operator".to_string()),
-            remote_mta: None,
-            last_attempt: Some(now),
-        })
-        .collect();
-    let mut no_notice = None;
-    let notice = if !config.delivery.dsn {
-        no_notice = Some("bounce notices are off ([delivery] dsn = false)");
-        None
-    } else if !bounce_notices_on(&store.account_settings(m.account_id).await?) {
-        no_notice = Some("bounce notices are off for this account (bounce_notices = 0)");
-        None
-    } else {
-        let content = store.message_content(id).await.unwrap_or_default();
-        let hostname = config
+/// commit with the bounce notice (when one is due); the rules are
+/// `Admin::bounce_message`'s.
+async fn bounce(config: &Config, admin: &Admin, id: MessageId) -> anyhow::Result<()> {
+    let notices = BounceNotices {
+        enabled: config.delivery.dsn,
+        hostname: config
             .delivery
             .hostname
             .clone()
-            .unwrap_or_else(|| config.hostname());
-        let about = Bounced {
-            message_id: id,
-            account_id: m.account_id,
-            mail_from: &m.mail_from,
-            label: m.label.as_deref(),
-            received_at: m.received_at,
-            is_dsn: m.is_dsn,
-        };
-        let notice = bounce_notice(&hostname, &about, &failed, &content, now);
-        if notice.is_none() {
-            no_notice = Some(if m.is_dsn {
-                "the message is itself a bounce notice"
-            } else {
-                "the message has the null sender"
-            });
-        }
-        notice
+            .unwrap_or_else(|| config.hostname()),
     };
-    let notice_id = notice.as_ref().map(|n| (n.id, n.recipients.join(", ")));
-    let recorded = store
-        .record_outcomes(
-            None,
-            OutcomeBatch {
-                updates,
-                notices: notice.into_iter().collect(),
-            },
-        )
-        .await?;
+    let done = admin.bounce_message(id, None, &notices).await?;
+    if done.bounced.is_empty() {
+        out!("message {id} has no recipient left to bounce: every one is final");
+        return Ok(());
+    }
     out!(
         "message {id}: bounced {}{}",
-        recipients(recorded.applied),
-        if recorded.applied < pending.len() as u64 {
+        recipients(done.applied),
+        if done.applied < done.bounced.len() as u64 {
             " (the others became final meanwhile)"
         } else {
             ""
         }
     );
-    match (notice_id, no_notice) {
+    match (done.notice, done.no_notice) {
         (Some((nid, to)), _) => out!("queued bounce notice {nid} to {to}"),
         (None, Some(why)) => out!("no bounce notice: {why}"),
         (None, None) => {}

@@ -47,7 +47,16 @@ pub async fn apikey(admin: &Admin, cmd: ApiKeyCmd) -> anyhow::Result<()> {
 pub async fn status(store: &dyn Store, id: &str, json: bool) -> anyhow::Result<()> {
     let m = store.message(parse_id(id)?).await?;
     if json {
-        out!("{}", serde_json::to_string_pretty(&MessageView::from(m))?);
+        // As `GET /v1/messages/{id}` answers, opens and clicks included.
+        let engagements = store.engagements(m.id).await?;
+        let mut view = MessageView::from(m);
+        for r in &mut view.recipients {
+            r.engagement = Some(posthorn_api::messages::EngagementView::of(
+                &r.address,
+                &engagements,
+            ));
+        }
+        out!("{}", serde_json::to_string_pretty(&view)?);
     } else {
         print_message(&m)?;
     }

@@ -42,6 +42,10 @@ pub enum Command {
     /// Labels (`api_user#label_id` at login).
     #[command(subcommand)]
     Label(LabelCmd),
+    /// Message templates (`{{variable}}` placeholders; sent with
+    /// POST /v1/messages `template`; docs/templates.md).
+    #[command(subcommand)]
+    Template(TemplateCmd),
     /// The queue of accepted messages.
     #[command(subcommand)]
     Queue(QueueCmd),
@@ -260,6 +264,50 @@ pub enum LabelCmd {
     /// Remove a label (a login naming it is then refused).
     Remove {
         label_id: String,
+        #[arg(long)]
+        account: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TemplateCmd {
+    /// Store a template for an account (text and/or HTML).
+    Add {
+        name: String,
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        subject: String,
+        /// The text body.
+        #[arg(long, conflicts_with = "text_file")]
+        text: Option<String>,
+        /// The text body, from a file.
+        #[arg(long, value_name = "FILE")]
+        text_file: Option<PathBuf>,
+        /// The HTML body.
+        #[arg(long, conflicts_with = "html_file")]
+        html: Option<String>,
+        /// The HTML body, from a file.
+        #[arg(long, value_name = "FILE")]
+        html_file: Option<PathBuf>,
+    },
+    /// The account's templates: id, name, last change, subject.
+    List {
+        #[arg(long)]
+        account: String,
+    },
+    /// One template, by name or id.
+    Show {
+        template: String,
+        #[arg(long)]
+        account: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a template, by name or id.
+    Remove {
+        template: String,
         #[arg(long)]
         account: String,
     },

@@ -82,6 +82,7 @@ pub fn destination_report(engine: &Engine, now: i64) -> String {
             domains: d.domains,
             queued: d.status.queued as u64,
             in_flight: d.status.in_flight as u64,
+            open_connections: d.open_connections as u64,
             concurrency: (d.status.concurrency != usize::MAX)
                 .then_some(d.status.concurrency as u64),
             suspended_until: d

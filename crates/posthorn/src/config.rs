@@ -59,6 +59,23 @@ pub struct Config {
     pub log: LogSection,
     pub store: StoreSection,
     pub cluster: ClusterSection,
+    pub tracking: TrackingSection,
+}
+
+/// Links Posthorn writes into messages and serves (issue 22): the
+/// one-click unsubscribe URL (docs/unsubscribe.md), the open pixel and the
+/// click links (docs/tracking.md).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrackingSection {
+    /// The public HTTPS base of this server's HTTP listener the links use
+    /// (`https://mail.example.com`); unset: no links are written.
+    pub base_url: Option<String>,
+    /// The key links are signed with, the same on every node of a cluster
+    /// (at least 32 characters). Unset on the embedded store: one is
+    /// generated once into `<data_dir>/tracking-key`; required with
+    /// PostgreSQL.
+    pub secret: Option<String>,
 }
 
 /// Where accounts, the queue and statuses are kept.
@@ -504,6 +521,7 @@ impl Default for Config {
             log: LogSection::default(),
             store: StoreSection::default(),
             cluster: ClusterSection::default(),
+            tracking: TrackingSection::default(),
         }
     }
 }
@@ -526,7 +544,7 @@ impl Default for SmtpSection {
             allow_plaintext_auth_on_loopback: false,
             shutdown_grace_secs: d.shutdown_grace.as_secs(),
             max_connections: d.max_connections,
-            store_timeout_secs: d.store_timeout.as_secs(),
+            store_timeout_secs: SubmitConfig::default().store_timeout.as_secs(),
             trusted_networks: Vec::new(),
             received_header: ReceivedHeader::Full,
         }
@@ -704,6 +722,14 @@ impl Config {
             max_connections_per_ip: h.max_connections_per_ip,
             header_read_timeout: Duration::from_secs(h.header_read_timeout_secs.max(1)),
             idle_timeout: Duration::from_secs(h.idle_timeout_secs.max(1)),
+            bounce_notices: posthorn_admin::bounce::BounceNotices {
+                enabled: self.delivery.dsn,
+                hostname: self
+                    .delivery
+                    .hostname
+                    .clone()
+                    .unwrap_or_else(|| self.hostname()),
+            },
         })
     }
 
@@ -776,12 +802,15 @@ impl Config {
                 },
                 bounce_notices: u64::from(self.delivery.dsn),
                 max_recipients: self.smtp.max_recipients as u64,
+                unsubscribe: 0,
+                tracking: 0,
             },
             received: match self.smtp.received_header {
                 ReceivedHeader::Full => ReceivedMode::Full,
                 ReceivedHeader::Private => ReceivedMode::Private,
             },
             allow_private_destinations: self.delivery.allow_private_destinations,
+            store_timeout: Duration::from_secs(self.smtp.store_timeout_secs),
             ..SubmitConfig::default()
         }
     }
@@ -983,7 +1012,6 @@ impl Config {
             shutdown_grace: Duration::from_secs(s.shutdown_grace_secs),
             auto_tls_wait: Duration::from_millis(s.auto_tls_wait_ms),
             max_connections: s.max_connections,
-            store_timeout: Duration::from_secs(s.store_timeout_secs),
             max_connections_per_ip: self.limits.connections_per_ip,
             new_connections_per_ip_per_minute: self.limits.new_connections_per_ip_per_minute,
             auth_lockout: self.lockout_policy(),
@@ -994,6 +1022,77 @@ impl Config {
 }
 
 /// This node's id: kept in `<data_dir>/node-id`, made on first run.
+impl Config {
+    /// How the submitter makes signed links and the HTTP listener checks
+    /// them (`[tracking]`): `None` without `base_url`. The key is
+    /// `secret`'s, or on the embedded store one generated once into
+    /// `<data_dir>/tracking-key` (mode 0600), so links stay valid across
+    /// restarts; a cluster must configure `secret`, the same on every
+    /// node, or links made by one node would be refused by the others.
+    pub fn links(&self) -> anyhow::Result<Option<posthorn_submit::links::Links>> {
+        use posthorn_submit::links::Links;
+        let Some(base) = self.tracking.base_url.as_deref().filter(|b| !b.is_empty()) else {
+            return Ok(None);
+        };
+        let host = base.strip_prefix("https://").unwrap_or("");
+        if host.trim_end_matches('/').is_empty()
+            || host.contains(['?', '#', ' ', '"', '<', '>', '\\'])
+            || !host.is_ascii()
+        {
+            bail!("[tracking] base_url = {base:?}: the public https:// address of the HTTP listener, e.g. \"https://mail.example.com\" (RFC 8058 unsubscribe links must be HTTPS; no query or fragment)");
+        }
+        let key = match self.tracking.secret.as_deref() {
+            Some(secret) if secret.len() >= 32 => Links::key_from_secret(secret),
+            Some(_) => bail!("[tracking] secret must be at least 32 characters (e.g. `openssl rand -hex 32`)"),
+            None if self.store.backend == "postgres" => bail!("[tracking] base_url with [store] backend = \"postgres\" needs [tracking] secret, the same on every node (e.g. `openssl rand -hex 32`): links made by one node are checked by any"),
+            None => tracking_key(&self.data_dir)?,
+        };
+        Ok(Some(Links::new(key, base)))
+    }
+}
+
+/// The link key kept in `<data_dir>/tracking-key` (64 hex digits, mode
+/// 0600), made on first use.
+fn tracking_key(data_dir: &Path) -> anyhow::Result<[u8; 32]> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = data_dir.join("tracking-key");
+    let parse = |text: &str| -> Option<[u8; 32]> {
+        let text = text.trim();
+        if text.len() != 64 {
+            return None;
+        }
+        let mut key = [0u8; 32];
+        for (i, b) in key.iter_mut().enumerate() {
+            *b = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(key)
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            return parse(&text).with_context(|| {
+                format!("{} is not 64 hex digits; remove it to make a new key (links already sent stop working)", path.display())
+            })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    let key: [u8; 32] = rand::random();
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(format!("{hex}\n").as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(key)
+}
+
 fn node_id(data_dir: &Path) -> anyhow::Result<String> {
     let path = data_dir.join("node-id");
     if let Ok(id) = std::fs::read_to_string(&path) {
@@ -1250,5 +1349,56 @@ mod tests {
     #[test]
     fn unknown_keys_are_errors() {
         assert!(toml::from_str::<Config>("[smtp]\nmax_recipient = 3\n").is_err());
+    }
+
+    #[test]
+    fn tracking_links_need_https_and_a_shared_secret_in_a_cluster() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = |extra: &str| {
+            let mut c: Config = toml::from_str(&format!("[tracking]\n{extra}")).unwrap();
+            c.data_dir = dir.path().to_path_buf();
+            c
+        };
+        assert!(config("").links().unwrap().is_none());
+        for bad in [
+            "http://mail.example.com",
+            "https://",
+            "https://x/?a=1",
+            "mail.example.com",
+        ] {
+            let err = config(&format!("base_url = {bad:?}")).links().unwrap_err();
+            assert!(
+                err.to_string().contains("[tracking] base_url"),
+                "{bad}: {err}"
+            );
+        }
+        // Embedded store: a key made once, 0600, the same after.
+        let base = "base_url = \"https://mail.example.com/\"";
+        let links = config(base).links().unwrap().unwrap();
+        assert_eq!(links.base_url(), "https://mail.example.com");
+        let path = dir.path().join("tracking-key");
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&path).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600);
+        let token = links.unsubscribe_token(1, posthorn_types::MessageId::generate(), "a@b.c");
+        let again = config(base).links().unwrap().unwrap();
+        assert!(again.verify_unsubscribe(&token).is_some());
+        // PostgreSQL: a secret, at least 32 characters, the same on every node.
+        let pg = format!("{base}\n[store]\nbackend = \"postgres\"");
+        let err = config(&pg).links().unwrap_err().to_string();
+        assert!(err.contains("needs [tracking] secret"), "{err}");
+        let short = config(&format!("{base}\nsecret = \"short\"")).links();
+        assert!(short.unwrap_err().to_string().contains("at least 32"));
+        let secret = format!("{base}\nsecret = \"{}\"", "s".repeat(32));
+        let a = config(&secret).links().unwrap().unwrap();
+        assert!(a.verify_unsubscribe(&token).is_none());
+        let t = a.unsubscribe_token(1, posthorn_types::MessageId::generate(), "a@b.c");
+        assert!(config(&secret)
+            .links()
+            .unwrap()
+            .unwrap()
+            .verify_unsubscribe(&t)
+            .is_some());
     }
 }

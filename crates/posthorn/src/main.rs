@@ -28,6 +28,7 @@ mod lockout_cmds;
 mod serve;
 mod store_cmds;
 mod stores;
+mod template_cmds;
 
 use clap::Parser;
 use std::process::ExitCode;

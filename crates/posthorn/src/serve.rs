@@ -84,7 +84,12 @@ pub async fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("delivery off ([delivery] enabled = false): accepting and queueing only");
         None
     };
-    let mut submitter = Submitter::with_limiter(store.clone(), limiter, config.submit_config());
+    let mut submit_config = config.submit_config();
+    submit_config.links = config.links()?;
+    if let Some(links) = &submit_config.links {
+        tracing::info!(base_url = %links.base_url(), "unsubscribe links on for accounts with unsubscribe = 1");
+    }
+    let mut submitter = Submitter::with_limiter(store.clone(), limiter, submit_config);
     if let Some(engine) = &engine {
         submitter = submitter.notify_on_enqueue(engine.waker());
     }
@@ -127,6 +132,7 @@ pub async fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(addr = %listener.local_addr()?, kind = "http", "listening");
         let mut state = posthorn_api::AppState::new(submitter.clone(), api_config);
         state.metrics = metrics;
+        state.console = Some(posthorn_console::router(state.clone()));
         api_listen = listener.local_addr().ok();
         Some((listener, state))
     } else {

@@ -17,6 +17,14 @@ const BIN: &str = env!("CARGO_BIN_EXE_posthorn");
 const WAIT: Duration = Duration::from_secs(30);
 const LOOPBACK: Ipv4Addr = Ipv4Addr::LOCALHOST;
 
+/// X-SMTPAPI batches (issue 22).
+#[path = "delivery/smtpapi.rs"]
+mod smtpapi;
+
+/// One-click unsubscribe (issue 22).
+#[path = "delivery/unsubscribe.rs"]
+mod unsubscribe;
+
 /// MX for the recipients' domain and for the sender's (bounce notices go
 /// there) pointing at the sink.
 fn dns_for(sink_domains: &[&str]) -> DnsServer {

@@ -74,7 +74,11 @@ fn a_slow_destination_does_not_stall_the_others() {
     let dns = dns_for(&["slow.test", "fast.test"]);
     let server = TestServer::start(
         BIN.as_ref(),
-        &config(sink.port(), &dns, "max_connections_per_destination = 2"),
+        &config(
+            sink.port(),
+            &dns,
+            "max_connections_per_destination = 2\n[cluster]\nnode_timeout = \"5s\"",
+        ),
     );
     let slow: Vec<String> = (0..20).map(|i| format!("slow+{i}@slow.test")).collect();
     submit_each(&server, &slow);
@@ -112,6 +116,27 @@ fn a_slow_destination_does_not_stall_the_others() {
         "{} at once",
         sink.max_concurrent()
     );
+    // The operator sees the slow destination busy: its two connections
+    // open, two attempts in flight, the rest waiting (the node reports
+    // every second here).
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let out = server.cli_ok(&["queue", "destinations", "--json"]);
+        let v: Value = serde_json::from_str(&out).unwrap();
+        let slow = v["destinations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["destination"] == "mx.slow.test")
+            .cloned();
+        if let Some(d) = slow.filter(|d| d["open_connections"] == 2) {
+            assert_eq!(d["in_flight"], 2, "{v:#}");
+            assert!(d["queued"].as_u64().unwrap() >= 10, "{v:#}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never shown busy: {v:#}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 #[test]
@@ -373,7 +398,13 @@ fn drain(tarpit: bool, per_domain: usize) -> Duration {
     loop {
         let n = sink.received().iter().filter(|m| healthy(m)).count();
         if n >= want {
-            return started.elapsed();
+            let took = started.elapsed();
+            eprintln!(
+                "round {}: {took:.2?}, {} connections to the healthy sink",
+                if tarpit { "beside the tarpit" } else { "alone" },
+                sink.connections()
+            );
+            return took;
         }
         assert!(
             started.elapsed() < Duration::from_secs(300),

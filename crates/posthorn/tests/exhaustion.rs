@@ -394,7 +394,7 @@ fn a_store_that_falls_behind_answers_451_4_3_2() {
     );
     std::fs::write(node.config_path(), config).unwrap();
     node.start();
-    provision(&node);
+    let keys = provision(&node);
     let content = format!(
         "From: <{SENDER}>\r\nTo: <rcpt@example.net>\r\nSubject: behind\r\n\r\nWaiting.\r\n.\r\n"
     );
@@ -421,6 +421,21 @@ fn a_store_that_falls_behind_answers_451_4_3_2() {
         }
         other => panic!("{other:?}\n{}", node.log()),
     }
+    assert!(
+        took >= Duration::from_millis(1900) && took < Duration::from_secs(20),
+        "answered after the store timeout (2 s): {took:?}"
+    );
+    // The HTTP door has the same bound, said its own way.
+    let started = Instant::now();
+    let r = http::post_json(
+        node.http_port,
+        "/v1/messages",
+        &keys.account_key,
+        &serde_json::json!({"from": SENDER, "to": ["rcpt@example.net"], "subject": "behind", "text": "Waiting."}),
+    );
+    let took = started.elapsed();
+    assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.error_code(), "InternalError.StoreBusy");
     assert!(
         took >= Duration::from_millis(1900) && took < Duration::from_secs(20),
         "answered after the store timeout (2 s): {took:?}"

@@ -217,7 +217,7 @@ fn accounts_list_create_show_and_settings() {
     assert_eq!(a["usage"]["last_day"], 1);
     assert_eq!(
         a["settings"].as_array().unwrap().len(),
-        11,
+        13,
         "every key of posthorn account set: {a}"
     );
     // The test server lifted this one with `account set`.

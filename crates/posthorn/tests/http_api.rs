@@ -16,6 +16,14 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_posthorn");
 const WAIT: Duration = Duration::from_secs(30);
 
+/// Stored templates and sends with them (issue 22).
+#[path = "http_api/templates.rs"]
+mod templates;
+
+/// Open and click tracking (issue 22).
+#[path = "http_api/tracking.rs"]
+mod tracking;
+
 /// MX records of the recipients' domain and of the sender's (bounce
 /// notices) pointing at the sink.
 fn dns_to(sink: &Sink, more: &str) -> (DnsServer, String) {
@@ -643,7 +651,7 @@ fn bad_requests_get_stable_codes_and_never_another_accounts_data() {
                 port,
                 "/v1/webhooks",
                 &key,
-                &json!({"url": "http://127.0.0.1:9/", "events": ["opened"]}),
+                &json!({"url": "http://127.0.0.1:9/", "events": ["read"]}),
             ),
             400,
             "InvalidParameter.Event",

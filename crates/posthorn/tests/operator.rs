@@ -14,6 +14,10 @@ const BIN: &str = env!("CARGO_BIN_EXE_posthorn");
 /// AUTH without TLS from loopback, so raw clients can log in.
 const PLAINTEXT_AUTH: &str = "allow_plaintext_auth_on_loopback = true\n";
 
+/// `posthorn template ...` (issue 22).
+#[path = "operator/templates.rs"]
+mod templates;
+
 /// `posthorn ARGS` in `cwd`, with no configuration from the environment
 /// unless `env_config` is given.
 fn run_in(cwd: &Path, env_config: Option<&Path>, args: &[&str]) -> Output {

@@ -2,7 +2,7 @@
 //! PostgreSQL by the command line, refused the second time. Runs when
 //! `POSTHORN_TEST_POSTGRES_URL` is set; otherwise it says so and passes.
 
-use posthorn_store::{PostgresStore, Store};
+use posthorn_store::{PostgresStore, Store, TemplateStore};
 use posthorn_testkit::cluster::PgClient;
 use posthorn_testkit::*;
 use std::path::Path;
@@ -71,6 +71,18 @@ fn store_copy_fills_an_empty_postgres_database_once() {
         server.log()
     );
 
+    server.cli_ok(&[
+        "template",
+        "add",
+        "welcome",
+        "--account",
+        ACCOUNT,
+        "--subject",
+        "Hi {{name}}",
+        "--text",
+        "Hello {{name}}",
+    ]);
+
     let copy = ["store", "copy", "--to", &url, "--schema", &schema.name];
     let out = server.cli(&copy);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -78,7 +90,8 @@ fn store_copy_fills_an_empty_postgres_database_once() {
     assert!(out.status.success(), "{stderr}");
     println!("{stdout}");
     assert!(
-        stdout.contains("1 account, 1 domain, 2 senders, 1 API user, 1 label"),
+        stdout.contains("1 account, 1 domain, 2 senders, 1 API user, 1 label")
+            && stdout.contains(", 1 template"),
         "{stdout}"
     );
     assert!(
@@ -102,6 +115,9 @@ fn store_copy_fills_an_empty_postgres_database_once() {
         assert_eq!(m.recipients[0].address, "you@example.net");
         assert_eq!(m.recipients[0].status.as_str(), "queued");
         assert!(!pg.message_content(m.id).await.unwrap().is_empty());
+        let account = pg.account(ACCOUNT).await.unwrap();
+        let t = pg.template_by_name(account.id, "welcome").await.unwrap();
+        assert_eq!(t.text.as_deref(), Some("Hello {{name}}"));
     });
 
     // Again: refused, naming the database that is not empty.

@@ -75,11 +75,6 @@ pub struct SmtpConfig {
     /// past it `421 4.3.2` and close. The process's file descriptors may
     /// cap them lower (`SmtpServer::limit_connections`).
     pub max_connections: u64,
-    /// How long a message may wait for the store to take and commit it;
-    /// past it `451 4.3.2` (zero: no limit). A store that falls behind
-    /// fills its bounded queue; its submitters then wait for room, and this
-    /// is how long.
-    pub store_timeout: Duration,
     /// Connections from one address that have not logged in (0: no limit).
     pub max_connections_per_ip: u64,
     /// Connections per address per minute that do not log in (0: no
@@ -113,7 +108,6 @@ impl Default for SmtpConfig {
             trusted_networks: Vec::new(),
             shutdown_grace: Duration::from_secs(30),
             max_connections: 10_000,
-            store_timeout: Duration::from_secs(15),
             max_connections_per_ip: 50,
             new_connections_per_ip_per_minute: 600,
             auth_lockout: LockoutPolicy::default(),

@@ -6,7 +6,7 @@ use crate::server::Shared;
 use crate::ListenerKind;
 use posthorn_ratelimit::{count_refusal, ConnectionGuard, Limiter};
 use posthorn_smtp::{Credentials, Event, Session, SessionConfig};
-use posthorn_submit::{is_suppression, AuthError};
+use posthorn_submit::{is_suppression, AuthError, SubmitError};
 use posthorn_types::{Identity, LoginKind, Origin, Reply};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -503,23 +503,21 @@ impl Conn {
                         peer: Some(self.peer.ip()),
                         tls: self.tls.clone(),
                     };
-                    let submitted = crate::server::store_wait(
-                        &self.shared,
-                        self.shared.submitter.submit(who, &origin, envelope, data),
-                    )
-                    .await;
+                    let submitted = self
+                        .shared
+                        .submitter
+                        .submit(who, &origin, envelope, data)
+                        .await;
                     let result = match submitted {
-                        None => {
-                            tracing::warn!(peer = %self.peer, user = who.login_name(), rcpts, size, "message not accepted: the store did not commit it within [smtp] store_timeout_secs");
-                            Err(crate::server::store_busy_reply(
-                                &self.shared.config.hostname,
-                            ))
-                        }
-                        Some(Ok(id)) => {
+                        Ok(id) => {
                             tracing::info!(peer = %self.peer, user = who.login_name(), %id, rcpts, size, "message accepted");
                             Ok(id)
                         }
-                        Some(Err(e)) => {
+                        Err(e @ SubmitError::StoreBusy(_)) => {
+                            tracing::warn!(peer = %self.peer, user = who.login_name(), rcpts, size, "message not accepted: the store did not commit it within [smtp] store_timeout_secs");
+                            Err(submit_failure(&e))
+                        }
+                        Err(e) => {
                             // The RequestId the client sees, in the log.
                             let request_id = posthorn_types::new_uuid();
                             tracing::info!(peer = %self.peer, user = who.login_name(), error = %e, %request_id, "message refused");

@@ -53,5 +53,11 @@ pub(crate) fn submit_failure_with_id(e: &SubmitError, request_id: &str) -> Reply
             "4.3.1",
             "Error: insufficient system storage, message not accepted, try again later",
         ),
+        // RFC 3463 4.3.2, system not accepting network messages.
+        SubmitError::StoreBusy(_) => Reply::new(
+            451,
+            "4.3.2",
+            "Error: the server is busy storing other messages; this one was not accepted, send it again in a minute",
+        ),
     }
 }

@@ -8,7 +8,6 @@ use posthorn_ratelimit::{
 };
 use posthorn_submit::Submitter;
 use posthorn_types::Reply;
-use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -286,37 +285,6 @@ pub(crate) async fn logged_in(shared: &Shared, ip: IpAddr) {
         .limiter()
         .check(&new_connection_key(ip), quota, 1, NEW_CONNECTION_LOGS_IN)
         .await;
-}
-
-/// `submit` (a message's way into the store), given at most `[smtp]
-/// store_timeout`; `None` when that ran out. The store's queues are
-/// bounded, so a store that falls behind makes submitters wait for room:
-/// this turns that wait into a `451 4.3.2` ([`store_busy_reply`]) the client
-/// retries, instead of a session that hangs. A message that had already
-/// reached the store's queue when the time ran out may still be committed
-/// (and then be sent twice if the client sends it again): at least once,
-/// never lost, as after a connection lost before the `250`.
-pub(crate) async fn store_wait<T>(shared: &Shared, submit: impl Future<Output = T>) -> Option<T> {
-    let limit = shared.config.store_timeout;
-    if limit.is_zero() {
-        return Some(submit.await);
-    }
-    match tokio::time::timeout(limit, submit).await {
-        Ok(done) => Some(done),
-        Err(_) => {
-            count_refusal("store_timeout");
-            None
-        }
-    }
-}
-
-/// The answer to a message the store did not take in time.
-pub(crate) fn store_busy_reply(hostname: &str) -> Reply {
-    Reply::new(
-        451,
-        "4.3.2",
-        format!("{hostname} Error: the server is busy storing other messages; this one was not accepted, send it again in a minute"),
-    )
 }
 
 /// A random number for the node id, from the standard library's hasher keys.

@@ -1,6 +1,6 @@
 //! `posthorn store copy`: the embedded SQLite store of one node copied into
 //! an empty PostgreSQL database (or schema), so that node can join a
-//! cluster with everything it had: accounts and credentials, the queue
+//! cluster with everything it had: accounts and credentials, templates, the queue
 //! with every recipient's status, statistics, webhooks and their pending
 //! deliveries.
 //!
@@ -62,7 +62,14 @@ const CHUNK_BYTES: i64 = 32 << 20;
 ///   meaningless to any other process.
 /// - `nodes` (schema v7 and later): which nodes exist and their heartbeats
 ///   belong to the cluster itself, never to one node's copy.
-const NOT_COPIED: &[&str] = &["auth_failures", "auth_lockouts", "nodes"];
+/// - `console_sessions` (schema v10): console sign-ins are short-lived; one
+///   signs in again on the cluster.
+const NOT_COPIED: &[&str] = &[
+    "auth_failures",
+    "auth_lockouts",
+    "nodes",
+    "console_sessions",
+];
 
 /// How a column's values travel: read from SQLite as this, sent to
 /// PostgreSQL as an array of it.
@@ -163,6 +170,22 @@ const TABLES: &[Table] = &[
         left_behind: &[],
         select: None,
         only: "1",
+    },
+    Table {
+        name: "templates",
+        columns: &[
+            ("id", Text),
+            ("account_id", Int),
+            ("name", Text),
+            ("subject", Text),
+            ("text", Text),
+            ("html", Text),
+            ("created_at", Int),
+            ("updated_at", Int),
+        ],
+        left_behind: &[],
+        select: None,
+        only: "account_id IN (SELECT id FROM accounts)",
     },
     Table {
         name: "api_keys",
@@ -293,6 +316,25 @@ const TABLES: &[Table] = &[
             ("label", Text),
             ("created_at", Int),
         ],
+        // Schema v12: the URL of a click event, for its webhook only
+        // (older sources lack it).
+        left_behind: &["url"],
+        select: None,
+        only: "1",
+    },
+    Table {
+        name: "engagements",
+        columns: &[
+            ("id", Int),
+            ("account_id", Int),
+            ("message_id", Text),
+            ("recipient", Text),
+            ("kind", Text),
+            ("created_at", Int),
+            ("user_agent", Text),
+            ("ip", Text),
+            ("url", Text),
+        ],
         left_behind: &[],
         select: None,
         only: "1",
@@ -307,7 +349,9 @@ const TABLES: &[Table] = &[
             ("last_error", Text),
             ("done_at", Int),
         ],
-        left_behind: &[],
+        // Schema v11: the last POST's HTTP status, for the console only
+        // (older sources lack it).
+        left_behind: &["last_status"],
         select: None,
         only: "webhook_id IN (SELECT id FROM webhooks) AND event_id IN (SELECT id FROM events)",
     },
@@ -315,7 +359,7 @@ const TABLES: &[Table] = &[
 
 /// Tables whose `id` is an identity column in PostgreSQL, copied with
 /// explicit ids: their sequences must start past the largest.
-const IDENTITIES: &[&str] = &["accounts", "domains", "events"];
+const IDENTITIES: &[&str] = &["accounts", "domains", "events", "engagements"];
 
 /// What [`copy_sqlite_to_postgres`] copied: rows per table.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -326,6 +370,7 @@ pub struct CopyReport {
     pub api_users: u64,
     pub account_settings: u64,
     pub labels: u64,
+    pub templates: u64,
     pub api_keys: u64,
     pub webhooks: u64,
     pub messages: u64,
@@ -335,6 +380,8 @@ pub struct CopyReport {
     pub suppressions: u64,
     pub events: u64,
     pub webhook_deliveries: u64,
+    /// Opens and clicks of tracked messages.
+    pub engagements: u64,
     /// Recipients that were `sending` on the node, now due at once.
     pub released: u64,
     pub elapsed: Duration,
@@ -349,6 +396,7 @@ impl CopyReport {
             "api_users" => &mut self.api_users,
             "account_settings" => &mut self.account_settings,
             "labels" => &mut self.labels,
+            "templates" => &mut self.templates,
             "api_keys" => &mut self.api_keys,
             "webhooks" => &mut self.webhooks,
             "messages" => &mut self.messages,
@@ -358,6 +406,7 @@ impl CopyReport {
             "suppressions" => &mut self.suppressions,
             "events" => &mut self.events,
             "webhook_deliveries" => &mut self.webhook_deliveries,
+            "engagements" => &mut self.engagements,
             other => unreachable!("no count for table {other}"),
         }
     }
@@ -372,13 +421,14 @@ impl fmt::Display for CopyReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "accounts:  {}, {}, {}, {}, {}, {}",
+            "accounts:  {}, {}, {}, {}, {}, {}, {}",
             n(self.accounts, "account", "accounts"),
             n(self.domains, "domain", "domains"),
             n(self.senders, "sender", "senders"),
             n(self.api_users, "API user", "API users"),
             n(self.labels, "label", "labels"),
             n(self.account_settings, "setting", "settings"),
+            n(self.templates, "template", "templates"),
         )?;
         writeln!(
             f,
@@ -408,6 +458,13 @@ impl fmt::Display for CopyReport {
                 "webhook deliveries"
             ),
         )?;
+        if self.engagements > 0 {
+            writeln!(
+                f,
+                "tracking:  {}",
+                n(self.engagements, "open or click", "opens and clicks")
+            )?;
+        }
         write!(f, "took:      {:.2} s", self.elapsed.as_secs_f64())
     }
 }

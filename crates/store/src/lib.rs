@@ -8,31 +8,41 @@
 //! durable when the future resolves: the caller may then say `250`.
 
 mod copy;
+mod engagements;
 mod fresh;
 mod model;
 mod postgres;
 mod postgres_api;
 mod postgres_auth;
 mod postgres_clock;
+mod postgres_console;
 mod postgres_enqueue;
 mod postgres_events;
 mod postgres_nodes;
 mod postgres_stash;
 mod postgres_suppressed;
+mod postgres_templates;
 mod shared;
 mod space;
 mod sqlite;
 mod sqlite_api;
 mod sqlite_auth;
+mod sqlite_console;
 mod sqlite_nodes;
 mod sqlite_reader;
+mod sqlite_templates;
 mod sqlite_writer;
+mod templates;
+mod unsubscribe;
 
 pub use copy::{copy_sqlite_to_postgres, CopyReport};
+pub use engagements::{CLICKED, MAX_PER_RECIPIENT, OPENED};
 pub use model::*;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use sqlite_api::EVENT_KINDS;
+pub use templates::{Template, TemplateStore};
+pub use unsubscribe::UNSUBSCRIBED;
 
 use async_trait::async_trait;
 use posthorn_types::{MessageId, RecipientStatus};
@@ -64,7 +74,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// The storage interface. Every method is safe to call from many tasks.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: TemplateStore + Send + Sync + 'static {
     // --- time -------------------------------------------------------------
     /// The store's clock, Unix seconds. Every time a caller hands the
     /// store (a claim's `now` and `lease_until`, a next try, a retention
@@ -124,6 +134,11 @@ pub trait Store: Send + Sync + 'static {
     /// Store a message and its recipients. Returns only once the data is on
     /// stable storage. Concurrent calls share one commit.
     async fn enqueue(&self, message: NewMessage) -> Result<()>;
+    /// Store several messages all or none, in one commit (an X-SMTPAPI
+    /// batch, issue 22): `Ok` only once every one is on stable storage; an
+    /// error when any of them could not be stored, and then none is.
+    /// Shares its commit with concurrent enqueues, like [`Store::enqueue`].
+    async fn enqueue_all(&self, messages: Vec<NewMessage>) -> Result<()>;
     async fn message(&self, id: MessageId) -> Result<MessageRecord>;
     /// The raw stored bytes of a message.
     async fn message_content(&self, id: MessageId) -> Result<Vec<u8>>;
@@ -186,6 +201,18 @@ pub trait Store: Send + Sync + 'static {
     async fn remove_suppression(&self, account_id: i64, address: &str) -> Result<bool>;
     async fn suppressions(&self, account_id: i64) -> Result<Vec<Suppression>>;
     async fn is_suppressed(&self, account_id: i64, address: &str) -> Result<bool>;
+    /// A recipient's one-click unsubscribe from a message of the account:
+    /// suppressed with reason [`UNSUBSCRIBED`], and in the same commit an
+    /// event of that kind for each webhook of the account that wants it
+    /// (on PostgreSQL waking every node's webhook sender; the caller wakes
+    /// its own). Whether anything changed: false when the address was
+    /// already unsubscribed or the account is gone.
+    async fn record_unsubscribe(
+        &self,
+        account_id: i64,
+        message_id: &str,
+        recipient: &str,
+    ) -> Result<bool>;
 
     // --- HTTP API keys --------------------------------------------------
     async fn add_api_key(&self, key: ApiKey) -> Result<()>;
@@ -194,6 +221,17 @@ pub trait Store: Send + Sync + 'static {
     async fn api_keys(&self, account_id: Option<i64>) -> Result<Vec<ApiKey>>;
     /// False when it was not there.
     async fn remove_api_key(&self, id: &str) -> Result<bool>;
+
+    // --- console sessions (issue 21) --------------------------------------
+    /// Store a new session; sessions expired before its `created_at` go.
+    async fn add_console_session(&self, session: &ConsoleSession) -> Result<()>;
+    /// The session of this token hash (`NotFound` when none; expiry is
+    /// the caller's to check against `now()`).
+    async fn console_session(&self, token_hash: &str) -> Result<ConsoleSession>;
+    /// Move a session's expiry (an idle timeout).
+    async fn touch_console_session(&self, token_hash: &str, expires_at: i64) -> Result<()>;
+    /// Sign out; false when it was not there.
+    async fn remove_console_session(&self, token_hash: &str) -> Result<bool>;
 
     // --- statistics -----------------------------------------------------
     /// Per UTC day of acceptance, for messages with ids in
@@ -207,6 +245,22 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<DayStats>>;
     /// How many recipients are in each status, over every account.
     async fn status_counts(&self) -> Result<Vec<(RecipientStatus, u64)>>;
+    /// Per UTC day of acceptance, as [`Store::daily_stats`]: recipients
+    /// that opened and that clicked a tracked message (docs/tracking.md).
+    async fn daily_engagements(
+        &self,
+        account_id: i64,
+        from: MessageId,
+        before: MessageId,
+        label: Option<&str>,
+    ) -> Result<Vec<DayEngagements>>;
+    /// Record an open or a click and, in the same commit, its event for
+    /// each webhook of the account that wants its kind (on PostgreSQL
+    /// waking every node's webhook sender). False when the recipient
+    /// already has [`MAX_PER_RECIPIENT`] of them (nothing recorded).
+    async fn record_engagement(&self, engagement: &NewEngagement) -> Result<bool>;
+    /// The opens and clicks of a message, per recipient and kind.
+    async fn engagements(&self, message_id: MessageId) -> Result<Vec<EngagementSummary>>;
 
     // --- webhooks -------------------------------------------------------
     async fn add_webhook(&self, webhook: Webhook) -> Result<()>;
@@ -227,6 +281,24 @@ pub trait Store: Send + Sync + 'static {
     async fn record_webhook_results(&self, results: Vec<WebhookResult>) -> Result<()>;
     /// Unix seconds of the earliest pending webhook delivery, if any.
     async fn next_webhook_due(&self) -> Result<Option<i64>>;
+    /// The deliveries of one webhook of the account, newest event first,
+    /// at most `limit` (empty for another account's webhook).
+    async fn webhook_deliveries(
+        &self,
+        account_id: i64,
+        webhook_id: &str,
+        limit: u32,
+    ) -> Result<Vec<WebhookDeliveryRecord>>;
+    /// Store an event of kind [`TEST_EVENT_KIND`] and a delivery of it to
+    /// this webhook only, due now, in one commit (on PostgreSQL it wakes
+    /// every node's webhook sender; the caller wakes its own). Returns the
+    /// event's id; `NotFound` when the account has no such webhook.
+    async fn add_test_webhook_event(
+        &self,
+        account_id: i64,
+        webhook_id: &str,
+        event: &TestEvent,
+    ) -> Result<i64>;
 
     // --- admin listings -------------------------------------------------
     /// The sender addresses of an account, by address.

@@ -146,6 +146,24 @@ pub struct MessageFilter {
     pub recipient: Option<String>,
     /// Only messages with this label.
     pub label: Option<String>,
+    /// Newest first (descending ids; page on with `before`), as the
+    /// console lists them; oldest first when false.
+    pub newest_first: bool,
+}
+
+/// A console sign-in (issue 21): kept by the SHA-256 of its token, never
+/// the token itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsoleSession {
+    /// Hex SHA-256 of the token in the browser's cookie.
+    pub token_hash: String,
+    /// The API key signed in with (`None`: the configured admin key).
+    pub api_key_id: Option<String>,
+    /// The account it acts for (`None`: an admin session).
+    pub account_id: Option<i64>,
+    pub created_at: i64,
+    /// Unix seconds (the store's clock) after which it is no longer valid.
+    pub expires_at: i64,
 }
 
 /// A recipient the scheduler claimed: due for an attempt, now `sending`
@@ -264,7 +282,8 @@ pub struct Webhook {
 pub struct Event {
     pub id: i64,
     pub account_id: i64,
-    /// `delivered`, `deferred`, `bounced`, `expired` or `suppressed`.
+    /// `delivered`, `deferred`, `bounced`, `expired`, `suppressed` or
+    /// `unsubscribed`.
     pub kind: String,
     pub message_id: String,
     pub recipient: String,
@@ -273,6 +292,8 @@ pub struct Event {
     pub remote_host: Option<String>,
     pub label: Option<String>,
     pub created_at: i64,
+    /// The URL of a `clicked` event.
+    pub url: Option<String>,
 }
 
 /// An event due to be POSTed to one webhook, claimed by a sender.
@@ -295,6 +316,41 @@ pub struct WebhookResult {
     pub retry_at: Option<i64>,
     /// Why it failed (status line or transport error).
     pub error: Option<String>,
+    /// The HTTP status the receiver answered, if it answered.
+    pub status: Option<u16>,
+}
+
+/// The kind of the events [`crate::Store::add_test_webhook_event`] makes:
+/// sent to the one webhook asked, whatever it subscribed to.
+pub const TEST_EVENT_KIND: &str = "test";
+
+/// What a test event says (its kind is [`TEST_EVENT_KIND`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TestEvent {
+    pub message_id: String,
+    pub recipient: String,
+    pub reply: Option<String>,
+}
+
+/// One event's delivery to one webhook, as the console lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookDeliveryRecord {
+    pub event_id: i64,
+    pub kind: String,
+    pub message_id: String,
+    pub recipient: String,
+    /// When the event happened (Unix seconds).
+    pub created_at: i64,
+    /// POSTs made so far.
+    pub attempts: u32,
+    /// The HTTP status of the last POST, when the receiver answered.
+    pub last_status: Option<u16>,
+    /// Why the last POST failed (status line or transport error).
+    pub last_error: Option<String>,
+    /// When it was accepted or given up (given up: with `last_error`).
+    pub done_at: Option<i64>,
+    /// When the next POST is due, while not done.
+    pub next_try: Option<i64>,
 }
 
 /// A sender address, API user or label of an account, as listed (no
@@ -424,4 +480,38 @@ pub struct TakenOver {
 pub struct Wakeups {
     pub queue: std::sync::Arc<tokio::sync::Notify>,
     pub webhooks: std::sync::Arc<tokio::sync::Notify>,
+}
+
+/// One fetch of a tracked message's open pixel (`opened`) or of one of its
+/// click links (`clicked`), by one recipient (docs/tracking.md).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewEngagement {
+    pub account_id: i64,
+    pub message_id: String,
+    pub recipient: String,
+    /// [`crate::OPENED`] or [`crate::CLICKED`].
+    pub kind: String,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+    /// The link's URL, for a click.
+    pub url: Option<String>,
+}
+
+/// A recipient's opens or clicks of one message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EngagementSummary {
+    pub recipient: String,
+    pub kind: String,
+    pub count: u64,
+    pub first_at: i64,
+    pub last_at: i64,
+}
+
+/// Per UTC day of acceptance: recipients that opened, and that clicked, at
+/// least once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DayEngagements {
+    pub day: String,
+    pub opened: u64,
+    pub clicked: u64,
 }

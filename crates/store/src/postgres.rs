@@ -44,6 +44,13 @@ const MIGRATIONS: &[&str] = &[
     include_str!("pg_schema_v3.sql"),
     include_str!("pg_schema_v4.sql"),
     include_str!("pg_schema_v5.sql"),
+    include_str!("pg_schema_v6.sql"),
+    // Console sessions (issue 21).
+    include_str!("pg_schema_v7.sql"),
+    // The HTTP status of webhook deliveries (the console's webhook page).
+    include_str!("pg_schema_v8.sql"),
+    // Opens and clicks of tracked messages (issue 22).
+    include_str!("pg_schema_v9.sql"),
 ];
 
 /// `persistent(..)` of delivery's statements over the queue (claims,
@@ -849,6 +856,7 @@ impl Store for PostgresStore {
             "DELETE FROM webhooks WHERE account_id = $1",
             "DELETE FROM webhook_deliveries WHERE event_id IN (SELECT id FROM events WHERE account_id = $1)",
             "DELETE FROM events WHERE account_id = $1",
+            "DELETE FROM engagements WHERE account_id = $1",
             "DELETE FROM attachments WHERE message_id IN (SELECT id FROM messages WHERE account_id = $1)",
             "DELETE FROM recipients WHERE message_id IN (SELECT id FROM messages WHERE account_id = $1)",
             "DELETE FROM message_contents WHERE message_id IN (SELECT id FROM messages WHERE account_id = $1)",
@@ -869,7 +877,16 @@ impl Store for PostgresStore {
     }
 
     async fn enqueue(&self, message: NewMessage) -> Result<()> {
-        let result = self.enqueuer.enqueue(message).await;
+        let result = self.enqueuer.enqueue(vec![message]).await;
+        self.space.observe(&result, self.now());
+        result
+    }
+
+    async fn enqueue_all(&self, messages: Vec<NewMessage>) -> Result<()> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let result = self.enqueuer.enqueue(messages).await;
         self.space.observe(&result, self.now());
         result
     }
@@ -912,6 +929,7 @@ impl Store for PostgresStore {
     }
 
     async fn messages(&self, filter: &MessageFilter) -> Result<Vec<MessageRecord>> {
+        let order = if filter.newest_first { "DESC" } else { "ASC" };
         let sql = format!(
             "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN accounts a ON a.id = m.account_id
              WHERE ($1::bigint IS NULL OR m.account_id = $1)
@@ -920,7 +938,7 @@ impl Store for PostgresStore {
                AND ($5::text IS NULL OR m.id < $5)
                AND ($6::text IS NULL OR m.id IN (SELECT message_id FROM recipients WHERE lower(address) = lower($6)))
                AND ($7::text IS NULL OR m.label = $7)
-             ORDER BY m.id LIMIT $3"
+             ORDER BY m.id {order} LIMIT $3"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(filter.account_id)
@@ -1123,6 +1141,11 @@ impl Store for PostgresStore {
         .bind(records_before)
         .execute(&mut *tx)
         .await?;
+        // Opens and clicks, kept as long as statuses.
+        sqlx::query("DELETE FROM engagements WHERE created_at <= $1")
+            .bind(records_before)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         // Contents were deleted: none may be handed out now.
         self.fresh.clear();
@@ -1141,6 +1164,34 @@ impl Store for PostgresStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    async fn daily_engagements(
+        &self,
+        account_id: i64,
+        from: MessageId,
+        before: MessageId,
+        label: Option<&str>,
+    ) -> Result<Vec<DayEngagements>> {
+        crate::engagements::daily_postgres(&self.pool, account_id, from, before, label).await
+    }
+
+    async fn record_engagement(&self, engagement: &NewEngagement) -> Result<bool> {
+        crate::engagements::record_postgres(&self.pool, engagement, self.now()).await
+    }
+
+    async fn engagements(&self, message_id: MessageId) -> Result<Vec<EngagementSummary>> {
+        crate::engagements::summary_postgres(&self.pool, &message_id.to_string()).await
+    }
+
+    async fn record_unsubscribe(
+        &self,
+        account_id: i64,
+        message_id: &str,
+        recipient: &str,
+    ) -> Result<bool> {
+        crate::unsubscribe::postgres(&self.pool, account_id, message_id, recipient, self.now())
+            .await
     }
 
     async fn remove_suppression(&self, account_id: i64, address: &str) -> Result<bool> {
@@ -1196,6 +1247,22 @@ impl Store for PostgresStore {
         api::remove_api_key(&self.pool, id).await
     }
 
+    async fn add_console_session(&self, session: &ConsoleSession) -> Result<()> {
+        crate::postgres_console::add(&self.pool, session).await
+    }
+
+    async fn console_session(&self, token_hash: &str) -> Result<ConsoleSession> {
+        crate::postgres_console::get(&self.pool, token_hash).await
+    }
+
+    async fn touch_console_session(&self, token_hash: &str, expires_at: i64) -> Result<()> {
+        crate::postgres_console::touch(&self.pool, token_hash, expires_at).await
+    }
+
+    async fn remove_console_session(&self, token_hash: &str) -> Result<bool> {
+        crate::postgres_console::remove(&self.pool, token_hash).await
+    }
+
     async fn daily_stats(
         &self,
         account_id: i64,
@@ -1233,6 +1300,24 @@ impl Store for PostgresStore {
 
     async fn record_webhook_results(&self, results: Vec<WebhookResult>) -> Result<()> {
         api::record_webhook_results(&self.pool, &results, self.now()).await
+    }
+
+    async fn webhook_deliveries(
+        &self,
+        account_id: i64,
+        webhook_id: &str,
+        limit: u32,
+    ) -> Result<Vec<WebhookDeliveryRecord>> {
+        api::webhook_deliveries(&self.pool, account_id, webhook_id, limit).await
+    }
+
+    async fn add_test_webhook_event(
+        &self,
+        account_id: i64,
+        webhook_id: &str,
+        event: &TestEvent,
+    ) -> Result<i64> {
+        api::add_test_webhook_event(&self.pool, account_id, webhook_id, event, self.now()).await
     }
 
     async fn next_webhook_due(&self) -> Result<Option<i64>> {

@@ -160,6 +160,82 @@ pub(crate) async fn remove_webhook(pool: &PgPool, account_id: i64, id: &str) -> 
     Ok(done.rows_affected() > 0)
 }
 
+/// The latest deliveries of one webhook of the account, newest event
+/// first.
+pub(crate) async fn webhook_deliveries(
+    pool: &PgPool,
+    account_id: i64,
+    webhook_id: &str,
+    limit: u32,
+) -> Result<Vec<WebhookDeliveryRecord>> {
+    let rows = sqlx::query(
+        "SELECT e.id, e.kind, e.message_id, e.recipient, e.created_at, d.attempts, d.last_status,
+                d.last_error, d.done_at, d.next_try
+         FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id
+              JOIN events e ON e.id = d.event_id
+         WHERE d.webhook_id = $1 AND w.account_id = $2
+         ORDER BY d.event_id DESC LIMIT $3",
+    )
+    .bind(webhook_id)
+    .bind(account_id)
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let done_at: Option<i64> = r.get("done_at");
+            WebhookDeliveryRecord {
+                event_id: r.get("id"),
+                kind: r.get("kind"),
+                message_id: r.get("message_id"),
+                recipient: r.get("recipient"),
+                created_at: r.get("created_at"),
+                attempts: r.get::<i64, _>("attempts") as u32,
+                last_status: r
+                    .get::<Option<i32>, _>("last_status")
+                    .and_then(|s| u16::try_from(s).ok()),
+                last_error: r.get("last_error"),
+                next_try: done_at.is_none().then(|| r.get("next_try")),
+                done_at,
+            }
+        })
+        .collect())
+}
+
+/// A test event and its one delivery, one statement (so one commit) that
+/// also wakes every node's webhook sender.
+pub(crate) async fn add_test_webhook_event(
+    pool: &PgPool,
+    account_id: i64,
+    webhook_id: &str,
+    event: &TestEvent,
+    now: i64,
+) -> Result<i64> {
+    let id: Option<i64> = sqlx::query_scalar(
+        "WITH ins AS (
+             INSERT INTO events (account_id, kind, message_id, recipient, attempts, reply, remote_host, label, created_at)
+             SELECT account_id, $1, $2, $3, 0, $4, NULL, NULL, $5 FROM webhooks WHERE id = $6 AND account_id = $7
+             RETURNING id),
+         added AS (
+             INSERT INTO webhook_deliveries (webhook_id, event_id, next_try)
+             SELECT $6, id, $5 FROM ins
+             RETURNING event_id)
+         SELECT a.event_id FROM added a CROSS JOIN LATERAL (SELECT pg_notify($8, 'w')) n",
+    )
+    .bind(TEST_EVENT_KIND)
+    .bind(&event.message_id)
+    .bind(&event.recipient)
+    .bind(&event.reply)
+    .bind(now)
+    .bind(webhook_id)
+    .bind(account_id)
+    .bind(crate::postgres_events::WAKE_CHANNEL)
+    .fetch_optional(pool)
+    .await?;
+    id.ok_or_else(|| StoreError::NotFound(format!("no webhook {webhook_id}")))
+}
+
 pub(crate) async fn next_webhook_due(pool: &PgPool) -> Result<Option<i64>> {
     Ok(
         sqlx::query_scalar("SELECT MIN(next_try) FROM webhook_deliveries WHERE done_at IS NULL")
@@ -187,7 +263,7 @@ pub(crate) async fn claim_webhook_deliveries(
          WHERE d.webhook_id = due.webhook_id AND d.event_id = due.event_id
          RETURNING d.webhook_id, d.attempts AS delivery_attempts, w.url, w.secret, e.id, e.account_id,
                    e.kind, e.message_id, e.recipient, e.attempts, e.reply, e.remote_host, e.label,
-                   e.created_at",
+                   e.created_at, e.url AS event_url",
     )
     .bind(now)
     .bind(i64::from(limit))
@@ -212,6 +288,7 @@ pub(crate) async fn claim_webhook_deliveries(
                 remote_host: r.get("remote_host"),
                 label: r.get("label"),
                 created_at: r.get("created_at"),
+                url: r.get("event_url"),
             },
         })
         .collect();
@@ -230,9 +307,10 @@ pub(crate) async fn record_webhook_results(
     sqlx::query(
         "UPDATE webhook_deliveries d SET attempts = d.attempts + 1, last_error = u.error,
                 next_try = COALESCE(u.retry_at, d.next_try),
-                done_at = CASE WHEN u.retry_at IS NULL THEN $5 ELSE NULL END
-         FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[])
-              AS u(webhook_id, event_id, retry_at, error)
+                done_at = CASE WHEN u.retry_at IS NULL THEN $5 ELSE NULL END,
+                last_status = u.status
+         FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $6::int[])
+              AS u(webhook_id, event_id, retry_at, error, status)
          WHERE d.webhook_id = u.webhook_id AND d.event_id = u.event_id AND d.done_at IS NULL",
     )
     .bind(
@@ -245,6 +323,12 @@ pub(crate) async fn record_webhook_results(
     .bind(results.iter().map(|r| r.retry_at).collect::<Vec<_>>())
     .bind(results.iter().map(|r| r.error.clone()).collect::<Vec<_>>())
     .bind(now)
+    .bind(
+        results
+            .iter()
+            .map(|r| r.status.map(i32::from))
+            .collect::<Vec<_>>(),
+    )
     .execute(pool)
     .await?;
     Ok(())

@@ -34,8 +34,9 @@ const MAX_BATCH: usize = 128;
 /// Messages waiting for a batch; past it, submitters wait for room.
 const QUEUE_CAP: usize = 4096;
 
+/// One caller's messages: one, or several stored all or none.
 struct Job {
-    message: Box<NewMessage>,
+    messages: Vec<NewMessage>,
     done: oneshot::Sender<Result<()>>,
 }
 
@@ -63,15 +64,12 @@ impl Enqueuer {
         Self { jobs }
     }
 
-    /// Store `message`; returns once it is committed.
-    pub(crate) async fn enqueue(&self, message: NewMessage) -> Result<()> {
+    /// Store `messages` all or none; returns once they are committed.
+    pub(crate) async fn enqueue(&self, messages: Vec<NewMessage>) -> Result<()> {
         let stopped = || StoreError::Backend("the enqueue task has stopped".into());
         let (done, wait) = oneshot::channel();
         self.jobs
-            .send(Job {
-                message: Box::new(message),
-                done,
-            })
+            .send(Job { messages, done })
             .await
             .map_err(|_| stopped())?;
         wait.await.map_err(|_| stopped())?
@@ -158,7 +156,7 @@ async fn commit(
     batch: Vec<Job>,
 ) {
     let now = clock.now(pool);
-    let messages: Vec<&NewMessage> = batch.iter().map(|j| &*j.message).collect();
+    let messages: Vec<&NewMessage> = batch.iter().flat_map(|j| j.messages.iter()).collect();
     let together = async {
         let mut lease = stash.lease().await?;
         let result = if messages.iter().any(|m| makes_events(m)) {
@@ -185,31 +183,37 @@ async fn commit(
     let results: Vec<Result<()>> = match together {
         Ok(()) => batch.iter().map(|_| Ok(())).collect(),
         Err(e) if batch.len() == 1 => vec![Err(e)],
-        Err(_) => one_by_one(pool, &messages, now).await,
+        Err(_) => {
+            let jobs: Vec<Vec<&NewMessage>> =
+                batch.iter().map(|j| j.messages.iter().collect()).collect();
+            one_by_one(pool, &jobs, now).await
+        }
     };
     drop(messages);
     let committed = std::time::Instant::now();
     for (job, result) in batch.into_iter().zip(results) {
-        let Job { message, done } = job;
+        let Job { messages, done } = job;
         if result.is_ok() {
             // Before its sender hears of the commit, so any delivery of it
             // can find it.
-            fresh.keep(message.id, message.content, committed);
+            for m in messages {
+                fresh.keep(m.id, m.content, committed);
+            }
         }
         let _ = done.send(result);
     }
 }
 
-/// Each message under a savepoint of one transaction: the ones that fail
-/// are undone and answered with their own error.
-async fn one_by_one(pool: &PgPool, messages: &[&NewMessage], now: i64) -> Vec<Result<()>> {
+/// Each job's messages under a savepoint of one transaction: the jobs that
+/// fail are undone and answered with their own error.
+async fn one_by_one(pool: &PgPool, jobs: &[Vec<&NewMessage>], now: i64) -> Vec<Result<()>> {
     let attempt = async {
         let mut conn = pool.acquire().await?;
         let mut tx = conn.begin().await?;
-        let mut results = Vec::with_capacity(messages.len());
-        for m in messages {
+        let mut results = Vec::with_capacity(jobs.len());
+        for job in jobs {
             let mut sp = tx.begin().await?;
-            match insert_messages(&mut sp, &[*m], now).await {
+            match insert_messages(&mut sp, job, now).await {
                 Ok(()) => {
                     sp.commit().await?;
                     results.push(Ok(()));
@@ -226,10 +230,7 @@ async fn one_by_one(pool: &PgPool, messages: &[&NewMessage], now: i64) -> Vec<Re
     .await;
     match attempt {
         Ok(results) => results,
-        Err(e) => messages
-            .iter()
-            .map(|_| Err(crate::space::again(&e)))
-            .collect(),
+        Err(e) => jobs.iter().map(|_| Err(crate::space::again(&e))).collect(),
     }
 }
 

@@ -40,11 +40,18 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema_v6.sql"),
     include_str!("schema_v7.sql"),
     include_str!("schema_v8.sql"),
+    include_str!("schema_v9.sql"),
+    // Console sessions (issue 21).
+    include_str!("schema_v10.sql"),
+    // The HTTP status of webhook deliveries (the console's webhook page).
+    include_str!("schema_v11.sql"),
+    // Opens and clicks of tracked messages (issue 22).
+    include_str!("schema_v12.sql"),
 ];
 
 /// See the module documentation.
 pub struct SqliteStore {
-    pool: SqlitePool,
+    pub(crate) pool: SqlitePool,
     writer: tokio::sync::mpsc::Sender<WriteJob>,
     point_reads: PointReads,
     counters: Arc<Counters>,
@@ -652,6 +659,7 @@ impl Store for SqliteStore {
             "DELETE FROM webhooks WHERE account_id = ?1",
             "DELETE FROM webhook_deliveries WHERE event_id IN (SELECT id FROM events WHERE account_id = ?1)",
             "DELETE FROM events WHERE account_id = ?1",
+            "DELETE FROM engagements WHERE account_id = ?1",
             "DELETE FROM attachments WHERE message_id IN (SELECT id FROM messages WHERE account_id = ?1)",
             "DELETE FROM recipients WHERE message_id IN (SELECT id FROM messages WHERE account_id = ?1)",
             "DELETE FROM message_contents WHERE message_id IN (SELECT id FROM messages WHERE account_id = ?1)",
@@ -681,7 +689,14 @@ impl Store for SqliteStore {
     }
 
     async fn enqueue(&self, message: NewMessage) -> Result<()> {
-        self.write(Op::Enqueue(Box::new(message))).await.map(|_| ())
+        self.write(Op::Enqueue(vec![message])).await.map(|_| ())
+    }
+
+    async fn enqueue_all(&self, messages: Vec<NewMessage>) -> Result<()> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        self.write(Op::Enqueue(messages)).await.map(|_| ())
     }
 
     async fn claim_due_except(
@@ -832,6 +847,33 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn daily_engagements(
+        &self,
+        account_id: i64,
+        from: MessageId,
+        before: MessageId,
+        label: Option<&str>,
+    ) -> Result<Vec<DayEngagements>> {
+        crate::engagements::daily_sqlite(&self.pool, account_id, from, before, label).await
+    }
+
+    async fn record_engagement(&self, engagement: &NewEngagement) -> Result<bool> {
+        crate::engagements::record_sqlite(&self.pool, engagement, self.now()).await
+    }
+
+    async fn engagements(&self, message_id: MessageId) -> Result<Vec<EngagementSummary>> {
+        crate::engagements::summary_sqlite(&self.pool, &message_id.to_string()).await
+    }
+
+    async fn record_unsubscribe(
+        &self,
+        account_id: i64,
+        message_id: &str,
+        recipient: &str,
+    ) -> Result<bool> {
+        crate::unsubscribe::sqlite(&self.pool, account_id, message_id, recipient, self.now()).await
+    }
+
     async fn remove_suppression(&self, account_id: i64, address: &str) -> Result<bool> {
         let done = sqlx::query("DELETE FROM suppressions WHERE account_id = ? AND address = ?")
             .bind(account_id)
@@ -897,6 +939,22 @@ impl Store for SqliteStore {
         api::remove_api_key(&self.pool, id).await
     }
 
+    async fn add_console_session(&self, session: &ConsoleSession) -> Result<()> {
+        crate::sqlite_console::add(&self.pool, session).await
+    }
+
+    async fn console_session(&self, token_hash: &str) -> Result<ConsoleSession> {
+        crate::sqlite_console::get(&self.pool, token_hash).await
+    }
+
+    async fn touch_console_session(&self, token_hash: &str, expires_at: i64) -> Result<()> {
+        crate::sqlite_console::touch(&self.pool, token_hash, expires_at).await
+    }
+
+    async fn remove_console_session(&self, token_hash: &str) -> Result<bool> {
+        crate::sqlite_console::remove(&self.pool, token_hash).await
+    }
+
     async fn daily_stats(
         &self,
         account_id: i64,
@@ -944,6 +1002,24 @@ impl Store for SqliteStore {
 
     async fn record_webhook_results(&self, results: Vec<WebhookResult>) -> Result<()> {
         self.write(Op::WebhookResults(results)).await.map(|_| ())
+    }
+
+    async fn webhook_deliveries(
+        &self,
+        account_id: i64,
+        webhook_id: &str,
+        limit: u32,
+    ) -> Result<Vec<WebhookDeliveryRecord>> {
+        api::webhook_deliveries(&self.pool, account_id, webhook_id, limit).await
+    }
+
+    async fn add_test_webhook_event(
+        &self,
+        account_id: i64,
+        webhook_id: &str,
+        event: &TestEvent,
+    ) -> Result<i64> {
+        api::add_test_webhook_event(&self.pool, account_id, webhook_id, event, self.now()).await
     }
 
     async fn next_webhook_due(&self) -> Result<Option<i64>> {
@@ -1007,6 +1083,7 @@ impl Store for SqliteStore {
     }
 
     async fn messages(&self, filter: &MessageFilter) -> Result<Vec<MessageRecord>> {
+        let order = if filter.newest_first { "DESC" } else { "ASC" };
         let sql = format!(
             "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN accounts a ON a.id = m.account_id
              WHERE (?1 IS NULL OR m.account_id = ?1)
@@ -1015,7 +1092,7 @@ impl Store for SqliteStore {
                AND (?5 IS NULL OR m.id < ?5)
                AND (?6 IS NULL OR m.id IN (SELECT message_id FROM recipients WHERE address = ?6 COLLATE NOCASE))
                AND (?7 IS NULL OR m.label = ?7)
-             ORDER BY m.id LIMIT ?3"
+             ORDER BY m.id {order} LIMIT ?3"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(filter.account_id)

@@ -12,7 +12,16 @@ use sqlx::sqlite::{SqlitePool, SqliteRow};
 use sqlx::Row;
 
 /// Event kinds a webhook may subscribe to, in the order documented.
-pub const EVENT_KINDS: &[&str] = &["delivered", "deferred", "bounced", "expired", "suppressed"];
+pub const EVENT_KINDS: &[&str] = &[
+    "delivered",
+    "deferred",
+    "bounced",
+    "expired",
+    "suppressed",
+    crate::UNSUBSCRIBED,
+    crate::OPENED,
+    crate::CLICKED,
+];
 
 fn api_key_from_row(row: &SqliteRow) -> ApiKey {
     ApiKey {
@@ -168,6 +177,88 @@ pub(crate) async fn remove_webhook(pool: &SqlitePool, account_id: i64, id: &str)
         .execute(pool)
         .await?;
     Ok(done.rows_affected() > 0)
+}
+
+/// The latest deliveries of one webhook of the account, newest event
+/// first.
+pub(crate) async fn webhook_deliveries(
+    pool: &SqlitePool,
+    account_id: i64,
+    webhook_id: &str,
+    limit: u32,
+) -> Result<Vec<WebhookDeliveryRecord>> {
+    let rows = sqlx::query(
+        "SELECT e.id, e.kind, e.message_id, e.recipient, e.created_at, d.attempts, d.last_status,
+                d.last_error, d.done_at, d.next_try
+         FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id
+              JOIN events e ON e.id = d.event_id
+         WHERE d.webhook_id = ? AND w.account_id = ?
+         ORDER BY d.event_id DESC LIMIT ?",
+    )
+    .bind(webhook_id)
+    .bind(account_id)
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let done_at: Option<i64> = r.get("done_at");
+            WebhookDeliveryRecord {
+                event_id: r.get("id"),
+                kind: r.get("kind"),
+                message_id: r.get("message_id"),
+                recipient: r.get("recipient"),
+                created_at: r.get("created_at"),
+                attempts: r.get::<i64, _>("attempts") as u32,
+                last_status: r
+                    .get::<Option<i64>, _>("last_status")
+                    .and_then(|s| u16::try_from(s).ok()),
+                last_error: r.get("last_error"),
+                next_try: done_at.is_none().then(|| r.get("next_try")),
+                done_at,
+            }
+        })
+        .collect())
+}
+
+/// A test event and its one delivery, in one transaction (on the pool, as
+/// other admin writes; the writer's fan-out never matches its kind, which
+/// no webhook subscribes to).
+pub(crate) async fn add_test_webhook_event(
+    pool: &SqlitePool,
+    account_id: i64,
+    webhook_id: &str,
+    event: &TestEvent,
+    now: i64,
+) -> Result<i64> {
+    let mut tx = pool.begin().await?;
+    // The insert first, so the transaction takes the write lock at once.
+    let id: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO events (account_id, kind, message_id, recipient, attempts, reply, remote_host, label, created_at)
+         SELECT account_id, ?, ?, ?, 0, ?, NULL, NULL, ? FROM webhooks WHERE id = ? AND account_id = ?
+         RETURNING id",
+    )
+    .bind(TEST_EVENT_KIND)
+    .bind(&event.message_id)
+    .bind(&event.recipient)
+    .bind(&event.reply)
+    .bind(now)
+    .bind(webhook_id)
+    .bind(account_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(id) = id else {
+        return Err(StoreError::NotFound(format!("no webhook {webhook_id}")));
+    };
+    sqlx::query("INSERT INTO webhook_deliveries (webhook_id, event_id, next_try) VALUES (?, ?, ?)")
+        .bind(webhook_id)
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(id)
 }
 
 pub(crate) async fn next_webhook_due(pool: &SqlitePool) -> Result<Option<i64>> {

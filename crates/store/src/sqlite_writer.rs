@@ -42,8 +42,8 @@ const NOT_FINAL: &str = "('queued', 'deferred', 'sending')";
 
 /// A write the writer carries out inside its next group commit.
 pub(crate) enum Op {
-    // Boxed: a message is much larger than the other writes.
-    Enqueue(Box<NewMessage>),
+    /// One message, or several stored all or none (one savepoint).
+    Enqueue(Vec<NewMessage>),
     Claim {
         owner: String,
         now: i64,
@@ -164,9 +164,13 @@ fn run(
                         match job.op {
                             // Before its sender hears of the commit, so any
                             // delivery of it can find it.
-                            Op::Enqueue(m) => {
-                                counters.messages.fetch_add(1, Ordering::Relaxed);
-                                fresh.keep(m.id, m.content, committed)
+                            Op::Enqueue(messages) => {
+                                counters
+                                    .messages
+                                    .fetch_add(messages.len() as u64, Ordering::Relaxed);
+                                for m in messages {
+                                    fresh.keep(m.id, m.content, committed)
+                                }
                             }
                             // Contents were deleted: none may be handed out now.
                             Op::Purge { .. } => fresh.clear(),
@@ -251,9 +255,10 @@ fn enqueue_all(
     let messages: Vec<&NewMessage> = batch
         .iter()
         .filter_map(|j| match &j.op {
-            Op::Enqueue(m) => Some(&**m),
+            Op::Enqueue(m) => Some(m.iter()),
             _ => None,
         })
+        .flatten()
         .collect();
     let all = {
         let sp = tx.savepoint()?;
@@ -265,7 +270,7 @@ fn enqueue_all(
     let one_by_one = all.is_err();
     let mut results = Vec::with_capacity(batch.len());
     for job in batch {
-        let Op::Enqueue(m) = &job.op else {
+        let Op::Enqueue(job_messages) = &job.op else {
             results.push(None);
             continue;
         };
@@ -273,14 +278,18 @@ fn enqueue_all(
             results.push(Some(Ok(Done::Enqueued)));
             continue;
         }
+        // A job's messages (several for an X-SMTPAPI batch) stand or fall
+        // together.
+        let job_messages: Vec<&NewMessage> = job_messages.iter().collect();
         let sp = tx.savepoint()?;
-        match insert_messages(&sp, &[m], events) {
+        match insert_messages(&sp, &job_messages, events) {
             Ok(()) => {
                 sp.commit()?;
                 results.push(Some(Ok(Done::Enqueued)));
             }
             Err(e) => {
-                tracing::warn!(id = %m.id, error = %e, "one message of a group commit refused");
+                let id = job_messages.first().map(|m| m.id.to_string());
+                tracing::warn!(id = id.as_deref().unwrap_or(""), messages = job_messages.len(), error = %e, "one job of a group commit refused");
                 results.push(Some(Err(e)));
             }
         }
@@ -685,6 +694,9 @@ fn purge(tx: &Connection, bodies_before: i64, records_before: i64) -> Result<(u6
          AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = events.id)",
     )?
     .execute([records_before])?;
+    // Opens and clicks, kept as long as statuses.
+    tx.prepare_cached("DELETE FROM engagements WHERE created_at <= ?")?
+        .execute([records_before])?;
     Ok((bodies, records))
 }
 
@@ -749,7 +761,7 @@ fn claim_webhook_deliveries(
     let mut out = Vec::with_capacity(claimed.len());
     let mut stmt = tx.prepare_cached(
         "SELECT w.url, w.secret, e.id, e.account_id, e.kind, e.message_id, e.recipient, e.attempts,
-                e.reply, e.remote_host, e.label, e.created_at
+                e.reply, e.remote_host, e.label, e.created_at, e.url
          FROM webhooks w, events e WHERE w.id = ? AND e.id = ?",
     )?;
     for (webhook_id, event_id, attempts) in claimed {
@@ -768,6 +780,7 @@ fn claim_webhook_deliveries(
                     remote_host: r.get(9)?,
                     label: r.get(10)?,
                     created_at: r.get(11)?,
+                    url: r.get(12)?,
                 },
             ))
         })?;
@@ -787,11 +800,19 @@ fn record_webhook_results(tx: &Connection, results: &[WebhookResult], now: i64) 
     let mut stmt = tx.prepare_cached(
         "UPDATE webhook_deliveries SET attempts = attempts + 1, last_error = ?1,
                 next_try = COALESCE(?2, next_try),
-                done_at = CASE WHEN ?2 IS NULL THEN ?3 ELSE NULL END
+                done_at = CASE WHEN ?2 IS NULL THEN ?3 ELSE NULL END,
+                last_status = ?6
          WHERE webhook_id = ?4 AND event_id = ?5 AND done_at IS NULL",
     )?;
     for r in results {
-        stmt.execute(params![r.error, r.retry_at, now, r.webhook_id, r.event_id])?;
+        stmt.execute(params![
+            r.error,
+            r.retry_at,
+            now,
+            r.webhook_id,
+            r.event_id,
+            r.status
+        ])?;
     }
     Ok(())
 }

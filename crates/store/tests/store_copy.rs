@@ -191,6 +191,19 @@ async fn fill(store: &SqliteStore) -> Filled {
         .add_suppression(shop.id, "gone@x.test", "added by operator")
         .await
         .unwrap();
+    // An open of a tracked message (schema v12).
+    assert!(store
+        .record_engagement(&NewEngagement {
+            account_id: shop.id,
+            message_id: MessageId::first_at(1).to_string(),
+            recipient: "ok@x.test".into(),
+            kind: OPENED.into(),
+            user_agent: Some("UA".into()),
+            ip: Some("192.0.2.1".into()),
+            url: None,
+        })
+        .await
+        .unwrap());
 
     // First claim: delivered, bounced (with its notice and suppression),
     // deferred (due at once, and later), and one message completed and
@@ -340,6 +353,10 @@ async fn copies_every_table_into_an_empty_database_and_only_once() {
     assert!(report.to_string().contains("6 messages"));
 
     let pg = schema.open().await;
+    assert_eq!(report.engagements, 1);
+    let opens = pg.engagements(MessageId::first_at(1)).await.unwrap();
+    assert_eq!(opens.len(), 1, "{opens:?}");
+    assert_eq!((opens[0].kind.as_str(), opens[0].count), (OPENED, 1));
     let (shop, other) = (filled.shop.id, filled.other.id);
 
     // Accounts and credentials.
@@ -623,8 +640,8 @@ async fn refuses_a_store_with_tables_or_columns_it_does_not_know() {
     let never = "postgres://nobody@127.0.0.1:1/never";
     for (change, named) in [
         (
-            "CREATE TABLE templates (id INTEGER PRIMARY KEY, body TEXT)",
-            "\"templates\"",
+            "CREATE TABLE campaigns (id INTEGER PRIMARY KEY, body TEXT)",
+            "\"campaigns\"",
         ),
         (
             "ALTER TABLE messages ADD COLUMN priority INTEGER",

@@ -4,11 +4,14 @@
 //! only when [`Submitter::submit`] returns its id, and by then it is on
 //! stable storage.
 
+pub mod links;
 mod lockout;
 mod password;
 mod rate;
 mod received;
 mod settings;
+pub mod smtpapi;
+pub mod tracking;
 
 pub use password::{burn_time, generate_secret, hash_secret, verify_secret};
 pub use posthorn_policy::PolicyLimits;
@@ -65,6 +68,11 @@ pub enum SubmitError {
     /// retry later (SMTP `452 4.3.1`).
     #[error("out of space: {0}")]
     NoSpace(String),
+    /// The store did not commit the message within
+    /// [`SubmitConfig::store_timeout`]: it is behind. The message may still
+    /// be committed, so a client that sends it again may send it twice.
+    #[error("the store did not commit the message within {0:?}")]
+    StoreBusy(Duration),
 }
 
 impl From<StoreError> for SubmitError {
@@ -92,6 +100,16 @@ pub struct SubmitConfig {
     /// address literals of internal networks (`x@[127.0.0.1]`) and at
     /// `localhost`. Off: refused at RCPT, in relay mode too.
     pub allow_private_destinations: bool,
+    /// How long a submission may take, the store's commit included (`[smtp]
+    /// store_timeout_secs`, for both doors); zero: no limit. The store's
+    /// queues are bounded, so a store that falls behind makes submitters
+    /// wait for room: this turns that wait into [`SubmitError::StoreBusy`]
+    /// (SMTP `451 4.3.2`, HTTP 503) instead of a client that hangs.
+    pub store_timeout: Duration,
+    /// How unsubscribe links are made (`[tracking] base_url` and its key);
+    /// `None`: accounts with `unsubscribe = 1` get no link (a warning is
+    /// logged once).
+    pub links: Option<links::Links>,
 }
 
 impl Default for SubmitConfig {
@@ -102,6 +120,8 @@ impl Default for SubmitConfig {
             settings_ttl: Duration::from_secs(5),
             received: ReceivedMode::Full,
             allow_private_destinations: false,
+            store_timeout: Duration::from_secs(15),
+            links: None,
         }
     }
 }
@@ -117,6 +137,8 @@ pub struct Submitter {
     pair_headroom: rate::PairHeadroom,
     /// Told after every commit (the delivery engine waits on it).
     enqueued: Option<Arc<tokio::sync::Notify>>,
+    /// Whether the missing `[tracking] base_url` was logged.
+    warned_no_links: std::sync::atomic::AtomicBool,
 }
 
 impl Submitter {
@@ -137,7 +159,13 @@ impl Submitter {
             limits_cache: Mutex::new(HashMap::new()),
             pair_headroom: rate::PairHeadroom::default(),
             enqueued: None,
+            warned_no_links: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// How long a submission may take (`SubmitConfig::store_timeout`).
+    pub fn store_timeout(&self) -> Duration {
+        self.config.store_timeout
     }
 
     /// Notify `n` after every message committed, so delivery starts at once.
@@ -371,7 +399,11 @@ impl Submitter {
 
     /// Check a message against its account's policy, write Posthorn's
     /// headers, and commit it. Returns its id once it is on stable storage;
-    /// nothing is stored when it is refused.
+    /// nothing is stored when it is refused. A message with an X-SMTPAPI
+    /// field becomes one message per recipient (see [`Submitter::submit_all`]
+    /// and [`smtpapi`]), and so does one with several recipients when its
+    /// account has `unsubscribe` on (each copy its own link, [`links`]):
+    /// the id is the first one's.
     pub async fn submit(
         &self,
         who: &Identity,
@@ -379,14 +411,40 @@ impl Submitter {
         envelope: Envelope,
         content: Vec<u8>,
     ) -> Result<MessageId, SubmitError> {
+        let ids = self.submit_all(who, origin, envelope, content).await?;
+        Ok(ids[0])
+    }
+
+    /// [`Submitter::submit`], answering with every message id it stored:
+    /// one, or with an X-SMTPAPI field one per recipient of its `to`, in
+    /// that order, or with unsubscribe links one per envelope recipient.
+    pub async fn submit_all(
+        &self,
+        who: &Identity,
+        origin: &Origin,
+        envelope: Envelope,
+        content: Vec<u8>,
+    ) -> Result<Vec<MessageId>, SubmitError> {
         let via = if origin.protocol == "HTTP" {
             "http"
         } else {
             "smtp"
         };
-        let result = self.check_and_commit(who, origin, envelope, content).await;
+        let work = self.check_and_commit(who, origin, envelope, content);
+        let limit = self.config.store_timeout;
+        let result = if limit.is_zero() {
+            work.await
+        } else {
+            // A message already in the store's queue when the time runs out
+            // may still be committed: at least once, never lost, as after a
+            // connection lost before the answer.
+            tokio::time::timeout(limit, work)
+                .await
+                .unwrap_or(Err(SubmitError::StoreBusy(limit)))
+        };
         match &result {
-            Ok(_) => metrics::counter!("posthorn_submissions_total", "via" => via).increment(1),
+            Ok(ids) => metrics::counter!("posthorn_submissions_total", "via" => via)
+                .increment(ids.len() as u64),
             Err(e) => count_refusal(e),
         }
         result
@@ -398,7 +456,7 @@ impl Submitter {
         origin: &Origin,
         envelope: Envelope,
         content: Vec<u8>,
-    ) -> Result<MessageId, SubmitError> {
+    ) -> Result<Vec<MessageId>, SubmitError> {
         if envelope.rcpt_to.is_empty() {
             return Err(SubmitError::Business(BusinessError::policy(
                 "FailedOperation.MissingRecipient",
@@ -418,6 +476,11 @@ impl Submitter {
         }
         let facts = posthorn_policy::check(&content, &envelope.mail_from, &limits.policy)
             .map_err(SubmitError::Business)?;
+        if let Some(header) = facts.smtpapi.clone() {
+            return self
+                .commit_batch(who, origin, envelope, content, facts, &header, &limits)
+                .await;
+        }
         // Only a message that passed the policy takes a share of the rates.
         let booking = rate::take_message(
             &*self.limiter,
@@ -425,61 +488,100 @@ impl Submitter {
             &envelope.mail_from,
             &envelope.rcpt_to,
             &limits.rate,
+            1,
         )
         .await?;
-        let id = MessageId::generate();
         // Stamped with the store's clock, like everything it keeps.
         let now = self.store.now();
         let date = rfc5322(now);
-        let received = received::field(
-            origin,
-            who,
-            &self.config.hostname,
-            id,
-            &date,
-            self.config.received,
-        );
-        let message_id = format!("<{id}@{}>", self.config.hostname);
-        let content = rewrite_headers(
-            &content,
-            &HeaderEdits {
-                received: Some(&received),
-                add_if_missing: &[("Message-ID", &message_id), ("Date", &date)],
-                // A Date receivers cannot read is replaced by ours.
-                remove: if facts.has_date {
-                    &["Bcc"]
-                } else {
-                    &["Bcc", "Date"]
+        let links = self.unsubscribe_links(&limits, &content);
+        let tracked = self.tracking_links(&limits, &facts);
+        // With unsubscribe links or tracking, one copy per recipient (each
+        // its own links), the header as the sender wrote it: only the
+        // envelope recipient differs. Recipients suppressed at RCPT go
+        // with the first copy.
+        let per_recipient = links.is_some() || tracked.is_some();
+        let copies: Vec<Vec<String>> = if per_recipient && envelope.rcpt_to.len() > 1 {
+            envelope.rcpt_to.iter().map(|r| vec![r.clone()]).collect()
+        } else {
+            vec![envelope.rcpt_to.clone()]
+        };
+        let mut suppressed = Some(envelope.suppressed);
+        let mut ids = Vec::with_capacity(copies.len());
+        let mut messages = Vec::with_capacity(copies.len());
+        for recipients in copies {
+            let id = MessageId::generate();
+            ids.push(id);
+            let received = received::field(
+                origin,
+                who,
+                &self.config.hostname,
+                id,
+                &date,
+                self.config.received,
+            );
+            let message_id = format!("<{id}@{}>", self.config.hostname);
+            let unsubscribe = links.map(|l| {
+                format!(
+                    "<{}>",
+                    l.unsubscribe_url(who.account_id, id, &recipients[0])
+                )
+            });
+            let mut add: Vec<(&str, &str)> = vec![("Message-ID", &message_id), ("Date", &date)];
+            if let Some(url) = &unsubscribe {
+                add.push(("List-Unsubscribe", url));
+                add.push(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"));
+            }
+            let body = tracked.map(|l| {
+                let token = l.track_token(who.account_id, id, &recipients[0]);
+                tracking::track(&content, &facts, l, &token)
+            });
+            let content = rewrite_headers(
+                body.as_deref().unwrap_or(&content),
+                &HeaderEdits {
+                    received: Some(&received),
+                    add_if_missing: &add,
+                    // A Date receivers cannot read is replaced by ours;
+                    // the per-message tracking switch is ours alone.
+                    remove: if facts.has_date {
+                        &["Bcc", posthorn_policy::TRACK_FIELD]
+                    } else {
+                        &["Bcc", "Date", posthorn_policy::TRACK_FIELD]
+                    },
                 },
-            },
-        );
-        let committed = self
-            .store
-            .enqueue(NewMessage {
+            );
+            messages.push(NewMessage {
                 id,
                 account_id: who.account_id,
-                mail_from: envelope.mail_from,
-                recipients: envelope.rcpt_to,
-                suppressed: envelope.suppressed,
+                mail_from: envelope.mail_from.clone(),
+                recipients,
+                suppressed: suppressed.take().unwrap_or_default(),
                 is_dsn: false,
                 auth_user: who.login_name().to_string(),
                 client_ip: origin.peer.map(|ip| ip.to_canonical().to_string()),
                 label: who.label.clone(),
                 received_at: now,
-                subject: facts.subject,
-                header_from: facts.from,
+                subject: facts.subject.clone(),
+                header_from: facts.from.clone(),
                 attachments: facts
                     .attachments
-                    .into_iter()
+                    .iter()
                     .map(|a| AttachmentRecord {
-                        filename: a.filename,
-                        content_type: a.content_type,
+                        filename: a.filename.clone(),
+                        content_type: a.content_type.clone(),
                         size: a.size as u64,
                     })
                     .collect(),
                 content,
-            })
-            .await;
+            });
+        }
+        let committed = if messages.len() == 1 {
+            let message = messages.pop().expect("one message");
+            self.store.enqueue(message).await
+        } else {
+            // All or none, in one commit.
+            self.store.enqueue_all(messages).await
+        };
         if let Err(e) = committed {
             rate::give_back(&*self.limiter, booking).await;
             return Err(e.into());
@@ -487,7 +589,172 @@ impl Submitter {
         if let Some(n) = &self.enqueued {
             n.notify_one();
         }
-        Ok(id)
+        Ok(ids)
+    }
+
+    /// How to make unsubscribe links for this account's message: `None`
+    /// when the account has `unsubscribe` off, when the sender wrote a
+    /// List-Unsubscribe of its own (kept, and nothing added), or when
+    /// `[tracking] base_url` is not configured (warned once).
+    fn unsubscribe_links(&self, limits: &AccountLimits, content: &[u8]) -> Option<&links::Links> {
+        if limits.unsubscribe == 0 || posthorn_policy::has_field(content, "List-Unsubscribe") {
+            return None;
+        }
+        self.links_or_warn()
+    }
+
+    /// How to track this message: `None` when it is not to be tracked
+    /// (its `X-Posthorn-Track: on|off` decides, else its account's
+    /// `tracking`), when it has no HTML part, or without `[tracking]
+    /// base_url` (warned once).
+    fn tracking_links(
+        &self,
+        limits: &AccountLimits,
+        facts: &posthorn_policy::Facts,
+    ) -> Option<&links::Links> {
+        let wanted = facts.track.unwrap_or(limits.tracking != 0);
+        if !wanted || !facts.text_parts.iter().any(|p| p.html) {
+            return None;
+        }
+        self.links_or_warn()
+    }
+
+    fn links_or_warn(&self) -> Option<&links::Links> {
+        let links = self.config.links.as_ref();
+        if links.is_none()
+            && !self
+                .warned_no_links
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::warn!("a message asks for unsubscribe links or tracking (the account's unsubscribe or tracking setting, or X-Posthorn-Track: on) but [tracking] base_url is not set: such messages are sent without unsubscribe links and untracked (docs/unsubscribe.md, docs/tracking.md)");
+        }
+        links
+    }
+
+    /// An X-SMTPAPI submission (see [`smtpapi`]): after the policy passed
+    /// the message, the header is checked, every recipient of its `to`
+    /// that RCPT did not check is checked as RCPT would, every copy is
+    /// written, and only then are the rates booked (one message per copy)
+    /// and the copies stored all or none in one commit
+    /// (`Store::enqueue_all`). A refusal stores nothing.
+    #[allow(clippy::too_many_arguments)]
+    async fn commit_batch(
+        &self,
+        who: &Identity,
+        origin: &Origin,
+        envelope: Envelope,
+        content: Vec<u8>,
+        facts: posthorn_policy::Facts,
+        header: &str,
+        limits: &AccountLimits,
+    ) -> Result<Vec<MessageId>, SubmitError> {
+        let mut max = limits.max_recipients;
+        if limits.rate.messages_per_second > 0 {
+            max = max.min(limits.rate.messages_per_second);
+        }
+        let api = smtpapi::parse(header, &envelope.rcpt_to, max as usize)
+            .map_err(SubmitError::Business)?;
+        for to in &api.to {
+            if !envelope.rcpt_to.iter().any(|r| r.eq_ignore_ascii_case(to)) {
+                self.recipient_checks(who, &envelope.mail_from, to).await?;
+            }
+        }
+        let mut copies = Vec::with_capacity(api.to.len());
+        for i in 0..api.to.len() {
+            copies.push(
+                smtpapi::personalise(&content, &facts, &api, i).map_err(SubmitError::Business)?,
+            );
+        }
+        let booking = rate::take_message(
+            &*self.limiter,
+            who.account_id,
+            &envelope.mail_from,
+            &api.to,
+            &limits.rate,
+            api.to.len() as u64,
+        )
+        .await?;
+        let now = self.store.now();
+        let date = rfc5322(now);
+        let links = self.unsubscribe_links(limits, &content);
+        let mut ids = Vec::with_capacity(copies.len());
+        let mut messages = Vec::with_capacity(copies.len());
+        for ((body, subject), to) in copies.into_iter().zip(&api.to) {
+            let id = MessageId::generate();
+            ids.push(id);
+            let received = received::field(
+                origin,
+                who,
+                &self.config.hostname,
+                id,
+                &date,
+                self.config.received,
+            );
+            let message_id = format!("<{id}@{}>", self.config.hostname);
+            let subject_field = smtpapi::subject_field(&subject);
+            let mut remove = vec!["Bcc", "X-SMTPAPI", "To", "Cc", posthorn_policy::TRACK_FIELD];
+            // A Subject without tags stays as the client wrote it.
+            if subject != facts.subject {
+                remove.push("Subject");
+            }
+            if !facts.has_date {
+                remove.push("Date");
+            }
+            let unsubscribe =
+                links.map(|l| format!("<{}>", l.unsubscribe_url(who.account_id, id, to)));
+            let mut add: Vec<(&str, &str)> = vec![
+                ("To", to),
+                ("Subject", &subject_field),
+                ("Message-ID", &message_id),
+                ("Date", &date),
+            ];
+            if let Some(url) = &unsubscribe {
+                add.push(("List-Unsubscribe", url));
+                add.push(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"));
+            }
+            let content = rewrite_headers(
+                &body,
+                &HeaderEdits {
+                    received: Some(&received),
+                    add_if_missing: &add,
+                    remove: &remove,
+                },
+            );
+            let message = NewMessage {
+                id,
+                account_id: who.account_id,
+                mail_from: envelope.mail_from.clone(),
+                recipients: vec![to.clone()],
+                suppressed: Vec::new(),
+                is_dsn: false,
+                auth_user: who.login_name().to_string(),
+                client_ip: origin.peer.map(|ip| ip.to_canonical().to_string()),
+                label: who.label.clone(),
+                received_at: now,
+                subject,
+                header_from: facts.from.clone(),
+                attachments: facts
+                    .attachments
+                    .iter()
+                    .map(|a| AttachmentRecord {
+                        filename: a.filename.clone(),
+                        content_type: a.content_type.clone(),
+                        size: a.size as u64,
+                    })
+                    .collect(),
+                content,
+            };
+            messages.push(message);
+        }
+        // All or none, in one commit.
+        if let Err(e) = self.store.enqueue_all(messages).await {
+            rate::give_back(&*self.limiter, booking).await;
+            return Err(e.into());
+        }
+        if let Some(n) = &self.enqueued {
+            n.notify_one();
+        }
+        Ok(ids)
     }
 }
 
@@ -498,6 +765,7 @@ pub fn count_refusal(e: &SubmitError) {
         SubmitError::Business(b) => b.code,
         SubmitError::Temporary(_) => "Temporary",
         SubmitError::NoSpace(_) => "NoSpace",
+        SubmitError::StoreBusy(_) => "StoreBusy",
     };
     metrics::counter!("posthorn_refusals_total", "code" => code).increment(1);
 }

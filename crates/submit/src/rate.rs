@@ -50,12 +50,18 @@ fn pair_key(account_id: i64, from: &str, to: &str) -> String {
 /// per-second rate (which can refuse it) and one share of each
 /// sender→recipient pair (counted whatever the pair's state: the recipient
 /// was accepted at RCPT).
-fn message_checks(account_id: i64, from: &str, to: &[String], rate: &RateLimits) -> Vec<Check> {
+fn message_checks(
+    account_id: i64,
+    from: &str,
+    to: &[String],
+    rate: &RateLimits,
+    messages: u64,
+) -> Vec<Check> {
     let mut checks = Vec::with_capacity(1 + to.len());
     checks.push(Check {
         key: mps_key(account_id),
         quota: Quota::per_second(rate.messages_per_second),
-        n: 1,
+        n: messages,
         mode: Mode::Consume,
     });
     checks.extend(to.iter().map(|rcpt| Check {
@@ -70,16 +76,18 @@ fn message_checks(account_id: i64, from: &str, to: &[String], rate: &RateLimits)
 /// What [`take_message`] booked, to give back if the message is not stored.
 pub(crate) struct Booking(Vec<Check>);
 
-/// Book one message before it is committed, in one limiter step. Refused
-/// when the account is over its per-second rate; then nothing is booked.
+/// Book `messages` messages (one, or an X-SMTPAPI batch's copies) before
+/// they are committed, in one limiter step. Refused when the account is
+/// over its per-second rate; then nothing is booked.
 pub(crate) async fn take_message(
     limiter: &dyn Limiter,
     account_id: i64,
     from: &str,
     to: &[String],
     rate: &RateLimits,
+    messages: u64,
 ) -> Result<Booking, SubmitError> {
-    let checks = message_checks(account_id, from, to, rate);
+    let checks = message_checks(account_id, from, to, rate, messages);
     let d = match limiter.check_all(&checks).await {
         Ok(d) => d[0],
         Err(e) => {

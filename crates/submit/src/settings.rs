@@ -39,6 +39,12 @@ pub struct AccountLimits {
     /// Recipients per message, To, Cc and Bcc together (the SMTP session
     /// answers the RCPT past it with `452 4.5.3`).
     pub max_recipients: u64,
+    /// Add a one-click unsubscribe link (RFC 8058) to every recipient's
+    /// copy (1) or not (0); needs `[tracking] base_url` (docs/unsubscribe.md).
+    pub unsubscribe: u64,
+    /// Open and click tracking of HTML parts (1) or not (0); needs
+    /// `[tracking] base_url` (docs/tracking.md).
+    pub tracking: u64,
 }
 
 /// The most recipients an account may be allowed per message.
@@ -51,6 +57,8 @@ impl Default for AccountLimits {
             rate: RateLimits::default(),
             bounce_notices: 1,
             max_recipients: 50,
+            unsubscribe: 0,
+            tracking: 0,
         }
     }
 }
@@ -138,6 +146,18 @@ pub const SETTING_KEYS: &[SettingKey] = &[
         get: |l| l.bounce_notices,
         set: |l, v| l.bounce_notices = v.min(1),
     },
+    SettingKey {
+        key: "unsubscribe",
+        meaning: "one-click unsubscribe link (RFC 8058) in every message: 1 yes, 0 no",
+        get: |l| l.unsubscribe,
+        set: |l, v| l.unsubscribe = v.min(1),
+    },
+    SettingKey {
+        key: "tracking",
+        meaning: "open and click tracking of HTML parts: 1 yes, 0 no",
+        get: |l| l.tracking,
+        set: |l, v| l.tracking = v.min(1),
+    },
 ];
 
 /// Check a key and value as typed by an operator; returns the value to store.
@@ -161,6 +181,16 @@ pub fn validate_setting(key: &str, value: &str) -> Result<String, String> {
     if key == "bounce_notices" && n > 1 {
         return Err(format!(
             "bounce_notices takes 1 (send notices) or 0 (don't), not {value:?}"
+        ));
+    }
+    if key == "unsubscribe" && n > 1 {
+        return Err(format!(
+            "unsubscribe takes 1 (add the link) or 0 (don't), not {value:?}"
+        ));
+    }
+    if key == "tracking" && n > 1 {
+        return Err(format!(
+            "tracking takes 1 (track opens and clicks) or 0 (don't), not {value:?}"
         ));
     }
     Ok(n.to_string())

@@ -31,6 +31,8 @@ pub struct DestinationView {
     pub queued: u64,
     /// Attempts running now.
     pub in_flight: u64,
+    /// Connections open to its hosts (busy or idle), over the live nodes.
+    pub open_connections: u64,
     /// RFC 3339: until when it is suspended after its hosts could not be
     /// reached (its mail is deferred without connecting until then).
     pub suspended_until: Option<String>,
@@ -50,6 +52,7 @@ impl From<Vec<DestinationRow>> for DestinationsView {
                     domains: r.domains,
                     queued: r.queued,
                     in_flight: r.in_flight,
+                    open_connections: r.open_connections,
                     suspended_until: r.suspended_until.map(rfc3339),
                     last_error: r.last_error,
                     nodes: r.nodes,

@@ -240,12 +240,14 @@ pub async fn webhook_events_are_written_with_the_status_change_and_retried(b: &B
                 event_id: due[0].event.id,
                 retry_at: None,
                 error: None,
+                status: Some(204),
             },
             WebhookResult {
                 webhook_id: "wh1".into(),
                 event_id: due[1].event.id,
                 retry_at: Some(t - 1),
                 error: Some("HTTP 500".into()),
+                status: Some(500),
             },
         ])
         .await
@@ -260,4 +262,180 @@ pub async fn webhook_events_are_written_with_the_status_change_and_retried(b: &B
     assert_eq!(store.next_webhook_due().await.unwrap(), None);
     // Old events nothing waits for are purged with the records.
     store.purge(t + 10, t + 10).await.unwrap();
+}
+
+pub async fn a_test_event_goes_to_one_webhook_and_its_deliveries_are_listed(b: &Backend) {
+    let store = b.store();
+    let (a, other) = accounts(&*store).await;
+    let t = store.now();
+    for (id, kind) in [("wh1", "delivered"), ("wh2", "bounced")] {
+        store
+            .add_webhook(Webhook {
+                id: id.into(),
+                account_id: a,
+                url: format!("http://127.0.0.1:9/{id}"),
+                events: vec![kind.into()],
+                secret: "s".into(),
+                created_at: t,
+            })
+            .await
+            .unwrap();
+    }
+    let test = TestEvent {
+        message_id: String::new(),
+        recipient: "test@example.com".into(),
+        reply: Some("a test".into()),
+    };
+    // Only the account's own webhook.
+    for (account, hook) in [(other, "wh1"), (a, "nope")] {
+        assert!(matches!(
+            store.add_test_webhook_event(account, hook, &test).await,
+            Err(StoreError::NotFound(_))
+        ));
+    }
+    assert!(store
+        .claim_webhook_deliveries(t, t + 30, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let first = store.add_test_webhook_event(a, "wh1", &test).await.unwrap();
+    assert!(store.next_webhook_due().await.unwrap().is_some());
+    let listed = store.webhook_deliveries(a, "wh1", 10).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    let d = &listed[0];
+    assert_eq!(
+        (
+            d.event_id,
+            d.kind.as_str(),
+            d.recipient.as_str(),
+            d.attempts
+        ),
+        (first, TEST_EVENT_KIND, "test@example.com", 0)
+    );
+    assert_eq!((d.last_status, d.done_at), (None, None));
+    assert!(d.next_try.is_some() && d.created_at >= t);
+    assert!(store
+        .webhook_deliveries(a, "wh2", 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .webhook_deliveries(other, "wh1", 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // A status change afterwards fans out its own event only: the test
+    // event stays wh1's alone.
+    let m = message(&*store, a, &["ok@example.net"]);
+    let mid = m.id;
+    store.enqueue(m).await.unwrap();
+    let now = store.now();
+    store.claim_due("n", now, now + 60, 10).await.unwrap();
+    record(
+        &*store,
+        "n",
+        vec![update(mid, 0, RecipientStatus::Delivered, None)],
+    )
+    .await;
+    assert!(store
+        .webhook_deliveries(a, "wh2", 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    let now = store.now();
+    let due = store
+        .claim_webhook_deliveries(now, now + 30, 10)
+        .await
+        .unwrap();
+    let kinds: Vec<(&str, &str)> = due
+        .iter()
+        .map(|d| (d.webhook_id.as_str(), d.event.kind.as_str()))
+        .collect();
+    assert_eq!(kinds, [("wh1", TEST_EVENT_KIND), ("wh1", "delivered")]);
+    assert_eq!(due[0].event.id, first);
+    assert_eq!(due[0].event.reply.as_deref(), Some("a test"));
+    // The test POST failed with a status, the other went.
+    store
+        .record_webhook_results(vec![
+            WebhookResult {
+                webhook_id: "wh1".into(),
+                event_id: first,
+                retry_at: Some(now - 1),
+                error: Some("HTTP 500".into()),
+                status: Some(500),
+            },
+            WebhookResult {
+                webhook_id: "wh1".into(),
+                event_id: due[1].event.id,
+                retry_at: None,
+                error: None,
+                status: Some(204),
+            },
+        ])
+        .await
+        .unwrap();
+    let listed = store.webhook_deliveries(a, "wh1", 10).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    // Newest event first.
+    assert_eq!(listed[0].kind, "delivered");
+    assert_eq!(listed[0].message_id, mid.to_string());
+    assert_eq!(
+        (
+            listed[0].attempts,
+            listed[0].last_status,
+            listed[0].next_try
+        ),
+        (1, Some(204), None)
+    );
+    assert!(listed[0].done_at.is_some() && listed[0].last_error.is_none());
+    let d = &listed[1];
+    assert_eq!(
+        (d.attempts, d.last_status, d.last_error.as_deref()),
+        (1, Some(500), Some("HTTP 500"))
+    );
+    assert_eq!((d.done_at, d.next_try), (None, Some(now - 1)));
+
+    // Tried again: accepted this time.
+    let again = store
+        .claim_webhook_deliveries(now, now + 30, 10)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!((again[0].event.id, again[0].attempts), (first, 1));
+    store
+        .record_webhook_results(vec![WebhookResult {
+            webhook_id: "wh1".into(),
+            event_id: first,
+            retry_at: None,
+            error: None,
+            status: Some(200),
+        }])
+        .await
+        .unwrap();
+    let second = store.add_test_webhook_event(a, "wh1", &test).await.unwrap();
+    assert!(second > first);
+    let listed = store.webhook_deliveries(a, "wh1", 2).await.unwrap();
+    let ids: Vec<i64> = listed.iter().map(|d| d.event_id).collect();
+    assert_eq!(ids, [second, due[1].event.id]);
+    let done = store.webhook_deliveries(a, "wh1", 10).await.unwrap();
+    let d = done.iter().find(|d| d.event_id == first).unwrap();
+    assert_eq!(
+        (
+            d.attempts,
+            d.last_status,
+            d.last_error.as_deref(),
+            d.next_try
+        ),
+        (2, Some(200), None, None)
+    );
+    assert!(d.done_at.is_some());
+    // Removing the webhook takes its deliveries.
+    assert!(store.remove_webhook(a, "wh1").await.unwrap());
+    assert!(store
+        .webhook_deliveries(a, "wh1", 10)
+        .await
+        .unwrap()
+        .is_empty());
 }

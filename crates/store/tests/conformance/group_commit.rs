@@ -83,3 +83,55 @@ pub async fn more_writes_than_the_queue_holds_all_commit(b: &Backend) {
     listed.sort();
     assert_eq!(ids, listed);
 }
+
+/// `enqueue_all` (an X-SMTPAPI batch): every message or none, also while
+/// other enqueues share its commit.
+pub async fn a_batch_is_stored_all_or_none(b: &Backend) {
+    let store = b.store();
+    let account = store.create_account("shop").await.unwrap().id;
+    let taken = message(&*store, account, &["a@example.net"]);
+    let taken_id = taken.id;
+    store.enqueue(taken).await.unwrap();
+
+    let batch = |with_taken: bool| {
+        (0..3)
+            .map(|i| {
+                let mut m = message(&*store, account, &[&format!("r{i}@example.net")]);
+                if with_taken && i == 1 {
+                    m.id = taken_id;
+                }
+                m
+            })
+            .collect::<Vec<_>>()
+    };
+    // One of them cannot be stored: none is, and the neighbours that
+    // shared the commit are not touched.
+    let bad = batch(true);
+    let bad_ids: Vec<MessageId> = bad.iter().map(|m| m.id).collect();
+    let neighbour = message(&*store, account, &["n@example.net"]);
+    let neighbour_id = neighbour.id;
+    let (all, one) = tokio::join!(store.enqueue_all(bad), store.enqueue(neighbour));
+    assert!(all.is_err(), "{all:?}");
+    one.unwrap();
+    for id in [bad_ids[0], bad_ids[2]] {
+        assert!(
+            matches!(store.message(id).await, Err(StoreError::NotFound(_))),
+            "{id} stored from a refused batch"
+        );
+    }
+    assert_eq!(
+        store.message(taken_id).await.unwrap().recipients[0].address,
+        "a@example.net"
+    );
+    assert!(store.message(neighbour_id).await.is_ok());
+
+    // All good: all stored, each with its recipient.
+    let good = batch(false);
+    let ids: Vec<MessageId> = good.iter().map(|m| m.id).collect();
+    store.enqueue_all(good).await.unwrap();
+    for (i, id) in ids.iter().enumerate() {
+        let m = store.message(*id).await.unwrap();
+        assert_eq!(m.recipients[0].address, format!("r{i}@example.net"));
+    }
+    store.enqueue_all(Vec::new()).await.unwrap();
+}

@@ -13,11 +13,14 @@
 mod accounts;
 mod api_tables;
 mod basics;
+mod console;
 mod group_commit;
 mod lockouts;
 mod nodes;
 mod queue;
 mod support;
+mod templates;
+mod unsubscribe;
 
 /// One `#[tokio::test]` per case, in a module per case module, for the
 /// backend `$open` opens (`async fn() -> Option<Backend>`; `None` skips).
@@ -64,6 +67,7 @@ macro_rules! all_cases {
                 api_keys_are_per_account_or_admin,
                 listing_filters_page_and_statistics_count,
                 webhook_events_are_written_with_the_status_change_and_retried,
+                a_test_event_goes_to_one_webhook_and_its_deliveries_are_listed,
             }
             lockouts {
                 distinct_failures_lock_one_user_from_one_address,
@@ -75,6 +79,18 @@ macro_rules! all_cases {
             group_commit {
                 a_failing_job_fails_only_its_own_caller,
                 more_writes_than_the_queue_holds_all_commit,
+                a_batch_is_stored_all_or_none,
+            }
+            console {
+                console_sessions_are_kept_moved_and_removed,
+                messages_list_newest_first_when_asked,
+            }
+            templates {
+                templates_are_per_account_unique_by_name_and_go_with_it,
+            }
+            unsubscribe {
+                an_unsubscribe_suppresses_once_and_makes_one_event,
+                opens_and_clicks_are_recorded_summed_and_capped,
             }
             nodes {
                 heartbeats_list_nodes_with_the_leases_they_hold,

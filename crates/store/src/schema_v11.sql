@@ -1,0 +1,4 @@
+-- Posthorn embedded store, schema version 11 (the console's webhook page,
+-- issue 21): the HTTP status of a webhook delivery's last POST, shown with
+-- its recent deliveries. NULL: no answer yet (or none: a transport error).
+ALTER TABLE webhook_deliveries ADD COLUMN last_status INTEGER;
