@@ -16,6 +16,11 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+/// The read buffer a connection starts with: enough for a pipelined
+/// command batch, small enough that idle connections cost little.
+const READ_BUFFER_FIRST: usize = 2 * 1024;
+/// What it grows to the first time a read fills it (message content
+/// arriving), so content is read in large pieces from then on.
 const READ_BUFFER: usize = 16 * 1024;
 
 /// Per-connection state the driver keeps beside the session.
@@ -389,7 +394,7 @@ impl Conn {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let mut buf = vec![0u8; READ_BUFFER];
+        let mut buf = vec![0u8; READ_BUFFER_FIRST];
         // When the content of the current message must be complete by.
         let mut data_deadline: Option<Instant> = None;
         loop {
@@ -438,7 +443,12 @@ impl Conn {
                             Err(_) if self.login_due() => {}
                             Err(_) => session.timeout(),
                             Ok(Ok(0)) => return Ok(End::Closed),
-                            Ok(Ok(n)) => session.feed(&buf[..n]),
+                            Ok(Ok(n)) => {
+                                session.feed(&buf[..n]);
+                                if n == buf.len() && buf.len() < READ_BUFFER {
+                                    buf.resize(READ_BUFFER, 0);
+                                }
+                            }
                             Ok(Err(e)) => return Err(e),
                         },
                         _ = self.shutdown.cancelled(), if idle => session.shutdown(),
