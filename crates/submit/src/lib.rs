@@ -476,7 +476,8 @@ impl Submitter {
         }
         let facts = posthorn_policy::check(&content, &envelope.mail_from, &limits.policy)
             .map_err(SubmitError::Business)?;
-        if let Some(header) = facts.smtpapi.clone() {
+        let mut facts = facts;
+        if let Some(header) = facts.smtpapi.take() {
             return self
                 .commit_batch(who, origin, envelope, content, facts, &header, &limits)
                 .await;
@@ -501,37 +502,27 @@ impl Submitter {
         // envelope recipient differs. Recipients suppressed at RCPT go
         // with the first copy.
         let per_recipient = links.is_some() || tracked.is_some();
-        let copies: Vec<Vec<String>> = if per_recipient && envelope.rcpt_to.len() > 1 {
-            envelope.rcpt_to.iter().map(|r| vec![r.clone()]).collect()
+        let Envelope {
+            mail_from,
+            rcpt_to,
+            suppressed,
+            ..
+        } = envelope;
+        let copies: Vec<Vec<String>> = if per_recipient && rcpt_to.len() > 1 {
+            rcpt_to.into_iter().map(|r| vec![r]).collect()
         } else {
-            vec![envelope.rcpt_to.clone()]
+            vec![rcpt_to]
         };
-        let mut suppressed = Some(envelope.suppressed);
+        let mut suppressed = Some(suppressed);
         let mut ids = Vec::with_capacity(copies.len());
         let mut messages = Vec::with_capacity(copies.len());
         for recipients in copies {
             let id = MessageId::generate();
             ids.push(id);
-            let received = received::field(
-                origin,
-                who,
-                &self.config.hostname,
-                id,
-                &date,
-                self.config.received,
-            );
-            let message_id = format!("<{id}@{}>", self.config.hostname);
-            let unsubscribe = links.map(|l| {
-                format!(
-                    "<{}>",
-                    l.unsubscribe_url(who.account_id, id, &recipients[0])
-                )
-            });
+            let (received, message_id) = self.stamps(origin, who, id, &date);
+            let unsubscribe = unsubscribe_value(links, who, id, &recipients[0]);
             let mut add: Vec<(&str, &str)> = vec![("Message-ID", &message_id), ("Date", &date)];
-            if let Some(url) = &unsubscribe {
-                add.push(("List-Unsubscribe", url));
-                add.push(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"));
-            }
+            push_unsubscribe(&mut add, &unsubscribe);
             let body = tracked.map(|l| {
                 let token = l.track_token(who.account_id, id, &recipients[0]);
                 tracking::track(&content, &facts, l, &token)
@@ -553,7 +544,7 @@ impl Submitter {
             messages.push(NewMessage {
                 id,
                 account_id: who.account_id,
-                mail_from: envelope.mail_from.clone(),
+                mail_from: mail_from.clone(),
                 recipients,
                 suppressed: suppressed.take().unwrap_or_default(),
                 is_dsn: false,
@@ -563,23 +554,26 @@ impl Submitter {
                 received_at: now,
                 subject: facts.subject.clone(),
                 header_from: facts.from.clone(),
-                attachments: facts
-                    .attachments
-                    .iter()
-                    .map(|a| AttachmentRecord {
-                        filename: a.filename.clone(),
-                        content_type: a.content_type.clone(),
-                        size: a.size as u64,
-                    })
-                    .collect(),
+                attachments: attachment_records(&facts),
                 content,
             });
         }
+        self.commit(messages, booking).await?;
+        Ok(ids)
+    }
+
+    /// Store `messages` (one, or the copies of one submission all or none
+    /// in one commit), giving the rate booking back if the store refuses,
+    /// and wake delivery.
+    async fn commit(
+        &self,
+        mut messages: Vec<NewMessage>,
+        booking: rate::Booking,
+    ) -> Result<(), SubmitError> {
         let committed = if messages.len() == 1 {
             let message = messages.pop().expect("one message");
             self.store.enqueue(message).await
         } else {
-            // All or none, in one commit.
             self.store.enqueue_all(messages).await
         };
         if let Err(e) = committed {
@@ -589,7 +583,26 @@ impl Submitter {
         if let Some(n) = &self.enqueued {
             n.notify_one();
         }
-        Ok(ids)
+        Ok(())
+    }
+
+    /// The Received field and the Message-ID of the message `id`.
+    fn stamps(
+        &self,
+        origin: &Origin,
+        who: &Identity,
+        id: MessageId,
+        date: &str,
+    ) -> (String, String) {
+        let received = received::field(
+            origin,
+            who,
+            &self.config.hostname,
+            id,
+            date,
+            self.config.received,
+        );
+        (received, format!("<{id}@{}>", self.config.hostname))
     }
 
     /// How to make unsubscribe links for this account's message: `None`
@@ -682,15 +695,7 @@ impl Submitter {
         for ((body, subject), to) in copies.into_iter().zip(&api.to) {
             let id = MessageId::generate();
             ids.push(id);
-            let received = received::field(
-                origin,
-                who,
-                &self.config.hostname,
-                id,
-                &date,
-                self.config.received,
-            );
-            let message_id = format!("<{id}@{}>", self.config.hostname);
+            let (received, message_id) = self.stamps(origin, who, id, &date);
             let subject_field = smtpapi::subject_field(&subject);
             let mut remove = vec!["Bcc", "X-SMTPAPI", "To", "Cc", posthorn_policy::TRACK_FIELD];
             // A Subject without tags stays as the client wrote it.
@@ -700,18 +705,14 @@ impl Submitter {
             if !facts.has_date {
                 remove.push("Date");
             }
-            let unsubscribe =
-                links.map(|l| format!("<{}>", l.unsubscribe_url(who.account_id, id, to)));
+            let unsubscribe = unsubscribe_value(links, who, id, to);
             let mut add: Vec<(&str, &str)> = vec![
                 ("To", to),
                 ("Subject", &subject_field),
                 ("Message-ID", &message_id),
                 ("Date", &date),
             ];
-            if let Some(url) = &unsubscribe {
-                add.push(("List-Unsubscribe", url));
-                add.push(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"));
-            }
+            push_unsubscribe(&mut add, &unsubscribe);
             let content = rewrite_headers(
                 &body,
                 &HeaderEdits {
@@ -733,28 +734,46 @@ impl Submitter {
                 received_at: now,
                 subject,
                 header_from: facts.from.clone(),
-                attachments: facts
-                    .attachments
-                    .iter()
-                    .map(|a| AttachmentRecord {
-                        filename: a.filename.clone(),
-                        content_type: a.content_type.clone(),
-                        size: a.size as u64,
-                    })
-                    .collect(),
+                attachments: attachment_records(&facts),
                 content,
             };
             messages.push(message);
         }
         // All or none, in one commit.
-        if let Err(e) = self.store.enqueue_all(messages).await {
-            rate::give_back(&*self.limiter, booking).await;
-            return Err(e.into());
-        }
-        if let Some(n) = &self.enqueued {
-            n.notify_one();
-        }
+        self.commit(messages, booking).await?;
         Ok(ids)
+    }
+}
+
+/// What the store keeps of a message's attachments.
+fn attachment_records(facts: &posthorn_policy::Facts) -> Vec<AttachmentRecord> {
+    facts
+        .attachments
+        .iter()
+        .map(|a| AttachmentRecord {
+            filename: a.filename.clone(),
+            content_type: a.content_type.clone(),
+            size: a.size as u64,
+        })
+        .collect()
+}
+
+/// The List-Unsubscribe value of the copy `id` for `rcpt`, when the
+/// message gets unsubscribe links.
+fn unsubscribe_value(
+    links: Option<&links::Links>,
+    who: &Identity,
+    id: MessageId,
+    rcpt: &str,
+) -> Option<String> {
+    links.map(|l| format!("<{}>", l.unsubscribe_url(who.account_id, id, rcpt)))
+}
+
+/// Add the two RFC 8058 fields for `value`, if there is one.
+fn push_unsubscribe<'a>(add: &mut Vec<(&'a str, &'a str)>, value: &'a Option<String>) {
+    if let Some(url) = value {
+        add.push(("List-Unsubscribe", url));
+        add.push(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"));
     }
 }
 
