@@ -66,6 +66,14 @@ impl From<sqlx::Error> for StoreError {
             if db.is_unique_violation() {
                 return StoreError::Duplicate(db.message().to_string());
             }
+            // A row refers to one that is gone (an account removed while
+            // something was being added to it): not found, not a failure.
+            if db.is_foreign_key_violation() {
+                return StoreError::NotFound(format!(
+                    "what this refers to no longer exists ({})",
+                    db.message()
+                ));
+            }
             // SQLITE_FULL (SQLite says it for ENOSPC too); PostgreSQL's
             // SQLSTATE 53100 disk_full.
             if matches!(db.code().as_deref(), Some("13" | "53100")) {

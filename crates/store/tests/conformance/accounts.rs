@@ -179,6 +179,18 @@ pub async fn remove_domain_is_refused_while_senders_at_it_exist(b: &Backend) {
     assert!(store.sender("b@myexample.com").await.is_ok());
 }
 
+/// Adding to an account that is gone (removed meanwhile) is "not found"
+/// on both backends, not a store failure.
+pub async fn adding_to_a_removed_account_is_not_found(b: &Backend) {
+    let store = b.store();
+    let a = store.create_account("gone").await.unwrap().id;
+    store.remove_account(a).await.unwrap();
+    assert!(matches!(
+        store.add_domain(domain(a, "example.com")).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
 pub async fn remove_account_is_refused_while_its_mail_is_pending(b: &Backend) {
     let store = b.store();
     let a = store.create_account("shop").await.unwrap().id;

@@ -56,6 +56,7 @@ macro_rules! all_cases {
                 remove_sender_api_user_and_label,
                 remove_domain_is_refused_while_senders_at_it_exist,
                 remove_account_is_refused_while_its_mail_is_pending,
+                adding_to_a_removed_account_is_not_found,
                 remove_account_takes_all_of_its_rows_and_nothing_else,
             }
             queue {
