@@ -51,6 +51,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("pg_schema_v8.sql"),
     // Opens and clicks of tracked messages (issue 22).
     include_str!("pg_schema_v9.sql"),
+    // A message's other rows without foreign keys to it (the accept path).
+    include_str!("pg_schema_v10.sql"),
 ];
 
 /// `persistent(..)` of delivery's statements over the queue (claims,
@@ -128,34 +130,54 @@ impl PostgresStore {
         let mut conn = PgConnection::connect_with(&options).await?;
         migrate(&mut conn, schema).await?;
         conn.close().await?;
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections.max(1))
+        // The hot paths keep connections taken, sparing the pool's two
+        // pings per use (`postgres_stash.rs`): three for the batches
+        // committing and their NOTIFY, one for the suppression checks, two
+        // for delivery, at most a third of `max_connections` in all (the
+        // rest, and whatever these need beyond, come and go through the
+        // pool).
+        let budget = max_connections as usize / 3;
+        let commits = budget.min(3);
+        let checks = (budget - commits).min(1);
+        let delivery = (budget - commits - checks).min(2);
+        // The accept path's connections (group commit, the suppression
+        // check) are a pool of their own whose statements keep one generic
+        // plan each: they are the same few statements thousands of times a
+        // second, and re-planning each execution, as PostgreSQL chose to
+        // for their array parameters, was an eighth of the accept rate
+        // (bench/cluster.sh). Their plans cannot go stale: the insert reads
+        // no table, and the check can only look its index up
+        // (`postgres_suppressed.rs`). Everything else, delivery's queue
+        // statements above all, keeps being planned for the table as it is.
+        let accept_size = (commits + checks) as u32;
+        let wait = |o: PgPoolOptions| {
             // Callers wait for a connection rather than fail when the
             // database is busy (5,000 enqueues at once).
-            .acquire_timeout(Duration::from_secs(60))
-            .connect_with(options)
+            o.acquire_timeout(Duration::from_secs(60))
+        };
+        let pool = wait(PgPoolOptions::new())
+            .max_connections(max_connections.saturating_sub(accept_size).max(1))
+            .connect_with(options.clone())
             .await?;
+        let accept_pool = if accept_size > 0 {
+            wait(PgPoolOptions::new())
+                .max_connections(accept_size)
+                .connect_with(options.options([("plan_cache_mode", "force_generic_plan")]))
+                .await?
+        } else {
+            pool.clone()
+        };
         let clock = Clock::open(&pool).await?;
         // Two batches commit at once: while one waits for its flush the
         // next fills, so sessions finishing together share a commit (five
         // at once, with 20 sessions, made batches of 2.5 messages and a
         // flush queue; bench/cluster.sh).
         let fresh = Arc::new(FreshContents::default());
-        // The hot paths keep connections of the pool taken, sparing the
-        // pool's two pings per use (`postgres_stash.rs`): three for the
-        // batches committing and their NOTIFY, one for the suppression
-        // checks, two for delivery, at most a third of the pool in all
-        // (the rest, and whatever these need beyond, come and go through
-        // the pool).
-        let budget = max_connections as usize / 3;
-        let commits = budget.min(3);
-        let checks = (budget - commits).min(1);
-        let delivery = (budget - commits - checks).min(2);
         let own_backends = OwnBackends::default();
         let enqueuer = Enqueuer::start(
             pool.clone(),
             Arc::new(Stash::new(
-                pool.clone(),
+                accept_pool.clone(),
                 commits,
                 Some(own_backends.clone()),
             )),
@@ -163,7 +185,8 @@ impl PostgresStore {
             2,
             fresh.clone(),
         );
-        let suppressed = SuppressionChecks::start(Arc::new(Stash::new(pool.clone(), checks, None)));
+        let suppressed =
+            SuppressionChecks::start(Arc::new(Stash::new(accept_pool, checks, None)));
         let delivery = Arc::new(Stash::new(pool.clone(), delivery, None));
         Ok(Self {
             pool,

@@ -11,6 +11,13 @@
 //! an idle node waits no longer than before; under load a check waits at
 //! most for the one statement in flight.
 //!
+//! The statement runs with one generic plan per connection (the accept
+//! pool, `postgres.rs`), planned once, maybe while the table is empty and
+//! unanalyzed. It is written so that any plan looks each address up in the
+//! unique index: a lateral subquery with a `LIMIT` is a lookup per row.
+//! (The `EXISTS` form it replaced was planned, on an empty table, as a
+//! hash join over a scan of the whole table, kept however large it grew.)
+//!
 //! Nothing is cached: each answer comes from a statement begun after the
 //! call, so a suppression committed before the RCPT is seen at that RCPT,
 //! on every node, as with a statement per call.
@@ -107,8 +114,9 @@ async fn run(mut rx: mpsc::Receiver<Check>, stash: Arc<Stash>) {
 async fn suppressed(conn: &mut PgConnection, batch: &[Check]) -> Result<Vec<bool>> {
     let hits: Vec<i64> = sqlx::query_scalar(
         "SELECT t.i FROM unnest($1::bigint[], $2::text[]) WITH ORDINALITY AS t(account_id, address, i)
-         WHERE EXISTS (SELECT 1 FROM suppressions s
-                       WHERE s.account_id = t.account_id AND lower(s.address) = lower(t.address))",
+         CROSS JOIN LATERAL (SELECT 1 FROM suppressions s
+                             WHERE s.account_id = t.account_id AND lower(s.address) = lower(t.address)
+                             LIMIT 1) hit",
     )
     .bind(batch.iter().map(|c| c.account_id).collect::<Vec<_>>())
     .bind(batch.iter().map(|c| c.address.as_str()).collect::<Vec<_>>())
