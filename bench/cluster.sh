@@ -93,7 +93,10 @@
 #   (seconds to wait for delivery, 600), LIMIT_SECS (loadgen's
 #   --duration-limit, 180), OUT (default bench/results/cluster-DATE.md; the
 #   full log next to it as .log), BIN / LOADGEN / POSTHORN_COMMIT (as in
-#   compare.sh: run another build instead of building), KEEP=1 (keep the
+#   compare.sh: run another build instead of building), DELIVERY_ENABLED
+#   (true; false starts the nodes with [delivery] enabled = false, to see
+#   the accept rate alone: set TIMEOUT=1 too, since nothing reaches the
+#   sink, and read only the accept columns), KEEP=1 (keep the
 #   temp dir: configs, node logs, loadgen JSON), PG_SET (settings for the
 #   run's databases, "name=value" separated by ";", e.g.
 #   PG_SET="log_min_duration_statement=0" to have PostgreSQL log every
@@ -411,7 +414,7 @@ node_setup() {
   POSTHORN_TRUSTED=0 POSTHORN_SMTP="" POSTHORN_LIMITS="connections_per_ip = 0" \
     POSTHORN_TLS_CERT=$work_root/cert.pem POSTHORN_TLS_KEY=$work_root/key.pem \
     POSTHORN_DELIVERY=$5 POSTHORN_STORE=$4 POSTHORN_EXTRA=$extra \
-    posthorn_config true "$sink_port" "$node_port" "$tls_port"
+    posthorn_config "${DELIVERY_ENABLED:-true}" "$sink_port" "$node_port" "$tls_port"
   echo "$node_port" >"$work/port"
 }
 

@@ -48,6 +48,15 @@ pub struct DeliveryConfig {
     pub idle_connection_timeout: Duration,
     /// Recipients claimed from the store at once.
     pub claim_batch: u32,
+    /// Acceptance first: when sessions crowd the store (several waiting
+    /// for their commit at once), delivery holds its claims back until the
+    /// crowd has gone, for at most this long; a crowd that lasts longer is
+    /// delivered as usual meanwhile. A burst is then accepted at the
+    /// store's full pace, its delivery starting as it ends (at most this
+    /// late), instead of delivery's store work (claims, the status of
+    /// every message sent) making the sessions' `250`s wait. Zero turns it
+    /// off.
+    pub yield_to_sessions: Duration,
     /// How long a claimed recipient is leased to this node; one attempt
     /// never runs longer (it is cut off and retried), so no other node
     /// picks the same work while it runs.
@@ -100,6 +109,7 @@ impl Default for DeliveryConfig {
             shaping: Shaping::default(),
             idle_connection_timeout: Duration::from_secs(5),
             claim_batch: 500,
+            yield_to_sessions: Duration::from_secs(1),
             lease: Duration::from_secs(900),
             poll_interval: Duration::from_secs(1),
             require_tls_domains: Vec::new(),

@@ -21,7 +21,7 @@ use crate::shaping::Shape;
 use crate::signer::Signer;
 use posthorn_store::{DueRecipient, NewMessage, OutcomeBatch, RecipientUpdate, Store, StoreError};
 use posthorn_types::address::domain_of;
-use posthorn_types::{MessageId, RecipientStatus};
+use posthorn_types::{Committing, MessageId, RecipientStatus};
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -139,6 +139,41 @@ const ROUTE_LOOKUPS: usize = 64;
 /// the enqueues' commits and outrun the fresh-content hand-off). An idle
 /// engine claims at once.
 const CLAIM_EVERY: Duration = Duration::from_millis(100);
+/// Sessions crowd the store while at least [`posthorn_types::CROWDED_AT`]
+/// submissions waited for their commit at once within this window
+/// (`DeliveryConfig::yield_to_sessions`).
+const CROWDED_WINDOW: Duration = Duration::from_millis(100);
+/// How often a held-back claim looks again.
+const YIELD_LOOK: Duration = Duration::from_millis(10);
+
+/// Acceptance first (`DeliveryConfig::yield_to_sessions`): while
+/// sessions crowd the store (see [`CROWDED_WINDOW`]), wait until the crowd
+/// has gone or has lasted `most` (counted from `crowd_since`, the crowd's
+/// start, which this keeps); after that, return at once however long the
+/// crowd lasts, so delivery goes on as usual.
+async fn hold_for_crowd(
+    committing: &Committing,
+    most: Duration,
+    crowd_since: &mut Option<Instant>,
+    shutdown: &CancellationToken,
+) {
+    let crowded = || committing.crowded_within(CROWDED_WINDOW);
+    if !crowded() {
+        *crowd_since = None;
+        return;
+    }
+    let until = *crowd_since.get_or_insert_with(Instant::now) + most;
+    while Instant::now() < until {
+        tokio::select! {
+            _ = tokio::time::sleep(YIELD_LOOK) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        if !crowded() {
+            *crowd_since = None;
+            return;
+        }
+    }
+}
 
 /// What the scheduler shows of one destination.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -174,6 +209,8 @@ pub struct Engine {
     /// The signing threads, one per core, below the sessions' priority.
     signer: Signer,
     notices: Mutex<HashMap<i64, (Instant, bool)>>,
+    /// Submissions waiting for their commit (`yield_to`).
+    committing: std::sync::OnceLock<Arc<Committing>>,
 }
 
 impl Engine {
@@ -209,6 +246,7 @@ impl Engine {
             keys: Mutex::new(HashMap::new()),
             signer: Signer::start(std::thread::available_parallelism().map_or(2, |n| n.get())),
             notices: Mutex::new(HashMap::new()),
+            committing: std::sync::OnceLock::new(),
             config,
         }))
     }
@@ -267,6 +305,7 @@ impl Engine {
         let upkeep = tokio::spawn(self.clone().upkeep_loop(shutdown.clone()));
 
         let mut last_claim: Option<Instant> = None;
+        let mut crowd_since: Option<Instant> = None;
         while !shutdown.is_cancelled() {
             let outstanding = self.outstanding.load(Ordering::Acquire);
             if outstanding >= self.max_outstanding {
@@ -281,6 +320,10 @@ impl Engine {
                     _ = tokio::time::sleep(wait) => {}
                     _ = shutdown.cancelled() => break,
                 }
+            }
+            self.yield_to_sessions(&mut crowd_since, &shutdown).await;
+            if shutdown.is_cancelled() {
+                break;
             }
             last_claim = Some(Instant::now());
             let now = self.store.now();
@@ -340,6 +383,30 @@ impl Engine {
         let _ = recorder.await;
         upkeep.abort();
         self.pool.close_all().await;
+    }
+
+    /// Acceptance first: see [`hold_for_crowd`].
+    async fn yield_to_sessions(
+        &self,
+        crowd_since: &mut Option<Instant>,
+        shutdown: &CancellationToken,
+    ) {
+        if let Some(committing) = self.committing.get() {
+            hold_for_crowd(
+                committing,
+                self.config.yield_to_sessions,
+                crowd_since,
+                shutdown,
+            )
+            .await;
+        }
+    }
+
+    /// Give acceptance the store first: hold claims back while
+    /// `committing` (the submitter's count) shows sessions crowding it,
+    /// for up to `DeliveryConfig::yield_to_sessions`.
+    pub fn yield_to(&self, committing: Arc<Committing>) {
+        let _ = self.committing.set(committing);
     }
 
     async fn idle(&self, shutdown: &CancellationToken, wait: Duration) {
@@ -1313,5 +1380,74 @@ fn from_outcome(o: &RcptOutcome, peer: &str) -> AttemptResult {
         enhanced: o.enhanced.clone(),
         reply,
         remote_host: Some(peer.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn no_crowd_holds_nothing() {
+        let c = Arc::new(Committing::default());
+        let _one = c.enter();
+        let mut since = None;
+        let t = Instant::now();
+        hold_for_crowd(
+            &c,
+            Duration::from_secs(60),
+            &mut since,
+            &CancellationToken::new(),
+        )
+        .await;
+        assert!(t.elapsed() < Duration::from_secs(5));
+        assert_eq!(since, None);
+    }
+
+    #[tokio::test]
+    async fn a_crowd_holds_claims_once_for_at_most_the_limit() {
+        let c = Arc::new(Committing::default());
+        let _crowd: Vec<_> = (0..posthorn_types::CROWDED_AT).map(|_| c.enter()).collect();
+        let mut since = None;
+        let most = Duration::from_millis(200);
+        let t = Instant::now();
+        hold_for_crowd(&c, most, &mut since, &CancellationToken::new()).await;
+        assert!(t.elapsed() >= most, "held for the limit");
+        assert!(since.is_some(), "the crowd's start is kept");
+        // The crowd goes on: claims go on as usual, not held again.
+        let t = Instant::now();
+        hold_for_crowd(&c, most, &mut since, &CancellationToken::new()).await;
+        assert!(t.elapsed() < most);
+    }
+
+    #[tokio::test]
+    async fn the_hold_ends_when_the_crowd_goes() {
+        let c = Arc::new(Committing::default());
+        let crowd: Vec<_> = (0..posthorn_types::CROWDED_AT).map(|_| c.enter()).collect();
+        drop(crowd);
+        let mut since = None;
+        let t = Instant::now();
+        // The crowd was a moment ago: held until it is CROWDED_WINDOW old,
+        // far sooner than the limit.
+        hold_for_crowd(
+            &c,
+            Duration::from_secs(60),
+            &mut since,
+            &CancellationToken::new(),
+        )
+        .await;
+        assert!(t.elapsed() < Duration::from_secs(30));
+        assert_eq!(since, None, "a new crowd starts a new hold");
+    }
+
+    #[tokio::test]
+    async fn shutdown_ends_the_hold() {
+        let c = Arc::new(Committing::default());
+        let _crowd: Vec<_> = (0..posthorn_types::CROWDED_AT).map(|_| c.enter()).collect();
+        let stop = CancellationToken::new();
+        stop.cancel();
+        let t = Instant::now();
+        hold_for_crowd(&c, Duration::from_secs(60), &mut None, &stop).await;
+        assert!(t.elapsed() < Duration::from_secs(30));
     }
 }

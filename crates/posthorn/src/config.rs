@@ -263,6 +263,9 @@ pub struct DeliverySection {
     pub command_timeout: String,
     pub data_timeout: String,
     pub lease: String,
+    /// Acceptance first: how long delivery may hold its claims back while
+    /// sessions crowd the store ("0s": never).
+    pub yield_to_sessions: String,
     pub body_retention: String,
     pub status_retention: String,
     pub node_id: Option<String>,
@@ -347,6 +350,7 @@ impl Default for DeliverySection {
             command_timeout: duration_text(d.command_timeout),
             data_timeout: duration_text(d.data_timeout),
             lease: duration_text(d.lease),
+            yield_to_sessions: duration_text(d.yield_to_sessions),
             body_retention: duration_text(d.body_retention),
             status_retention: duration_text(d.status_retention),
             node_id: None,
@@ -920,6 +924,7 @@ impl Config {
             command_timeout: dur("command_timeout", &d.command_timeout)?,
             data_timeout: dur("data_timeout", &d.data_timeout)?,
             lease: dur("lease", &d.lease)?,
+            yield_to_sessions: dur("yield_to_sessions", &d.yield_to_sessions)?,
             body_retention,
             status_retention,
             node_id,
@@ -1293,6 +1298,7 @@ mod tests {
         assert_eq!(pd.command_timeout, dd.command_timeout);
         assert_eq!(pd.data_timeout, dd.data_timeout);
         assert_eq!(pd.lease, dd.lease);
+        assert_eq!(pd.yield_to_sessions, dd.yield_to_sessions);
         assert_eq!(pd.body_retention, dd.body_retention);
         assert_eq!(pd.status_retention, dd.status_retention);
         assert!(pd.relay.is_none());

@@ -92,6 +92,7 @@ pub async fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
     let mut submitter = Submitter::with_limiter(store.clone(), limiter, submit_config);
     if let Some(engine) = &engine {
         submitter = submitter.notify_on_enqueue(engine.waker());
+        engine.yield_to(submitter.committing());
     }
     let submitter = Arc::new(submitter);
 
@@ -150,7 +151,8 @@ pub async fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
             } else {
                 0
             }
-            + config.store.max_connections as u64;
+            + config.store.max_connections as u64
+            + u64::from(posthorn_store::ACCEPT_CONNECTIONS);
         let open = crate::fdlimit::open_now();
         let budget = crate::fdlimit::budget(limit.limit, open, reserve);
         let smtp_share = crate::fdlimit::share(&budget, smtp_max_connections);

@@ -38,7 +38,7 @@ mod unsubscribe;
 pub use copy::{copy_sqlite_to_postgres, CopyReport};
 pub use engagements::{CLICKED, MAX_PER_RECIPIENT, OPENED};
 pub use model::*;
-pub use postgres::PostgresStore;
+pub use postgres::{PostgresStore, ACCEPT_CONNECTIONS};
 pub use sqlite::SqliteStore;
 pub use sqlite_api::EVENT_KINDS;
 pub use templates::{Template, TemplateStore};

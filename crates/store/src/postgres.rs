@@ -55,6 +55,17 @@ const MIGRATIONS: &[&str] = &[
     include_str!("pg_schema_v10.sql"),
 ];
 
+/// Enqueue batches committing at once (`postgres_enqueue.rs`): while one
+/// waits for its flush the next fills, so sessions finishing together
+/// share a commit (five at once, with 20 sessions, made batches of 2.5
+/// messages and a flush queue; bench/cluster.sh).
+const COMMITS_AT_ONCE: usize = 2;
+
+/// The connections of the accept path, beside `[store] max_connections`:
+/// the batches committing at once, the NOTIFY that follows them, and the
+/// RCPT-time suppression check (`PostgresStore::open`).
+pub const ACCEPT_CONNECTIONS: u32 = COMMITS_AT_ONCE as u32 + 2;
+
 /// `persistent(..)` of delivery's statements over the queue (claims,
 /// outcomes, completion, the next due time): not prepared once per
 /// connection but planned at each execution, for the table as it is then
@@ -131,62 +142,51 @@ impl PostgresStore {
         migrate(&mut conn, schema).await?;
         conn.close().await?;
         // The hot paths keep connections taken, sparing the pool's two
-        // pings per use (`postgres_stash.rs`): three for the batches
-        // committing and their NOTIFY, one for the suppression checks, two
-        // for delivery, at most a third of `max_connections` in all (the
-        // rest, and whatever these need beyond, come and go through the
-        // pool).
-        let budget = max_connections as usize / 3;
-        let commits = budget.min(3);
-        let checks = (budget - commits).min(1);
-        let delivery = (budget - commits - checks).min(2);
+        // pings per use (`postgres_stash.rs`): delivery up to two of the
+        // pool's (at most a third of it; the rest, and whatever delivery
+        // needs beyond, come and go through the pool), and the accept path
+        // the [`ACCEPT_CONNECTIONS`] of its own.
+        let delivery = (max_connections as usize / 3).min(2);
         // The accept path's connections (group commit, the suppression
-        // check) are a pool of their own whose statements keep one generic
-        // plan each: they are the same few statements thousands of times a
-        // second, and re-planning each execution, as PostgreSQL chose to
-        // for their array parameters, was an eighth of the accept rate
-        // (bench/cluster.sh). Their plans cannot go stale: the insert reads
-        // no table, and the check can only look its index up
+        // check) are a pool of their own, beside `max_connections`, so
+        // acceptance never waits for a connection behind other work, and
+        // a lock that holds the commits up cannot take the RCPT checks'
+        // connection too. Its statements keep one generic plan each:
+        // they are the same few statements thousands of times a second,
+        // and re-planning each execution, as PostgreSQL chose to for their
+        // array parameters, was an eighth of the accept rate
+        // (bench/cluster.sh). Their plans cannot go stale: the insert
+        // reads no table, and the check can only look its index up
         // (`postgres_suppressed.rs`). Everything else, delivery's queue
         // statements above all, keeps being planned for the table as it is.
-        let accept_size = (commits + checks) as u32;
         let wait = |o: PgPoolOptions| {
             // Callers wait for a connection rather than fail when the
             // database is busy (5,000 enqueues at once).
             o.acquire_timeout(Duration::from_secs(60))
         };
         let pool = wait(PgPoolOptions::new())
-            .max_connections(max_connections.saturating_sub(accept_size).max(1))
+            .max_connections(max_connections.max(1))
             .connect_with(options.clone())
             .await?;
-        let accept_pool = if accept_size > 0 {
-            wait(PgPoolOptions::new())
-                .max_connections(accept_size)
-                .connect_with(options.options([("plan_cache_mode", "force_generic_plan")]))
-                .await?
-        } else {
-            pool.clone()
-        };
+        let accept_pool = wait(PgPoolOptions::new())
+            .max_connections(ACCEPT_CONNECTIONS)
+            .connect_with(options.options([("plan_cache_mode", "force_generic_plan")]))
+            .await?;
         let clock = Clock::open(&pool).await?;
-        // Two batches commit at once: while one waits for its flush the
-        // next fills, so sessions finishing together share a commit (five
-        // at once, with 20 sessions, made batches of 2.5 messages and a
-        // flush queue; bench/cluster.sh).
         let fresh = Arc::new(FreshContents::default());
         let own_backends = OwnBackends::default();
         let enqueuer = Enqueuer::start(
             pool.clone(),
             Arc::new(Stash::new(
                 accept_pool.clone(),
-                commits,
+                COMMITS_AT_ONCE + 1,
                 Some(own_backends.clone()),
             )),
             clock.clone(),
-            2,
+            COMMITS_AT_ONCE,
             fresh.clone(),
         );
-        let suppressed =
-            SuppressionChecks::start(Arc::new(Stash::new(accept_pool, checks, None)));
+        let suppressed = SuppressionChecks::start(Arc::new(Stash::new(accept_pool, 1, None)));
         let delivery = Arc::new(Stash::new(pool.clone(), delivery, None));
         Ok(Self {
             pool,

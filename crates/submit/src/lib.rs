@@ -137,6 +137,8 @@ pub struct Submitter {
     pair_headroom: rate::PairHeadroom,
     /// Told after every commit (the delivery engine waits on it).
     enqueued: Option<Arc<tokio::sync::Notify>>,
+    /// Submissions waiting for their commit now (delivery yields to them).
+    committing: Arc<posthorn_types::Committing>,
     /// Whether the missing `[tracking] base_url` was logged.
     warned_no_links: std::sync::atomic::AtomicBool,
 }
@@ -159,6 +161,7 @@ impl Submitter {
             limits_cache: Mutex::new(HashMap::new()),
             pair_headroom: rate::PairHeadroom::default(),
             enqueued: None,
+            committing: Default::default(),
             warned_no_links: std::sync::atomic::AtomicBool::new(false),
         }
     }
@@ -172,6 +175,12 @@ impl Submitter {
     pub fn notify_on_enqueue(mut self, n: Arc<tokio::sync::Notify>) -> Self {
         self.enqueued = Some(n);
         self
+    }
+
+    /// How many submissions wait for the store to commit them right now,
+    /// for delivery to hold its claims back while they crowd it.
+    pub fn committing(&self) -> Arc<posthorn_types::Committing> {
+        self.committing.clone()
     }
 
     /// The rate limiter every front end asks.
@@ -570,6 +579,7 @@ impl Submitter {
         mut messages: Vec<NewMessage>,
         booking: rate::Booking,
     ) -> Result<(), SubmitError> {
+        let _waiting = self.committing.enter();
         let committed = if messages.len() == 1 {
             let message = messages.pop().expect("one message");
             self.store.enqueue(message).await

@@ -4,6 +4,7 @@
 
 pub mod address;
 mod business;
+mod committing;
 mod envelope;
 mod id;
 pub mod net;
@@ -13,6 +14,7 @@ pub mod time;
 
 pub use address::{Address, AddressError};
 pub use business::{BusinessError, BUSINESS_ERROR_PREFIX};
+pub use committing::{Committing, CommittingGuard, CROWDED_AT};
 pub use envelope::{BodyType, Envelope, Identity, LoginKind, Origin};
 pub use id::{new_request_id, new_uuid, MessageId};
 pub use reply::Reply;
