@@ -137,7 +137,10 @@ const ROUTE_LOOKUPS: usize = 64;
 /// is a store commit, and under load it should take a batch rather than
 /// the one or two messages each enqueue wakes it for (tiny claims crowd
 /// the enqueues' commits and outrun the fresh-content hand-off). An idle
-/// engine claims at once.
+/// engine claims at once, and so does one whose last claim took all it
+/// could (a backlog: the next claim is a batch too). Without that second
+/// rule the cadence was a ceiling: half the claimed work in hand per
+/// 100 ms, 2,500 messages/s through a relay, whatever the machine.
 const CLAIM_EVERY: Duration = Duration::from_millis(100);
 /// Sessions crowd the store while at least [`posthorn_types::CROWDED_AT`]
 /// submissions waited for their commit at once within this window
@@ -306,6 +309,9 @@ impl Engine {
 
         let mut last_claim: Option<Instant> = None;
         let mut crowd_since: Option<Instant> = None;
+        // The last claim took all it could: more is due, and the next
+        // claim will be a batch too, so it need not wait for CLAIM_EVERY.
+        let mut backlog = false;
         while !shutdown.is_cancelled() {
             let outstanding = self.outstanding.load(Ordering::Acquire);
             if outstanding >= self.max_outstanding {
@@ -313,7 +319,7 @@ impl Engine {
                 continue;
             }
             if let Some(wait) = last_claim
-                .filter(|_| outstanding > 0)
+                .filter(|_| outstanding > 0 && !backlog)
                 .and_then(|t| CLAIM_EVERY.checked_sub(t.elapsed()))
             {
                 tokio::select! {
@@ -344,6 +350,7 @@ impl Engine {
                 }
             };
             let claimed = due.len();
+            backlog = claimed == limit as usize;
             if claimed > 0 {
                 metrics::counter!("posthorn_delivery_claimed_total").increment(claimed as u64);
                 self.dispatch_claimed(due);
