@@ -146,6 +146,18 @@ const CLAIM_EVERY: Duration = Duration::from_millis(100);
 /// submissions waited for their commit at once within this window
 /// (`DeliveryConfig::yield_to_sessions`).
 const CROWDED_WINDOW: Duration = Duration::from_millis(100);
+/// Finished jobs recorded in one store commit at most.
+const RECORD_MAX: usize = 1024;
+/// While deliveries are in flight, a batch of outcomes smaller than
+/// [`RECORD_FULL`] waits [`RECORD_GATHER`] for more before it is
+/// committed: without it a drain committed every few messages on their
+/// own (a store commit, and on the embedded store an fsync, each), and the
+/// store writer was a sixth of the machine. A recipient's status is then
+/// recorded up to this much later; nothing waits on it (the job's slot and
+/// the destination were freed when it finished).
+const RECORD_GATHER: Duration = Duration::from_millis(5);
+/// See [`RECORD_GATHER`].
+const RECORD_FULL: usize = 64;
 /// How often a held-back claim looks again.
 const YIELD_LOOK: Duration = Duration::from_millis(10);
 
@@ -1163,7 +1175,18 @@ impl Engine {
     /// anyone else meanwhile.
     async fn record_loop(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Finished>) {
         let mut waiting = Vec::new();
-        while rx.recv_many(&mut waiting, 1024).await > 0 {
+        while rx.recv_many(&mut waiting, RECORD_MAX).await > 0 {
+            // A few finished jobs while more are in flight: let the batch
+            // fill a moment (see RECORD_GATHER).
+            if waiting.len() < RECORD_FULL && self.outstanding.load(Ordering::Acquire) > 0 {
+                tokio::time::sleep(RECORD_GATHER).await;
+                while waiting.len() < RECORD_MAX {
+                    match rx.try_recv() {
+                        Ok(f) => waiting.push(f),
+                        Err(_) => break,
+                    }
+                }
+            }
             let mut batch = OutcomeBatch::default();
             for f in waiting.drain(..) {
                 batch.updates.extend(f.updates);
