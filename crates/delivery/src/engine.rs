@@ -1417,62 +1417,52 @@ fn from_outcome(o: &RcptOutcome, peer: &str) -> AttemptResult {
 mod tests {
     use super::*;
 
+    /// [`hold_for_crowd`] with no shutdown; how long it held.
+    async fn hold(c: &Committing, most: Duration, since: &mut Option<Instant>) -> Duration {
+        let t = Instant::now();
+        hold_for_crowd(c, most, since, &CancellationToken::new()).await;
+        t.elapsed()
+    }
+
     #[tokio::test]
     async fn no_crowd_holds_nothing() {
-        let c = Arc::new(Committing::default());
+        let c = Committing::default();
         let _one = c.enter();
         let mut since = None;
-        let t = Instant::now();
-        hold_for_crowd(
-            &c,
-            Duration::from_secs(60),
-            &mut since,
-            &CancellationToken::new(),
-        )
-        .await;
-        assert!(t.elapsed() < Duration::from_secs(5));
+        assert!(hold(&c, Duration::from_secs(60), &mut since).await < Duration::from_secs(5));
         assert_eq!(since, None);
     }
 
     #[tokio::test]
     async fn a_crowd_holds_claims_once_for_at_most_the_limit() {
-        let c = Arc::new(Committing::default());
+        let c = Committing::default();
         let _crowd: Vec<_> = (0..posthorn_types::CROWDED_AT).map(|_| c.enter()).collect();
         let mut since = None;
         let most = Duration::from_millis(200);
-        let t = Instant::now();
-        hold_for_crowd(&c, most, &mut since, &CancellationToken::new()).await;
-        assert!(t.elapsed() >= most, "held for the limit");
+        assert!(
+            hold(&c, most, &mut since).await >= most,
+            "held for the limit"
+        );
         assert!(since.is_some(), "the crowd's start is kept");
         // The crowd goes on: claims go on as usual, not held again.
-        let t = Instant::now();
-        hold_for_crowd(&c, most, &mut since, &CancellationToken::new()).await;
-        assert!(t.elapsed() < most);
+        assert!(hold(&c, most, &mut since).await < most);
     }
 
     #[tokio::test]
     async fn the_hold_ends_when_the_crowd_goes() {
-        let c = Arc::new(Committing::default());
+        let c = Committing::default();
         let crowd: Vec<_> = (0..posthorn_types::CROWDED_AT).map(|_| c.enter()).collect();
         drop(crowd);
         let mut since = None;
-        let t = Instant::now();
         // The crowd was a moment ago: held until it is CROWDED_WINDOW old,
         // far sooner than the limit.
-        hold_for_crowd(
-            &c,
-            Duration::from_secs(60),
-            &mut since,
-            &CancellationToken::new(),
-        )
-        .await;
-        assert!(t.elapsed() < Duration::from_secs(30));
+        assert!(hold(&c, Duration::from_secs(60), &mut since).await < Duration::from_secs(30));
         assert_eq!(since, None, "a new crowd starts a new hold");
     }
 
     #[tokio::test]
     async fn shutdown_ends_the_hold() {
-        let c = Arc::new(Committing::default());
+        let c = Committing::default();
         let _crowd: Vec<_> = (0..posthorn_types::CROWDED_AT).map(|_| c.enter()).collect();
         let stop = CancellationToken::new();
         stop.cancel();

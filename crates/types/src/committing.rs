@@ -4,7 +4,6 @@
 //! `posthorn_delivery::engine`).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Submissions waiting at once from which the store counts as crowded:
@@ -33,13 +32,13 @@ impl Default for Committing {
 
 impl Committing {
     /// Count one submission until the guard is dropped.
-    pub fn enter(self: &Arc<Self>) -> CommittingGuard {
+    pub fn enter(&self) -> CommittingGuard<'_> {
         let waiting = self.waiting.fetch_add(1, Ordering::Relaxed) + 1;
         if waiting >= CROWDED_AT {
             let at = self.since.elapsed().as_micros() as u64 + 1;
             self.crowded.fetch_max(at, Ordering::Relaxed);
         }
-        CommittingGuard(self.clone())
+        CommittingGuard(self)
     }
 
     /// Submissions waiting for their commit now.
@@ -64,9 +63,9 @@ impl Committing {
 
 /// One submission waiting for its commit; counted until dropped.
 #[derive(Debug)]
-pub struct CommittingGuard(Arc<Committing>);
+pub struct CommittingGuard<'a>(&'a Committing);
 
-impl Drop for CommittingGuard {
+impl Drop for CommittingGuard<'_> {
     fn drop(&mut self) {
         self.0.waiting.fetch_sub(1, Ordering::Relaxed);
     }
@@ -78,7 +77,7 @@ mod tests {
 
     #[test]
     fn a_guard_counts_until_dropped() {
-        let c = Arc::new(Committing::default());
+        let c = Committing::default();
         let a = c.enter();
         let b = c.enter();
         assert_eq!(c.now(), 2);
@@ -90,7 +89,7 @@ mod tests {
 
     #[test]
     fn crowded_stays_true_for_the_window_after_the_crowd() {
-        let c = Arc::new(Committing::default());
+        let c = Committing::default();
         let few: Vec<_> = (0..CROWDED_AT - 1).map(|_| c.enter()).collect();
         assert!(
             !c.crowded_within(Duration::from_secs(60)),
