@@ -95,6 +95,10 @@
 #   BIN                 a posthorn binary to run instead of building one; then
 #                       LOADGEN (default: posthorn-loadgen next to it, else built)
 #                       and POSTHORN_COMMIT (what to call it in the output)
+#   PERF                a file: `perf record` of Posthorn's server from its first
+#                       session to the last message at the sink, in each accept
+#                       scenario (the last one run overwrites it)
+#   PERF_ARGS           perf record's options (default --call-graph dwarf,16384 -F 299)
 #   DKIM                rsa (default) or ed25519, the key of bench.test
 #   POSTFIX_DKIM=1      Postfix signs too: an OpenDKIM milter (RSA-2048,
 #                       relaxed/relaxed; bench/lib/postfix.sh postfix_dkim) in
@@ -476,6 +480,11 @@ accept_posthorn() { # SCENARIO
   posthorn_config true "$sink_port" "$port" "$tls_port"
   posthorn_serve "$work/posthorn.log"
   wait_for_port "$port" "$server" || { cat "$work/posthorn.log" >&2; return 1; }
+  local perf_pid=""
+  if [ -n "${PERF:-}" ]; then
+    perf record ${PERF_ARGS:---call-graph dwarf,16384 -F 299} -p "$server" -o "$PERF" 2>/dev/null &
+    perf_pid=$!
+  fi
   rss_start "$server"
   client "$scen" posthorn "$port" "$sc_tls"
   rss_stop; peak=$rss_peak
@@ -483,6 +492,7 @@ accept_posthorn() { # SCENARIO
   # messages, once a second, took a fifth of the machine from the very
   # delivery the end-to-end figure times (`perf`, 2026-12-06).
   sink_wait >/dev/null || true
+  if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null || true; fi
   posthorn_check "$scen" "$c_ok"
   c_e2e=$(e2e_rate)
   posthorn_stop

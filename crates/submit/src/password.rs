@@ -112,7 +112,21 @@ pub fn hash_secret(secret: &str) -> String {
         .to_string()
 }
 
+/// How many argon2 checks ran against each hash (the tests' witness that
+/// overlapping checks share one).
+#[cfg(test)]
+static RUNS: Mutex<Option<HashMap<String, u32>>> = Mutex::new(None);
+
 fn check(secret: &str, hash: &str) -> bool {
+    #[cfg(test)]
+    {
+        *RUNS
+            .lock()
+            .expect("runs")
+            .get_or_insert_with(HashMap::new)
+            .entry(hash.to_string())
+            .or_default() += 1;
+    }
     match PasswordHash::new(hash) {
         Ok(parsed) => Argon2::default()
             .verify_password(secret.as_bytes(), &parsed)
@@ -123,16 +137,79 @@ fn check(secret: &str, hash: &str) -> bool {
 
 /// Whether `secret` matches the PHC `hash`, computed off the async threads
 /// (or remembered from a check that succeeded within [`VERIFIED_FOR`]).
+/// Checks of the same secret against the same hash that overlap share one
+/// computation (see [`InFlight`]).
 pub async fn verify_secret(secret: String, hash: String) -> bool {
     let print = fingerprint(&secret, &hash);
     if remembered(&print) {
         return true;
     }
-    let ok = argon2_check(secret, hash).await;
-    if ok {
-        remember(print);
+    let check = in_flight().join(print);
+    *check
+        .cell()
+        .get_or_init(|| async {
+            let ok = argon2_check(secret, hash).await;
+            if ok {
+                remember(print);
+            }
+            ok
+        })
+        .await
+}
+
+/// The checks running now, by fingerprint. A pool of 20 connections that
+/// logs in at once with one password (an application starting, or all its
+/// connections reopened after a restart) would otherwise run argon2 20
+/// times, 19 of them queued behind the others on the argon2 threads; the
+/// same secret against the same hash has one answer, so they wait for the
+/// first. A check abandoned half way (its session closed) hands the work
+/// to the next waiter (`OnceCell::get_or_init`). An entry leaves the map
+/// with its last caller.
+#[derive(Default)]
+struct InFlight {
+    checks: Mutex<HashMap<[u8; 32], Arc<tokio::sync::OnceCell<bool>>>>,
+}
+
+/// One caller's share of a check in flight.
+struct Joined {
+    print: [u8; 32],
+    /// Taken only in `drop`, under the map's lock, so every change to the
+    /// count of holders happens under it.
+    cell: Option<Arc<tokio::sync::OnceCell<bool>>>,
+}
+
+impl InFlight {
+    fn join(&self, print: [u8; 32]) -> Joined {
+        let mut checks = self.checks.lock().expect("checks in flight");
+        let cell = checks.entry(print).or_default().clone();
+        Joined {
+            print,
+            cell: Some(cell),
+        }
     }
-    ok
+}
+
+impl Joined {
+    fn cell(&self) -> &tokio::sync::OnceCell<bool> {
+        self.cell.as_ref().expect("taken only when dropped")
+    }
+}
+
+impl Drop for Joined {
+    fn drop(&mut self) {
+        let mut checks = in_flight().checks.lock().expect("checks in flight");
+        if let Some(cell) = self.cell.take() {
+            // The map's reference and this one: nobody else waits on it.
+            if Arc::strong_count(&cell) == 2 {
+                checks.remove(&self.print);
+            }
+        }
+    }
+}
+
+fn in_flight() -> &'static InFlight {
+    static F: OnceLock<InFlight> = OnceLock::new();
+    F.get_or_init(InFlight::default)
 }
 
 async fn argon2_check(secret: String, hash: String) -> bool {
@@ -161,6 +238,37 @@ mod tests {
         assert!(!verify_secret("nope".into(), h).await);
         assert!(!verify_secret("x".into(), "not a hash".into()).await);
         assert_eq!(generate_secret().len(), 24);
+    }
+
+    fn runs(hash: &str) -> u32 {
+        RUNS.lock()
+            .expect("runs")
+            .as_ref()
+            .and_then(|m| m.get(hash).copied())
+            .unwrap_or(0)
+    }
+
+    #[tokio::test]
+    async fn overlapping_checks_of_one_secret_share_one_run() {
+        for (secret, expect) in [("pool", true), ("wrong", false)] {
+            let h = hash_secret("pool");
+            // Polled together: each joins before any can finish.
+            let check = || verify_secret(secret.to_string(), h.clone());
+            let all = tokio::join!(check(), check(), check(), check());
+            assert_eq!(all, (expect, expect, expect, expect), "{secret}");
+            assert_eq!(runs(&h), 1, "{secret}: one argon2 run for 4 logins");
+            // Nothing is left behind in flight.
+            let print = fingerprint(secret, &h);
+            assert!(!in_flight().checks.lock().unwrap().contains_key(&print));
+        }
+        // A wrong secret is not joined to a right one's check.
+        let h = hash_secret("pool");
+        let (a, b) = tokio::join!(
+            verify_secret("pool".into(), h.clone()),
+            verify_secret("nope".into(), h.clone())
+        );
+        assert!(a && !b);
+        assert_eq!(runs(&h), 2);
     }
 
     #[tokio::test]
