@@ -9,6 +9,7 @@
 //! named by the stable node id), and another node takes over a lease that
 //! ran out. A message may then go out twice, never zero times.
 
+use crate::ahead::Ahead;
 use crate::client::{ClientError, ClientSettings, Connection, RcptOutcome, TlsPolicy};
 use crate::config::DeliveryConfig;
 use crate::destination::{Destination, DestinationStatus, Health, Take};
@@ -21,7 +22,7 @@ use crate::shaping::Shape;
 use crate::signer::Signer;
 use posthorn_store::{DueRecipient, NewMessage, OutcomeBatch, RecipientUpdate, Store, StoreError};
 use posthorn_types::address::domain_of;
-use posthorn_types::{Committing, MessageId, RecipientStatus};
+use posthorn_types::{Accepting, Committing, MessageId, RecipientStatus};
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -223,6 +224,10 @@ pub struct Engine {
     keys: Mutex<HashMap<String, CachedKey>>,
     /// The signing threads, one per core, below the sessions' priority.
     signer: Signer,
+    /// Signatures started as messages were accepted (`crate::ahead`).
+    ahead: Ahead,
+    /// Domains whose key is being looked up for signing ahead.
+    key_lookups: Mutex<HashSet<String>>,
     notices: Mutex<HashMap<i64, (Instant, bool)>>,
     /// Submissions waiting for their commit (`yield_to`).
     committing: std::sync::OnceLock<Arc<Committing>>,
@@ -260,6 +265,8 @@ impl Engine {
             records: Mutex::new(None),
             keys: Mutex::new(HashMap::new()),
             signer: Signer::start(std::thread::available_parallelism().map_or(2, |n| n.get())),
+            ahead: Ahead::new(std::thread::available_parallelism().map_or(2, |n| n.get())),
+            key_lookups: Mutex::new(HashSet::new()),
             notices: Mutex::new(HashMap::new()),
             committing: std::sync::OnceLock::new(),
             config,
@@ -419,6 +426,12 @@ impl Engine {
             )
             .await;
         }
+    }
+
+    /// What the submitter calls as each message's commit starts, so its
+    /// signature is made ahead (`crate::ahead`).
+    pub fn accepting(self: &Arc<Self>) -> Arc<dyn Accepting> {
+        Arc::new(SignAhead(self.clone()))
     }
 
     /// Give acceptance the store first: hold claims back while
@@ -825,6 +838,13 @@ impl Engine {
             tracing::warn!(%domain, id = %job.message_id, "no DKIM key for the From domain; sending unsigned");
             return Ok(Outgoing::unsigned(content));
         };
+        if let Some(header) = self.ahead.take(job.message_id) {
+            metrics::counter!("posthorn_dkim_signatures_total").increment(1);
+            return Ok(Outgoing {
+                signature: header.into_bytes(),
+                content,
+            });
+        }
         match self.signer.sign(key, content).await {
             Some((content, Ok(header))) => {
                 metrics::counter!("posthorn_dkim_signatures_total").increment(1);
@@ -841,11 +861,18 @@ impl Engine {
         }
     }
 
+    /// The key of `domain` if the cache holds it now (`None` inside: the
+    /// domain has none).
+    fn cached_key(&self, domain: &str) -> Option<Option<Arc<DkimKey>>> {
+        let keys = self.keys.lock().expect("key cache");
+        keys.get(domain)
+            .filter(|(at, _)| at.elapsed() < KEY_TTL)
+            .map(|(_, key)| key.clone())
+    }
+
     async fn key(&self, domain: &str) -> Result<Option<Arc<DkimKey>>, StoreError> {
-        if let Some((at, key)) = self.keys.lock().expect("key cache").get(domain) {
-            if at.elapsed() < KEY_TTL {
-                return Ok(key.clone());
-            }
+        if let Some(key) = self.cached_key(domain) {
+            return Ok(key);
         }
         let key = match self.store.domain(domain).await {
             Ok(d) => match DkimKey::from_pem(&d.name, &d.dkim_selector, &d.dkim_private_key) {
@@ -1282,6 +1309,40 @@ impl Engine {
 }
 
 /// The metrics label of a shaping rule: its first domain or server suffix.
+/// [`Engine::accepting`]'s side of the submitter.
+struct SignAhead(Arc<Engine>);
+
+impl Accepting for SignAhead {
+    fn accepting(&self, id: MessageId, header_from: &str, content: &[u8]) {
+        let engine = &self.0;
+        let domain = domain_of(header_from).to_ascii_lowercase();
+        match engine.cached_key(&domain) {
+            Some(Some(key)) => engine.ahead.start(id, key, content),
+            Some(None) => {}
+            // Looked up once in the background, for the messages after
+            // this one.
+            None => {
+                if engine
+                    .key_lookups
+                    .lock()
+                    .expect("key lookups")
+                    .insert(domain.clone())
+                {
+                    let engine = engine.clone();
+                    tokio::spawn(async move {
+                        let _ = engine.key(&domain).await;
+                        engine
+                            .key_lookups
+                            .lock()
+                            .expect("key lookups")
+                            .remove(&domain);
+                    });
+                }
+            }
+        }
+    }
+}
+
 fn rule_label(rule: &crate::shaping::ShapingRule) -> String {
     rule.domains
         .first()

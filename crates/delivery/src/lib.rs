@@ -4,6 +4,7 @@
 //! ([`outcome`]), bounce notices ([`dsn`]), and the scheduler that drains
 //! the queue ([`engine`]).
 
+pub mod ahead;
 pub mod client;
 pub mod config;
 pub mod destination;

@@ -26,7 +26,32 @@ pub const NICENESS: i32 = 10;
 /// The content back, with its DKIM-Signature field or why there is none.
 pub type Signed = (Vec<u8>, Result<String, DkimError>);
 
-type Request = (Arc<DkimKey>, Vec<u8>, oneshot::Sender<Signed>);
+type Request = (Arc<DkimKey>, Vec<u8>, Answer);
+
+/// Where a signature goes.
+enum Answer {
+    /// Back to a delivery waiting for it, with the content.
+    Content(oneshot::Sender<Signed>),
+    /// To whoever asked ahead of delivery (`crate::ahead`), if it is still
+    /// `wanted` when a thread comes to it (`None` to `done` if not); the
+    /// content is dropped on the signing thread either way.
+    Ahead {
+        wanted: Box<dyn Fn() -> bool + Send>,
+        done: Box<dyn FnOnce(Option<Result<String, DkimError>>) + Send>,
+    },
+}
+
+/// How the signing threads stand against the rest of the process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Priority {
+    /// Niced by [`NICENESS`]: below the sessions, with a share of the CPU
+    /// however busy it is.
+    Below,
+    /// `SCHED_IDLE`: only CPU nothing else wants; any other thread that
+    /// wakes takes the core at once. For work that may be dropped
+    /// (signing ahead), never for work something waits on.
+    Idle,
+}
 
 /// A pool of signing threads. They end when it is dropped.
 pub struct Signer {
@@ -36,14 +61,22 @@ pub struct Signer {
 impl Signer {
     /// Starts `threads` signing threads (at least one) at [`NICENESS`].
     pub fn start(threads: usize) -> Signer {
+        Signer::start_at(threads, Priority::Below)
+    }
+
+    /// Starts `threads` signing threads (at least one) at `priority`.
+    pub fn start_at(threads: usize, priority: Priority) -> Signer {
         let (requests, queue) = mpsc::channel::<Request>();
         let queue = Arc::new(Mutex::new(queue));
         for i in 0..threads.max(1) {
             let queue = queue.clone();
             let spawned = std::thread::Builder::new()
-                .name(format!("dkim-sign-{i}"))
+                .name(match priority {
+                    Priority::Below => format!("dkim-sign-{i}"),
+                    Priority::Idle => format!("dkim-ahead-{i}"),
+                })
                 .spawn(move || {
-                    lower_priority();
+                    lower_priority(priority);
                     loop {
                         // The lock is held only while waiting for the next
                         // request, never while signing.
@@ -51,8 +84,17 @@ impl Signer {
                         let Ok((key, content, answer)) = next else {
                             return;
                         };
-                        let signature = key.sign(&content);
-                        let _ = answer.send((content, signature));
+                        match answer {
+                            Answer::Content(back) => {
+                                let signature = key.sign(&content);
+                                let _ = back.send((content, signature));
+                            }
+                            Answer::Ahead { wanted, done } => {
+                                let signature = wanted().then(|| key.sign(&content));
+                                drop(content);
+                                done(signature);
+                            }
+                        }
                     }
                 });
             if let Err(e) = spawned {
@@ -67,20 +109,52 @@ impl Signer {
     /// request panicked (it is then gone; the others go on).
     pub async fn sign(&self, key: Arc<DkimKey>, content: Vec<u8>) -> Option<Signed> {
         let (answer, signed) = oneshot::channel();
-        self.requests.send((key, content, answer)).ok()?;
+        self.requests
+            .send((key, content, Answer::Content(answer)))
+            .ok()?;
         signed.await.ok()
+    }
+
+    /// Queues `content` for signing with `key` and returns at once. When a
+    /// thread comes to it, it signs if `wanted()` still says so; `done`
+    /// gets the signature (`None`: not wanted) on that thread and must not
+    /// block. Dropped uncalled if no thread is left to sign.
+    pub fn sign_ahead(
+        &self,
+        key: Arc<DkimKey>,
+        content: Vec<u8>,
+        wanted: impl Fn() -> bool + Send + 'static,
+        done: impl FnOnce(Option<Result<String, DkimError>>) + Send + 'static,
+    ) {
+        let answer = Answer::Ahead {
+            wanted: Box::new(wanted),
+            done: Box::new(done),
+        };
+        let _ = self.requests.send((key, content, answer));
     }
 }
 
-/// Lowers the calling thread's CPU priority to [`NICENESS`]. On Linux the
-/// nice value belongs to the thread, not the process.
-fn lower_priority() {
+/// Lowers the calling thread's CPU priority to `priority`. On Linux the
+/// nice value and the scheduling policy belong to the thread, not the
+/// process.
+fn lower_priority(priority: Priority) {
+    #[cfg(not(target_os = "linux"))]
+    let _ = priority;
     #[cfg(target_os = "linux")]
     {
-        // SAFETY: plain system calls on the calling thread's own id.
+        // SAFETY: plain system calls on the calling thread's own id (0:
+        // the calling thread, for sched_setscheduler).
         let done = unsafe {
-            let tid = libc::gettid();
-            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, NICENESS)
+            match priority {
+                Priority::Below => {
+                    let tid = libc::gettid();
+                    libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, NICENESS)
+                }
+                Priority::Idle => {
+                    let param = libc::sched_param { sched_priority: 0 };
+                    libc::sched_setscheduler(0, libc::SCHED_IDLE, &param)
+                }
+            }
         };
         if done != 0 {
             tracing::debug!(
@@ -123,12 +197,20 @@ MC4CAQAwBQYDK2VwBCIEIAbjG9nE3nx+ahOVJfeuuSWVPpjnbMwWwUmh4DB/hNBT
     #[test]
     fn a_signing_thread_runs_at_the_lower_priority() {
         let nice = std::thread::spawn(|| {
-            lower_priority();
+            lower_priority(Priority::Below);
             // SAFETY: reads the calling thread's own nice value.
             unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) }
         })
         .join()
         .expect("thread");
         assert_eq!(nice, NICENESS);
+        let policy = std::thread::spawn(|| {
+            lower_priority(Priority::Idle);
+            // SAFETY: reads the calling thread's own policy.
+            unsafe { libc::sched_getscheduler(0) }
+        })
+        .join()
+        .expect("thread");
+        assert_eq!(policy, libc::SCHED_IDLE);
     }
 }

@@ -91,7 +91,9 @@ pub async fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
     }
     let mut submitter = Submitter::with_limiter(store.clone(), limiter, submit_config);
     if let Some(engine) = &engine {
-        submitter = submitter.notify_on_enqueue(engine.waker());
+        submitter = submitter
+            .notify_on_enqueue(engine.waker())
+            .tell_accepting(engine.accepting());
         engine.yield_to(submitter.committing());
     }
     let submitter = Arc::new(submitter);

@@ -139,6 +139,8 @@ pub struct Submitter {
     enqueued: Option<Arc<tokio::sync::Notify>>,
     /// Submissions waiting for their commit now (delivery yields to them).
     committing: Arc<posthorn_types::Committing>,
+    /// Told of each message as its commit starts (delivery signs ahead).
+    accepting: Option<Arc<dyn posthorn_types::Accepting>>,
     /// Whether the missing `[tracking] base_url` was logged.
     warned_no_links: std::sync::atomic::AtomicBool,
 }
@@ -162,6 +164,7 @@ impl Submitter {
             pair_headroom: rate::PairHeadroom::default(),
             enqueued: None,
             committing: Default::default(),
+            accepting: None,
             warned_no_links: std::sync::atomic::AtomicBool::new(false),
         }
     }
@@ -174,6 +177,12 @@ impl Submitter {
     /// Notify `n` after every message committed, so delivery starts at once.
     pub fn notify_on_enqueue(mut self, n: Arc<tokio::sync::Notify>) -> Self {
         self.enqueued = Some(n);
+        self
+    }
+
+    /// Tell `a` of each message as its commit starts, with its content.
+    pub fn tell_accepting(mut self, a: Arc<dyn posthorn_types::Accepting>) -> Self {
+        self.accepting = Some(a);
         self
     }
 
@@ -580,6 +589,11 @@ impl Submitter {
         booking: rate::Booking,
     ) -> Result<(), SubmitError> {
         let _waiting = self.committing.enter();
+        if let Some(a) = &self.accepting {
+            for m in &messages {
+                a.accepting(m.id, &m.header_from, &m.content);
+            }
+        }
         let committed = if messages.len() == 1 {
             let message = messages.pop().expect("one message");
             self.store.enqueue(message).await

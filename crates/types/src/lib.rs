@@ -2,6 +2,7 @@
 //! envelope, recipient statuses, who is submitting, and the replies the
 //! submission path speaks in. Nothing here does I/O.
 
+mod accepting;
 pub mod address;
 mod business;
 mod committing;
@@ -12,6 +13,7 @@ mod reply;
 mod status;
 pub mod time;
 
+pub use accepting::Accepting;
 pub use address::{Address, AddressError};
 pub use business::{BusinessError, BUSINESS_ERROR_PREFIX};
 pub use committing::{Committing, CommittingGuard, CROWDED_AT};
