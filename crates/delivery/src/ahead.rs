@@ -176,14 +176,11 @@ MC4CAQAwBQYDK2VwBCIEIAbjG9nE3nx+ahOVJfeuuSWVPpjnbMwWwUmh4DB/hNBT
         let id = MessageId::generate();
         // Taken before any thread could come to it: the queued request is
         // not wanted any more and is dropped unsigned.
-        let (tx, rx) = oneshot::channel::<()>();
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
         let blocker = key();
-        ahead.signer.sign_ahead(
-            blocker,
-            Vec::new(),
-            move || rx.blocking_recv().is_ok(),
-            |_| {},
-        );
+        ahead
+            .signer
+            .sign_ahead(blocker, Vec::new(), move || rx.recv().is_ok(), |_| {});
         ahead.start(id, key(), MESSAGE);
         assert!(ahead.take(id).is_none(), "not ready: the delivery signs");
         tx.send(()).expect("the thread waits for it");

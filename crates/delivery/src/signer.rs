@@ -37,9 +37,12 @@ enum Answer {
     /// content is dropped on the signing thread either way.
     Ahead {
         wanted: Box<dyn Fn() -> bool + Send>,
-        done: Box<dyn FnOnce(Option<Result<String, DkimError>>) + Send>,
+        done: Box<dyn FnOnce(Option<Signature>) + Send>,
     },
 }
+
+/// A DKIM-Signature field, or why there is none.
+pub type Signature = Result<String, DkimError>;
 
 /// How the signing threads stand against the rest of the process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,7 +127,7 @@ impl Signer {
         key: Arc<DkimKey>,
         content: Vec<u8>,
         wanted: impl Fn() -> bool + Send + 'static,
-        done: impl FnOnce(Option<Result<String, DkimError>>) + Send + 'static,
+        done: impl FnOnce(Option<Signature>) + Send + 'static,
     ) {
         let answer = Answer::Ahead {
             wanted: Box::new(wanted),
