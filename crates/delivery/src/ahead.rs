@@ -11,6 +11,11 @@
 //! sessions (a third off the accept rate); at `SCHED_IDLE` any session
 //! that wakes takes the core back at once.
 //!
+//! The engine asks for them only while it holds its claims back
+//! (`Engine::accepting`): once delivery runs beside the sessions it signs
+//! in their gaps itself, and signing ahead as well only took those gaps
+//! over (13 % off the accept rate of a burst of one-message connections).
+//!
 //! Nothing waits for a signature made ahead: a delivery that finds its
 //! message's not ready signs as before, and the one queued is skipped when
 //! a thread comes to it. Bounded, and skipped (the delivery signs) past
