@@ -1325,7 +1325,7 @@ impl Accepting for SignAhead {
             // Only while delivery holds its claims back: then the CPU the
             // sessions leave idle would go unused. Once delivery runs
             // beside them it signs in those gaps itself, and signing
-            // ahead as well cost a fifth of the accept rate in scenario a
+            // ahead as well cost 13 % of the accept rate in scenario a
             // (one message per connection) for no end-to-end gain.
             Some(Some(key)) if engine.holding.load(Ordering::Relaxed) => {
                 engine.ahead.start(id, key, content)
