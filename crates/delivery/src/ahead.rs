@@ -26,8 +26,8 @@
 //! already holds are signed ahead (`Engine::accepting` looks a domain up
 //! once in the background).
 
-use crate::dkim::{DkimError, DkimKey};
-use crate::signer::{Priority, Signer};
+use crate::dkim::DkimKey;
+use crate::signer::{Priority, Signature, Signer};
 use posthorn_types::MessageId;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -45,7 +45,7 @@ pub const AHEAD_AGE: Duration = Duration::from_secs(30);
 /// A signature on its way, and when it was asked for.
 struct Made {
     at: Instant,
-    signature: oneshot::Receiver<Result<String, DkimError>>,
+    signature: oneshot::Receiver<Signature>,
 }
 
 /// See the module documentation.
@@ -92,24 +92,9 @@ impl Ahead {
         }
         self.queued.fetch_add(len, Ordering::Relaxed);
         let queued = self.queued.clone();
-        let tx = Arc::new(Mutex::new(Some(tx)));
-        let wanted = {
-            let tx = tx.clone();
-            // Its delivery came first, or it aged out.
-            move || {
-                tx.lock()
-                    .expect("answer")
-                    .as_ref()
-                    .is_some_and(|t| !t.is_closed())
-            }
-        };
-        let done = move |signature: Option<Result<String, DkimError>>| {
-            if let (Some(signature), Some(tx)) = (signature, tx.lock().expect("answer").take()) {
-                let _ = tx.send(signature);
-            }
+        self.signer.sign_ahead(key, content.to_vec(), tx, move || {
             queued.fetch_sub(len, Ordering::Relaxed);
-        };
-        self.signer.sign_ahead(key, content.to_vec(), wanted, done);
+        });
     }
 
     /// The signature made ahead for message `id` if it is ready (and
@@ -122,31 +107,30 @@ impl Ahead {
         }
         made.signature.try_recv().ok()?.ok()
     }
-
-    /// Signatures kept now.
-    pub fn len(&self) -> usize {
-        self.made.lock().expect("signatures ahead").len()
-    }
-
-    /// Whether none is kept.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const ED25519_PEM: &str = "-----BEGIN PRIVATE KEY-----
-MC4CAQAwBQYDK2VwBCIEIAbjG9nE3nx+ahOVJfeuuSWVPpjnbMwWwUmh4DB/hNBT
------END PRIVATE KEY-----
-";
+    use crate::signer::tests::ED25519_PEM;
     const MESSAGE: &[u8] =
         b"From: a@example.com\r\nTo: b@example.net\r\nSubject: hi\r\n\r\nbody\r\n";
 
     fn key() -> Arc<DkimKey> {
         Arc::new(DkimKey::from_pem("example.com", "s1", ED25519_PEM).expect("key"))
+    }
+
+    fn kept(ahead: &Ahead) -> usize {
+        ahead.made.lock().unwrap().len()
+    }
+
+    /// A message signed ahead, waited for.
+    fn signed_ahead() -> (Ahead, MessageId) {
+        let ahead = Ahead::new(1);
+        let id = MessageId::generate();
+        ahead.start(id, key(), MESSAGE);
+        settle(&ahead);
+        (ahead, id)
     }
 
     /// Until nothing is queued (bounded: an idle test machine gives the
@@ -161,17 +145,14 @@ MC4CAQAwBQYDK2VwBCIEIAbjG9nE3nx+ahOVJfeuuSWVPpjnbMwWwUmh4DB/hNBT
 
     #[test]
     fn a_signature_made_ahead_is_taken_once() {
-        let ahead = Ahead::new(1);
-        let id = MessageId::generate();
-        ahead.start(id, key(), MESSAGE);
-        settle(&ahead);
+        let (ahead, id) = signed_ahead();
         let field = ahead.take(id).expect("made ahead");
         assert!(field.starts_with("DKIM-Signature:"), "{field}");
         // The same as signing at delivery would make, bar the time stamp.
         let fresh = key().sign(MESSAGE).expect("signed");
         assert_eq!(field.split("t=").next(), fresh.split("t=").next());
         assert!(ahead.take(id).is_none(), "taken once");
-        assert!(ahead.is_empty());
+        assert_eq!(kept(&ahead), 0);
         assert!(ahead.take(MessageId::generate()).is_none());
     }
 
@@ -182,15 +163,15 @@ MC4CAQAwBQYDK2VwBCIEIAbjG9nE3nx+ahOVJfeuuSWVPpjnbMwWwUmh4DB/hNBT
         // Taken before any thread could come to it: the queued request is
         // not wanted any more and is dropped unsigned.
         let (tx, rx) = std::sync::mpsc::channel::<()>();
-        let blocker = key();
-        ahead
-            .signer
-            .sign_ahead(blocker, Vec::new(), move || rx.recv().is_ok(), |_| {});
+        let (to, _unread) = oneshot::channel();
+        ahead.signer.sign_ahead(key(), Vec::new(), to, move || {
+            let _ = rx.recv();
+        });
         ahead.start(id, key(), MESSAGE);
         assert!(ahead.take(id).is_none(), "not ready: the delivery signs");
         tx.send(()).expect("the thread waits for it");
         settle(&ahead);
-        assert!(ahead.is_empty());
+        assert_eq!(kept(&ahead), 0);
     }
 
     #[test]
@@ -199,17 +180,14 @@ MC4CAQAwBQYDK2VwBCIEIAbjG9nE3nx+ahOVJfeuuSWVPpjnbMwWwUmh4DB/hNBT
         let big = vec![b'x'; AHEAD_BYTES + 1];
         let id = MessageId::generate();
         ahead.start(id, key(), &big);
-        assert!(ahead.is_empty());
+        assert_eq!(kept(&ahead), 0);
         assert!(ahead.take(id).is_none());
         assert_eq!(ahead.queued.load(Ordering::Relaxed), 0);
     }
 
     #[test]
     fn a_signature_past_its_age_is_not_used() {
-        let ahead = Ahead::new(1);
-        let id = MessageId::generate();
-        ahead.start(id, key(), MESSAGE);
-        settle(&ahead);
+        let (ahead, id) = signed_ahead();
         ahead.made.lock().unwrap().get_mut(&id).unwrap().at -= AHEAD_AGE;
         assert!(ahead.take(id).is_none());
     }

@@ -32,12 +32,13 @@ type Request = (Arc<DkimKey>, Vec<u8>, Answer);
 enum Answer {
     /// Back to a delivery waiting for it, with the content.
     Content(oneshot::Sender<Signed>),
-    /// To whoever asked ahead of delivery (`crate::ahead`), if it is still
-    /// `wanted` when a thread comes to it (`None` to `done` if not); the
-    /// content is dropped on the signing thread either way.
+    /// To whoever asked ahead of delivery (`crate::ahead`), signed only
+    /// if its receiver is still open when a thread comes to it; the
+    /// content is dropped on the signing thread, then `done` runs, either
+    /// way.
     Ahead {
-        wanted: Box<dyn Fn() -> bool + Send>,
-        done: Box<dyn FnOnce(Option<Signature>) + Send>,
+        to: oneshot::Sender<Signature>,
+        done: Box<dyn FnOnce() + Send>,
     },
 }
 
@@ -92,10 +93,12 @@ impl Signer {
                                 let signature = key.sign(&content);
                                 let _ = back.send((content, signature));
                             }
-                            Answer::Ahead { wanted, done } => {
-                                let signature = wanted().then(|| key.sign(&content));
+                            Answer::Ahead { to, done } => {
+                                if !to.is_closed() {
+                                    let _ = to.send(key.sign(&content));
+                                }
                                 drop(content);
-                                done(signature);
+                                done();
                             }
                         }
                     }
@@ -119,18 +122,19 @@ impl Signer {
     }
 
     /// Queues `content` for signing with `key` and returns at once. When a
-    /// thread comes to it, it signs if `wanted()` still says so; `done`
-    /// gets the signature (`None`: not wanted) on that thread and must not
-    /// block. Dropped uncalled if no thread is left to sign.
+    /// thread comes to it, it signs into `to` unless `to`'s receiver is
+    /// gone by then (the delivery came first), drops the content and calls
+    /// `done`, which must not block. Dropped uncalled if no thread is left
+    /// to sign.
     pub fn sign_ahead(
         &self,
         key: Arc<DkimKey>,
         content: Vec<u8>,
-        wanted: impl Fn() -> bool + Send + 'static,
-        done: impl FnOnce(Option<Signature>) + Send + 'static,
+        to: oneshot::Sender<Signature>,
+        done: impl FnOnce() + Send + 'static,
     ) {
         let answer = Answer::Ahead {
-            wanted: Box::new(wanted),
+            to,
             done: Box::new(done),
         };
         let _ = self.requests.send((key, content, answer));
@@ -169,10 +173,11 @@ fn lower_priority(priority: Priority) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    const ED25519_PEM: &str = "-----BEGIN PRIVATE KEY-----
+    /// An Ed25519 key the delivery crate's tests sign with.
+    pub(crate) const ED25519_PEM: &str = "-----BEGIN PRIVATE KEY-----
 MC4CAQAwBQYDK2VwBCIEIAbjG9nE3nx+ahOVJfeuuSWVPpjnbMwWwUmh4DB/hNBT
 -----END PRIVATE KEY-----
 ";
