@@ -109,7 +109,7 @@ impl Default for DeliveryConfig {
             shaping: Shaping::default(),
             idle_connection_timeout: Duration::from_secs(5),
             claim_batch: 500,
-            yield_to_sessions: Duration::from_secs(1),
+            yield_to_sessions: Duration::from_secs(2),
             lease: Duration::from_secs(900),
             poll_interval: Duration::from_secs(1),
             require_tls_domains: Vec::new(),

@@ -9,7 +9,7 @@
 //! named by the stable node id), and another node takes over a lease that
 //! ran out. A message may then go out twice, never zero times.
 
-use crate::ahead::Ahead;
+use crate::ahead::{Ahead, AHEAD_THREADS};
 use crate::client::{ClientError, ClientSettings, Connection, RcptOutcome, TlsPolicy};
 use crate::config::DeliveryConfig;
 use crate::destination::{Destination, DestinationStatus, Health, Take};
@@ -267,7 +267,7 @@ impl Engine {
             records: Mutex::new(None),
             keys: Mutex::new(HashMap::new()),
             signer: Signer::start(std::thread::available_parallelism().map_or(2, |n| n.get())),
-            ahead: Ahead::new(std::thread::available_parallelism().map_or(2, |n| n.get())),
+            ahead: Ahead::new(AHEAD_THREADS),
             key_lookups: Mutex::new(HashSet::new()),
             holding: AtomicBool::new(false),
             notices: Mutex::new(HashMap::new()),
