@@ -1,5 +1,5 @@
 //! Signatures made ahead: a message's DKIM signature started as its commit
-//! starts, on signing threads of its own that get only CPU nothing else
+//! starts, on a signing thread of its own that gets only CPU nothing else
 //! wants (`SCHED_IDLE`, [`crate::signer::Priority::Idle`]), and taken by
 //! its delivery if it is ready by then.
 //!
@@ -36,9 +36,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// Signing threads of their own. One, not one per core: at `SCHED_IDLE`
-/// they still took CPU from the sessions on a 2-vCPU guest (the host runs
-/// a vCPU the guest would have left idle, beside the other), and with two
-/// a burst of one-message connections accepted 5-7 % less than with one
+/// they still slowed the sessions on a 2-vCPU guest (a busy vCPU is not
+/// free to its sibling on the host), and with two a burst of
+/// one-message connections accepted 5-7 % less than with one
 /// (Intel Xeon, 2026-12-06: scenario a 3,494/4,362/3,439 against
 /// 4,026/3,542/3,750/s, b' 1,367/1,379/1,338 against 1,442/1,449/1,379/s),
 /// while end to end stayed the same: one thread signs 3,500 a second.
