@@ -227,6 +227,7 @@ pub struct Engine {
     /// Signatures started as messages were accepted (`crate::ahead`),
     /// only while claims are held back for the sessions (`holding`).
     ahead: Ahead,
+    /// True while `yield_to_sessions` holds the claims back.
     holding: AtomicBool,
     /// Domains whose key is being looked up for signing ahead.
     key_lookups: Mutex<HashSet<String>>,

@@ -145,54 +145,11 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-    use rustls::crypto::CryptoProvider;
     use rustls::{
-        CipherSuite, ClientConfig, ClientConnection, DigitallySignedStruct, ServerConnection,
-        SignatureScheme, SupportedProtocolVersion,
+        CipherSuite, ClientConfig, ClientConnection, RootCertStore, ServerConnection,
+        SupportedProtocolVersion,
     };
-    use rustls_pki_types::{ServerName, UnixTime};
-
-    /// Accepts any certificate, checks the handshake signatures.
-    #[derive(Debug)]
-    struct AnyCertificate(Arc<CryptoProvider>);
-
-    impl ServerCertVerifier for AnyCertificate {
-        fn verify_server_cert(
-            &self,
-            _: &CertificateDer<'_>,
-            _: &[CertificateDer<'_>],
-            _: &ServerName<'_>,
-            _: &[u8],
-            _: UnixTime,
-        ) -> Result<ServerCertVerified, rustls::Error> {
-            Ok(ServerCertVerified::assertion())
-        }
-
-        fn verify_tls12_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            let algorithms = &self.0.signature_verification_algorithms;
-            rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
-        }
-
-        fn verify_tls13_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            let algorithms = &self.0.signature_verification_algorithms;
-            rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
-        }
-
-        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-            self.0.signature_verification_algorithms.supported_schemes()
-        }
-    }
+    use rustls_pki_types::ServerName;
 
     /// Move what one side wrote to the other until it has nothing left.
     fn pump(
@@ -211,19 +168,22 @@ mod tests {
     }
 
     /// The suite a handshake with rustls's default client (which lists
-    /// AES-256-GCM first, as OpenSSL does) settles on.
+    /// AES-256-GCM first, as OpenSSL does), trusting the server's
+    /// self-signed certificate, settles on.
     fn negotiated(
         server: Arc<ServerConfig>,
+        trusted: CertificateDer<'static>,
         version: &'static SupportedProtocolVersion,
     ) -> CipherSuite {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let first = provider.cipher_suites.first().map(|s| s.suite());
         assert_eq!(first, Some(CipherSuite::TLS13_AES_256_GCM_SHA384));
-        let client = ClientConfig::builder_with_provider(provider.clone())
+        let mut roots = RootCertStore::empty();
+        roots.add(trusted).expect("a trust anchor");
+        let client = ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[version])
             .expect("versions")
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+            .with_root_certificates(roots)
             .with_no_client_auth();
         let name = ServerName::try_from("localhost").expect("name");
         let mut client = ClientConnection::new(Arc::new(client), name).expect("client");
@@ -249,10 +209,11 @@ mod tests {
                 .map_or(0, |d| d.as_nanos())
         ));
         let store = TlsStore::self_signed(&dir, "localhost").expect("certificate");
-        let config = store.current.read().expect("tls lock").clone();
-        let tls13 = negotiated(config.clone(), &rustls::version::TLS13);
-        let tls12 = negotiated(config, &rustls::version::TLS12);
+        let cert = CertificateDer::from_pem_file(dir.join("cert.pem")).expect("cert.pem");
         let _ = std::fs::remove_dir_all(&dir);
+        let config = store.current.read().expect("tls lock").clone();
+        let tls13 = negotiated(config.clone(), cert.clone(), &rustls::version::TLS13);
+        let tls12 = negotiated(config, cert, &rustls::version::TLS12);
         assert_eq!(tls13, CipherSuite::TLS13_AES_128_GCM_SHA256);
         assert_eq!(tls12, CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256);
     }
