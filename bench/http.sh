@@ -11,8 +11,10 @@
 # Each request and each message goes through the same Submitter: policy,
 # limits (lifted for the bench account), the group-committed write with
 # fsync before the answer. Delivery is off, so only accepting is measured.
-# Prints requests or messages per second, latency p50/p99, and checks that
-# the store holds exactly as many messages as were answered 202 / 250.
+# Prints requests or messages per second, latency p50/p99, the server's
+# CPU time per message (all threads, and its store-writer thread alone,
+# from /proc), and checks that the store holds exactly as many messages as
+# were answered 202 / 250.
 #
 #   bench/http.sh                 # builds release binaries
 #   CLIENTS=20 SECS=15 MESSAGES=20000 BIN=target/release/posthorn bench/http.sh
@@ -89,18 +91,38 @@ LUA
 
 results=()
 
+cpu_ticks() { # PID [THREAD-NAME]: utime + stime in clock ticks, of one thread name or all
+  if [ -z "${2:-}" ]; then
+    awk '{print $14 + $15}' "/proc/$1/stat"
+    return
+  fi
+  local t sum=0
+  for t in /proc/"$1"/task/*; do
+    [ "$(cat "$t/comm" 2>/dev/null)" = "$2" ] && sum=$((sum + $(awk '{print $14 + $15}' "$t/stat")))
+  done
+  echo "$sum"
+}
+CLK_TCK=$(getconf CLK_TCK)
+cpu_start() { cpu0=$(cpu_ticks "$server"); writer0=$(cpu_ticks "$server" store-writer); }
+cpu_per_msg() { # MESSAGES: "all µs|writer µs" of server CPU per message since cpu_start
+  python3 -c "n = max($1, 1); t = $CLK_TCK
+print(f'{($(cpu_ticks "$server") - $cpu0) / t / n * 1e6:.0f}|{($(cpu_ticks "$server" store-writer) - $writer0) / t / n * 1e6:.0f}')"
+}
+
 # --- HTTP ---------------------------------------------------------------
 fresh 0
 sed -i "s|Bearer KEY|Bearer $key|" "$work/post.lua"
 # Warm up: the key's argon2 check, the store's first pages.
 wrk -t1 -c1 -d1s -s "$work/post.lua" "http://127.0.0.1:$http_port/v1/messages" >/dev/null
 before=$(posthorn_stored)
+cpu_start
 out=$(wrk -t2 -c"$CLIENTS" -d"${SECS}s" --latency -s "$work/post.lua" "http://127.0.0.1:$http_port/v1/messages")
 echo "$out" >&2
 read -r _ reqs sockerr non2xx dur_us p50 p99 max < <(grep '^RESULT' <<<"$out")
+cpu=$(cpu_per_msg "$reqs")
 stored=$(($(posthorn_stored) - before))
 rate=$(python3 -c "print(f'{$reqs / ($dur_us / 1e6):.0f}')")
-results+=("http POST /v1/messages|$CLIENTS keep-alive connections, ${SECS}s|$rate|$p50|$p99|$max|$reqs requests, $non2xx not 2xx, $sockerr socket errors, $stored stored")
+results+=("http POST /v1/messages|$CLIENTS keep-alive connections, ${SECS}s|$rate|$p50|$p99|$max|$cpu|$reqs requests, $non2xx not 2xx, $sockerr socket errors, $stored stored")
 [ "$sockerr" -eq 0 ] || echo "WARNING: wrk saw $sockerr socket errors" >&2
 [ "$non2xx" -eq 0 ] || echo "WARNING: $non2xx HTTP answers were not 2xx" >&2
 # wrk may cut requests short at the end of its time: those are not counted
@@ -114,16 +136,19 @@ smtp() { # NAME TLS TRUSTED
   local args=(--server "127.0.0.1:$port" --sessions "$CLIENTS" --messages "$MESSAGES" --size 5120
     --reuse --pipelining --tls "$2" --json --timeout 60)
   [ "$2" != none ] && args+=(--user load@bench.test --password bench-password)
+  cpu_start
   "$LOADGEN" "${args[@]}" >"$work/loadgen.json"
+  local cpu
+  cpu=$(cpu_per_msg "$MESSAGES")
   local stored
   stored=$(posthorn_stored)
-  python3 - "$work/loadgen.json" "$1" "$stored" "$CLIENTS" <<'PY' >"$work/row"
+  python3 - "$work/loadgen.json" "$1" "$stored" "$CLIENTS" "$cpu" <<'PY' >"$work/row"
 import json, sys
 r = json.load(open(sys.argv[1]))
 lat = r["latency_ms"]
 bad = sum(r["replies"].values()) + sum(r["errors"].values()) + r["failed"]
 print(f"{sys.argv[2]}|{sys.argv[4]} sessions, reuse, pipelining|{r['messages_per_s']:.0f}|"
-      f"{lat['p50']:.3f}|{lat['p99']:.3f}|{lat['max']:.3f}|{r['ok']} messages, {bad} not 2xx, {sys.argv[3]} stored")
+      f"{lat['p50']:.3f}|{lat['p99']:.3f}|{lat['max']:.3f}|{sys.argv[5]}|{r['ok']} messages, {bad} not 2xx, {sys.argv[3]} stored")
 if r["ok"] != int(sys.argv[3]) or bad:
     print(f"WARNING: {sys.argv[2]}: {r['ok']} accepted, {bad} refused or failed, {sys.argv[3]} stored", file=sys.stderr)
 PY
@@ -134,9 +159,10 @@ smtp "smtp plain, trusted network" none 1
 posthorn_stop
 
 echo
-printf '| %s | %s | %s | %s | %s | %s | %s |\n' door load "per s" "p50 ms" "p99 ms" "max ms" check
-echo "|---|---|---:|---:|---:|---:|---|"
+printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' door load "per s" "p50 ms" "p99 ms" "max ms" \
+  "server CPU µs/msg" "store writer µs/msg" check
+echo "|---|---|---:|---:|---:|---:|---:|---:|---|"
 for r in "${results[@]}"; do
-  IFS='|' read -r a b c d e f g <<<"$r"
-  printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$a" "$b" "$c" "$d" "$e" "$f" "$g"
+  IFS='|' read -r a b c d e f g h i <<<"$r"
+  printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$a" "$b" "$c" "$d" "$e" "$f" "$g" "$h" "$i"
 done
