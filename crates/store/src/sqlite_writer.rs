@@ -145,7 +145,7 @@ fn run(
             }
         }
         let changes = conn.total_changes();
-        match write_batch(&mut conn, &mut batch) {
+        match write_batch(&mut conn, &batch) {
             Ok(results) => {
                 // Space: a job refused for want of it, or a commit that
                 // wrote something.
@@ -196,8 +196,8 @@ fn run(
 /// Every job in one transaction; each job's result in the jobs' order.
 ///
 /// First without savepoints: SQLite copies every page a savepoint's writes
-/// touch first into its sub-journal, which was a sixth of the writer's CPU
-/// in an HTTP send run. Should any job fail, that transaction is rolled back
+/// touch first into its sub-journal, about a tenth of the writer's CPU in
+/// an HTTP send run. Should any job fail, that transaction is rolled back
 /// (it has written nothing else) and the batch runs again with a savepoint
 /// per job, so the job at fault fails alone while the others commit; only
 /// a failure of the transaction itself (the commit, the disk) fails them
@@ -363,13 +363,9 @@ fn run_op(tx: &Connection, op: &Op, events: bool, now: i64) -> Result<Done> {
             limit,
             skip,
         } => Done::Claimed(claim(tx, owner, *now, *lease_until, *limit, skip)?),
-        Op::Record { owner, batch } => Done::Recorded(record(
-            tx,
-            owner.as_deref(),
-            batch,
-            events,
-            now,
-        )?),
+        Op::Record { owner, batch } => {
+            Done::Recorded(record(tx, owner.as_deref(), batch, events, now)?)
+        }
         Op::Purge {
             bodies_before,
             records_before,
