@@ -838,18 +838,16 @@ fn base64_body(bytes: &[u8]) -> BodyPart<'static> {
 // Line endings
 
 /// Text with every line break (CRLF, bare CR, bare LF) as CRLF (the one
-/// canonicaliser, `posthorn_smtp::canonical_crlf`, without the final CRLF
-/// it adds when the text has none). mail-builder turns bare LFs into CRLF
-/// but would let a bare CR through in 7bit.
+/// canonicaliser, `posthorn_smtp::crlf_line_breaks`; no CRLF added at the
+/// end). mail-builder turns bare LFs into CRLF but would let a bare CR
+/// through in 7bit.
 fn crlf(text: &str) -> Cow<'_, str> {
-    let mut fixed = posthorn_smtp::canonical_crlf(text.as_bytes().to_vec());
-    if !text.ends_with(['\r', '\n']) {
-        fixed.truncate(fixed.len().saturating_sub(2));
+    match posthorn_smtp::crlf_line_breaks(text.as_bytes()) {
+        Cow::Borrowed(_) => Cow::Borrowed(text),
+        Cow::Owned(fixed) => {
+            Cow::Owned(String::from_utf8(fixed).expect("only line breaks were changed"))
+        }
     }
-    if fixed == text.as_bytes() {
-        return Cow::Borrowed(text);
-    }
-    Cow::Owned(String::from_utf8(fixed).expect("only line breaks were changed"))
 }
 
 #[cfg(test)]

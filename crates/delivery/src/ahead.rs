@@ -35,14 +35,20 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
-/// Signing threads of their own. One, not one per core: at `SCHED_IDLE`
-/// they still slowed the sessions on a 2-vCPU guest (a busy vCPU is not
-/// free to its sibling on the host), and with two a burst of
-/// one-message connections accepted 5-7 % less than with one
-/// (Intel Xeon, 2026-12-06: scenario a 3,494/4,362/3,439 against
-/// 4,026/3,542/3,750/s, b' 1,367/1,379/1,338 against 1,442/1,449/1,379/s),
-/// while end to end stayed the same: one thread signs 3,500 a second.
-pub const AHEAD_THREADS: usize = 1;
+/// Signing threads of their own: two (a 2-vCPU guest has two cores to
+/// leave idle). At `SCHED_IDLE` they still slow the sessions a little (a
+/// busy vCPU is not free to its sibling on the host). One thread ran flat
+/// out through a burst of 10,000 messages on reused connections while the
+/// machine stood 10-15 % idle; a second fills that. Measured on an Intel
+/// Xeon (model 207), `SCENARIOS="a b b1" SYSTEMS=posthorn
+/// bench/compare.sh`, three pairs, two against one (2026-12-07): end to
+/// end b 4,394/4,398/4,292 against 3,782/4,081/4,111/s, b'
+/// 2,326/2,237/2,282 against 1,980/2,212/2,154/s, a the same
+/// (3,546/3,623/3,645 against 3,478/3,685/3,749/s), a's accept rate 6 %
+/// lower (7,098/6,840/7,222 against 7,367/7,469/7,971/s). On the Intel
+/// host of 2026-12-06 (model 167) two had cost a and b' 5-7 % of their
+/// accept rate for no end-to-end gain, so one thread was kept then.
+pub const AHEAD_THREADS: usize = 2;
 /// Most bytes of content copied for signing and not yet signed.
 pub const AHEAD_BYTES: usize = 4 << 20;
 /// Most signatures kept (made or being made) for deliveries to take.

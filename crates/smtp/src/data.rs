@@ -35,8 +35,12 @@ struct Canonical {
 
 impl Canonical {
     fn new(limits: Limits) -> Self {
+        Self::with_capacity(limits, 0)
+    }
+
+    fn with_capacity(limits: Limits, bytes: usize) -> Self {
         Self {
-            out: Vec::new(),
+            out: Vec::with_capacity(bytes.min(limits.max_size)),
             error: None,
             limits,
         }
@@ -179,14 +183,52 @@ impl DataReader {
 /// The stored form of message content, whatever door it came in by: every
 /// line break CRLF (a bare CR or a bare LF becomes CRLF) and a final CRLF,
 /// with no size or line limit. The one canonicaliser: DATA and BDAT make
-/// the same form under their limits below, the HTTP API through this.
+/// the same form under their limits below, the HTTP API through this and
+/// [`crlf_line_breaks`].
 pub fn canonical_crlf(data: Vec<u8>) -> Vec<u8> {
-    let unlimited = Limits {
-        max_size: usize::MAX,
-        max_line: usize::MAX,
-        line_endings: LineEndings::Fix,
-    };
-    canonicalize_chunks(data, unlimited).expect("no limit to break")
+    canonicalize_chunks(data, UNLIMITED).expect("no limit to break")
+}
+
+/// The line breaks of `text` as [`canonical_crlf`] makes them (every one
+/// CRLF), but without the CRLF it adds at the end of text that has none;
+/// borrowed when nothing changes. For text inside a message, such as a
+/// part the HTTP API builds.
+pub fn crlf_line_breaks(text: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if clean_through(text, usize::MAX).is_some() {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut fixed = rewrite(text, UNLIMITED).expect("no limit to break");
+    if !text.ends_with(b"\r") && !text.ends_with(b"\n") {
+        fixed.truncate(fixed.len().saturating_sub(2));
+    }
+    std::borrow::Cow::Owned(fixed)
+}
+
+const UNLIMITED: Limits = Limits {
+    max_size: usize::MAX,
+    max_line: usize::MAX,
+    line_endings: LineEndings::Fix,
+};
+
+/// Where the last line of `data` starts, if every line break in `data` is
+/// CRLF and no line is longer than `max_line`: the canonical form already,
+/// but for a final CRLF when the last line is not empty. `None` when
+/// `data` must be rewritten.
+fn clean_through(data: &[u8], max_line: usize) -> Option<usize> {
+    let mut line_start = 0;
+    for i in memchr::memchr2_iter(b'\r', b'\n', data) {
+        match data[i] {
+            b'\r' if data.get(i + 1) == Some(&b'\n') => {}
+            b'\n' if i > 0 && data[i - 1] == b'\r' => {
+                if i - 1 - line_start > max_line {
+                    return None;
+                }
+                line_start = i + 1;
+            }
+            _ => return None,
+        }
+    }
+    (data.len() - line_start <= max_line).then_some(line_start)
 }
 
 /// The canonical stored copy of BDAT content (no dot-unstuffing: BDAT is
@@ -195,38 +237,26 @@ pub fn canonical_crlf(data: Vec<u8>) -> Vec<u8> {
 /// endings into CRLF (or adding the final CRLF) makes the copy longer.
 pub(crate) fn canonicalize_chunks(data: Vec<u8>, limits: Limits) -> Result<Vec<u8>, DataError> {
     // Fast path: already CRLF throughout, no long lines.
-    let mut clean = true;
-    let mut line_start = 0;
-    for i in memchr::memchr2_iter(b'\r', b'\n', &data) {
-        match data[i] {
-            b'\r' if data.get(i + 1) == Some(&b'\n') => {}
-            b'\n' if i > 0 && data[i - 1] == b'\r' => {
-                if i - 1 - line_start > limits.max_line {
-                    clean = false;
-                    break;
-                }
-                line_start = i + 1;
-            }
-            _ => {
-                clean = false;
-                break;
-            }
-        }
-    }
-    if clean && data.len() - line_start <= limits.max_line {
-        if line_start == data.len() {
-            return Ok(data);
-        }
-        // Content must end with CRLF to be a message.
-        if data.len() + 2 > limits.max_size {
-            return Err(DataError::TooLarge);
-        }
-        let mut data = data;
-        data.extend_from_slice(b"\r\n");
+    let Some(line_start) = clean_through(&data, limits.max_line) else {
+        return rewrite(&data, limits);
+    };
+    if line_start == data.len() {
         return Ok(data);
     }
-    let mut canonical = Canonical::new(limits);
-    let mut rest = &data[..];
+    // Content must end with CRLF to be a message.
+    if data.len() + 2 > limits.max_size {
+        return Err(DataError::TooLarge);
+    }
+    let mut data = data;
+    data.extend_from_slice(b"\r\n");
+    Ok(data)
+}
+
+/// `data` line by line into a new canonical copy (the slow path).
+fn rewrite(data: &[u8], limits: Limits) -> Result<Vec<u8>, DataError> {
+    // Room for a CR before each line's LF, in lines of 64 bytes or more.
+    let mut canonical = Canonical::with_capacity(limits, data.len() + data.len() / 64 + 2);
+    let mut rest = data;
     while !rest.is_empty() {
         match memchr(b'\n', rest) {
             Some(lf) => {
@@ -252,6 +282,30 @@ pub(crate) fn canonicalize_chunks(data: Vec<u8>, limits: Limits) -> Result<Vec<u
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn line_breaks_in_text_become_crlf_with_no_final_one_added() {
+        use std::borrow::Cow;
+        assert!(matches!(crlf_line_breaks(b"a\r\nb"), Cow::Borrowed(_)));
+        assert!(matches!(crlf_line_breaks(b"a\r\nb\r\n"), Cow::Borrowed(_)));
+        assert_eq!(&*crlf_line_breaks(b"a\nb"), b"a\r\nb");
+        assert_eq!(&*crlf_line_breaks(b"a\nb\n"), b"a\r\nb\r\n");
+        // The stored form's line breaks, less the CRLF it adds at the end.
+        for text in [
+            &b"x\ny"[..],
+            b"x\r\ry\n",
+            b"\n\n",
+            b"plain",
+            b"a\r\n",
+            b"a\rb\r",
+        ] {
+            let mut whole = crlf_line_breaks(text).into_owned();
+            if !text.ends_with(b"\r") && !text.ends_with(b"\n") {
+                whole.extend_from_slice(b"\r\n");
+            }
+            assert_eq!(whole, canonical_crlf(text.to_vec()), "{text:?}");
+        }
+    }
 
     fn limits() -> Limits {
         Limits {

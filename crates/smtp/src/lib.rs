@@ -19,6 +19,6 @@ mod sasl;
 mod session;
 
 pub use config::{LineEndings, SessionConfig};
-pub use data::{canonical_crlf, DataError};
+pub use data::{canonical_crlf, crlf_line_breaks, DataError};
 pub use sasl::Credentials;
 pub use session::{Event, Session};
