@@ -13,16 +13,12 @@ use std::sync::Arc;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
-/// Memory for contents accepted and not yet taken by their delivery (a
-/// 32 MiB cap: 320 messages of 100 KB, 6,000 of 5 KB). With 8 MiB a burst
-/// of 10,000 5 KB messages, held back from delivery while it lasted, read
-/// five in six back from the database (1.5 % of the server's CPU in a
-/// profile of scenario a); `MESSAGES=10000 SIZE=5120
-/// bench/accept-deliver.sh`, three pairs (Intel, 2026-12-07): CPU
-/// 3.91/3.79/3.74 → 3.77/3.76/3.71 s, at the sink 4,336/4,356/4,568 →
-/// 4,525/4,511/4,469/s. Peak RSS in every scenario of bench/compare.sh
-/// stays under 100 MiB (BENCHMARKS.md).
-const FRESH_CONTENT_BYTES: usize = 32 << 20;
+/// Memory for contents accepted and not yet taken by their delivery (an
+/// 8 MiB cap: 80 messages of 100 KB, 1,600 of 5 KB). 32 MiB was tried
+/// (Intel, 2026-12-07): Posthorn's CPU in a burst of 10,000 5 KB messages
+/// 1-2 % lower, within the noise, for 28 MiB more peak RSS in every
+/// scenario of bench/compare.sh (d: 91 MiB against the 100 MiB target).
+const FRESH_CONTENT_BYTES: usize = 8 << 20;
 
 pub async fn run(mut config: Config, args: ServeArgs) -> anyhow::Result<()> {
     if !args.smtps.is_empty() {
