@@ -208,6 +208,9 @@ pub async fn webhook_events_are_written_with_the_status_change_and_retried(b: &B
         ],
     )
     .await;
+    // The record's deliveries are due from its commit, which may fall in
+    // the second after `t` (whole seconds): claim from a clock read after.
+    let t = store.now();
 
     let due = store.claim_webhook_deliveries(t, t + 30, 10).await.unwrap();
     let kinds: Vec<(&str, &str)> = due
