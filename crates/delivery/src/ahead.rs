@@ -35,11 +35,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
-/// Signing threads of their own: two (a 2-vCPU guest has two cores to
-/// leave idle). At `SCHED_IDLE` they still slow the sessions a little (a
-/// busy vCPU is not free to its sibling on the host). One thread ran flat
-/// out through a burst of 10,000 messages on reused connections while the
-/// machine stood 10-15 % idle; a second fills that. Measured on an Intel
+/// Signing threads of their own: two. At `SCHED_IDLE` they still slow the
+/// sessions a little (a busy vCPU is not free to its sibling on the host).
+/// One thread ran flat out through a burst of 10,000 messages on reused
+/// connections while the machine stood 10-15 % idle; a second fills that. Measured on an Intel
 /// Xeon (model 207), `SCENARIOS="a b b1" SYSTEMS=posthorn
 /// bench/compare.sh`, three pairs, two against one (2026-12-07): end to
 /// end b 4,394/4,398/4,292 against 3,782/4,081/4,111/s, b'

@@ -3,6 +3,7 @@
 
 use crate::LineEndings;
 use memchr::memchr;
+use std::borrow::Cow;
 
 /// Why message content was refused. The reader always reads to the end of
 /// the data before reporting, so the connection stays usable.
@@ -193,15 +194,15 @@ pub fn canonical_crlf(data: Vec<u8>) -> Vec<u8> {
 /// CRLF), but without the CRLF it adds at the end of text that has none;
 /// borrowed when nothing changes. For text inside a message, such as a
 /// part the HTTP API builds.
-pub fn crlf_line_breaks(text: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+pub fn crlf_line_breaks(text: &[u8]) -> Cow<'_, [u8]> {
     if clean_through(text, usize::MAX).is_some() {
-        return std::borrow::Cow::Borrowed(text);
+        return Cow::Borrowed(text);
     }
     let mut fixed = rewrite(text, UNLIMITED).expect("no limit to break");
     if !text.ends_with(b"\r") && !text.ends_with(b"\n") {
         fixed.truncate(fixed.len().saturating_sub(2));
     }
-    std::borrow::Cow::Owned(fixed)
+    Cow::Owned(fixed)
 }
 
 const UNLIMITED: Limits = Limits {
@@ -285,7 +286,6 @@ mod tests {
 
     #[test]
     fn line_breaks_in_text_become_crlf_with_no_final_one_added() {
-        use std::borrow::Cow;
         assert!(matches!(crlf_line_breaks(b"a\r\nb"), Cow::Borrowed(_)));
         assert!(matches!(crlf_line_breaks(b"a\r\nb\r\n"), Cow::Borrowed(_)));
         assert_eq!(&*crlf_line_breaks(b"a\nb"), b"a\r\nb");

@@ -541,32 +541,32 @@ fn claim(
 ) -> Result<Vec<DueRecipient>> {
     // One statement marks what is due (leases that ran out first, then the
     // earliest planned), one reads its messages. `?4` is a JSON array of
-    // domains to leave out, compared with the end of the address. The
-    // limit is written into the text, not bound: SQLite plans with the
-    // value bound to `LIMIT ?`, so it compiles such a statement again each
-    // time the parameter is bound, and every claim did (a profile of
-    // scenario a, Intel, 2026-12-07: `sqlite3Reprepare` 1.1 % of the
-    // server's CPU). Limits come from the configuration (`claim_batch`),
-    // so the statement cache keeps one statement for each of the few.
-    let mut stmt = tx.prepare_cached(&format!(
+    // domains to leave out, compared with the end of the address. `?5`,
+    // the limit, is bound as `CAST(?5 AS INTEGER)`: SQLite plans with the
+    // value bound to a bare `LIMIT ?`, so it compiled such a statement
+    // again each time the parameter was bound, and every claim did (a
+    // profile of scenario a, Intel, 2026-12-07: `sqlite3Reprepare` 1.1 %
+    // of the server's CPU); an expression is not planned with, and the
+    // limit varies (the engine's room), so it cannot be written in.
+    let mut stmt = tx.prepare_cached(
         "UPDATE recipients SET status = 'sending', lease_owner = ?2, lease_until = ?3, updated_at = ?1
          WHERE rowid IN (
              SELECT rowid FROM (SELECT rowid FROM recipients
                                 WHERE status = 'sending' AND lease_until <= ?1
                                   AND NOT EXISTS (SELECT 1 FROM json_each(?4) s
                                       WHERE substr(lower(address), -length(s.value) - 1) = '@' || s.value)
-                                ORDER BY lease_until LIMIT {limit})
+                                ORDER BY lease_until LIMIT CAST(?5 AS INTEGER))
              UNION ALL
              SELECT rowid FROM (SELECT rowid FROM recipients
                                 WHERE status IN ('queued', 'deferred') AND next_try <= ?1
                                   AND NOT EXISTS (SELECT 1 FROM json_each(?4) s
                                       WHERE substr(lower(address), -length(s.value) - 1) = '@' || s.value)
-                                ORDER BY next_try LIMIT {limit})
-             LIMIT {limit})
-         RETURNING message_id, idx, address, attempts"
-    ))?;
+                                ORDER BY next_try LIMIT CAST(?5 AS INTEGER))
+             LIMIT CAST(?5 AS INTEGER))
+         RETURNING message_id, idx, address, attempts",
+    )?;
     let claimed: Vec<(String, i64, String, i64)> = stmt
-        .query_map(params![now, owner, lease_until, skip], |r| {
+        .query_map(params![now, owner, lease_until, skip, limit], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })?
         .collect::<rusqlite::Result<_>>()?;
@@ -808,14 +808,15 @@ fn claim_webhook_deliveries(
     limit: u32,
 ) -> Result<Vec<DueWebhookDelivery>> {
     let claimed: Vec<(String, i64, i64)> = tx
-        // The limit written in, not bound: see `claim`.
-        .prepare_cached(&format!(
+        // The limit as an expression, not a bare `LIMIT ?`: see `claim`.
+        .prepare_cached(
             "UPDATE webhook_deliveries SET next_try = ?2
              WHERE rowid IN (SELECT rowid FROM webhook_deliveries
-                             WHERE done_at IS NULL AND next_try <= ?1 ORDER BY next_try LIMIT {limit})
-             RETURNING webhook_id, event_id, attempts"
-        ))?
-        .query_map(params![now, lease_until], |r| {
+                             WHERE done_at IS NULL AND next_try <= ?1
+                             ORDER BY next_try LIMIT CAST(?3 AS INTEGER))
+             RETURNING webhook_id, event_id, attempts",
+        )?
+        .query_map(params![now, lease_until, limit], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })?
         .collect::<rusqlite::Result<_>>()?;
