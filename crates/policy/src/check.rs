@@ -160,8 +160,8 @@ pub fn check(
     // Content-Type or Content-Disposition field (and of the parts naming
     // a boundary that never comes); a linear walk refuses those first.
     // See prescan.rs.
-    crate::prescan::prescan(raw).1?;
-    let message = MessageParser::default().parse(raw).ok_or_else(|| {
+    let shape = crate::prescan::prescan(raw).1?;
+    let message = crate::parse::parse(raw, shape).ok_or_else(|| {
         refuse(
             MISSING_EMAIL_CONTENT,
             "the message has no headers or content",

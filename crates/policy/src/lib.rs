@@ -10,6 +10,7 @@ mod charsets;
 mod check;
 pub mod codes;
 mod headers;
+mod parse;
 mod prescan;
 
 pub use check::{
@@ -18,7 +19,7 @@ pub use check::{
 pub use codes::{ErrorCode, ERROR_CODES};
 pub use headers::{has_field, rewrite_headers, HeaderEdits};
 pub use prescan::{
-    prescan, work_bound, ScanWork, MAX_BOUNDARY_LEN, MAX_HEADER_BYTES, MAX_HEADER_BYTES_TOTAL,
-    MAX_HEADER_FIELDS, MAX_MISSING_BOUNDARIES, MAX_PARAMETERS, MAX_PARAMETERS_TOTAL,
-    MAX_PARAMETER_FIELD_BYTES, MAX_PARTS,
+    prescan, work_bound, ScanWork, Shape, MAX_BOUNDARY_LEN, MAX_HEADER_BYTES,
+    MAX_HEADER_BYTES_TOTAL, MAX_HEADER_FIELDS, MAX_MISSING_BOUNDARIES, MAX_PARAMETERS,
+    MAX_PARAMETERS_TOTAL, MAX_PARAMETER_FIELD_BYTES, MAX_PARTS,
 };

@@ -149,12 +149,23 @@ pub fn work_bound(len: usize) -> usize {
     (2 + MAX_MISSING_BOUNDARIES + 1) * levels * len.max(1)
 }
 
+/// What the walk learnt of the message's shape, for the parse that
+/// follows it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Shape {
+    /// Where the body starts when the message is a single part that is
+    /// neither multipart nor a message nor transfer-encoded: mail-parser
+    /// reads all the rest as that one body. `None` for any other message.
+    pub single_body: Option<usize>,
+}
+
 /// Walk `raw` the way mail-parser will and refuse it if a header block is
-/// over the caps. Returns the work done either way.
-pub fn prescan(raw: &[u8]) -> (ScanWork, Result<(), BusinessError>) {
+/// over the caps. Returns the work done either way, and the message's
+/// shape when it passes.
+pub fn prescan(raw: &[u8]) -> (ScanWork, Result<Shape, BusinessError>) {
     let mut scan = Scan::default();
     let result = scan.walk(raw, NESTED_ENCODED_DEPTH);
-    (scan.work, result)
+    (scan.work, result.map(|()| scan.shape))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -189,6 +200,7 @@ struct Frame {
 #[derive(Default)]
 struct Scan {
     work: ScanWork,
+    shape: Shape,
     /// Fields of the last header block the data ended in.
     unfinished_fields: usize,
 }
@@ -395,6 +407,14 @@ impl Scan {
                     }
                 }
             } else if boundary.is_empty() {
+                // The message's own header block, a leaf: one body to the end.
+                if depth == NESTED_ENCODED_DEPTH
+                    && stack.is_empty()
+                    && self.work.header_blocks == 1
+                    && encoding == Encoding::None
+                {
+                    self.shape.single_body = Some(start);
+                }
                 self.work.bytes += data.len() - start;
                 stream.seek_end();
             } else if !self.seek(data, &mut stream, &boundary) {

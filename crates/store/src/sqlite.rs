@@ -47,6 +47,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema_v11.sql"),
     // Opens and clicks of tracked messages (issue 22).
     include_str!("schema_v12.sql"),
+    // Two recipient indexes no hot path read (issue 23).
+    include_str!("schema_v13.sql"),
 ];
 
 /// See the module documentation.
