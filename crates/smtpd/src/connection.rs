@@ -394,7 +394,9 @@ impl Conn {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let mut buf = vec![0u8; READ_BUFFER_FIRST];
+        // Read into spare capacity (`read_buf`): nothing is zeroed first,
+        // and growing it copies nothing (it is empty between reads).
+        let mut buf: Vec<u8> = Vec::with_capacity(READ_BUFFER_FIRST);
         // When the content of the current message must be complete by.
         let mut data_deadline: Option<Instant> = None;
         loop {
@@ -438,15 +440,17 @@ impl Conn {
                     };
                     let idle = session.is_idle();
                     tokio::select! {
-                        read = tokio::time::timeout(limit, stream.read(&mut buf)) => match read {
+                        read = tokio::time::timeout(limit, stream.read_buf(&mut buf)) => match read {
                             // The next step closes it for want of a login.
                             Err(_) if self.login_due() => {}
                             Err(_) => session.timeout(),
                             Ok(Ok(0)) => return Ok(End::Closed),
                             Ok(Ok(n)) => {
-                                session.feed(&buf[..n]);
-                                if n == buf.len() && buf.len() < READ_BUFFER {
-                                    buf.resize(READ_BUFFER, 0);
+                                session.feed(&buf);
+                                let full = n == buf.capacity();
+                                buf.clear();
+                                if full && n < READ_BUFFER {
+                                    buf.reserve_exact(READ_BUFFER);
                                 }
                             }
                             Ok(Err(e)) => return Err(e),
