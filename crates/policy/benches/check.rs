@@ -70,8 +70,6 @@ fn large_message() -> Vec<u8> {
     m.into_bytes()
 }
 
-/// Issue 17's message: `p0*0*=utf-8''a; p1*1*=utf-8''a; …` in an
-/// attachment's Content-Disposition, folded under 2,000 bytes a line.
 /// One text part as sent, no transfer encoding: what most transactional
 /// mail is (posthorn-loadgen writes `charset=us-ascii`, smtp-source no
 /// Content-Type at all).
@@ -85,6 +83,8 @@ fn single_part_message(len: usize, content_type: &str) -> Vec<u8> {
     m.into_bytes()
 }
 
+/// Issue 17's message: `p0*0*=utf-8''a; p1*1*=utf-8''a; …` in an
+/// attachment's Content-Disposition, folded under 2,000 bytes a line.
 fn rfc2231_bomb(n: usize) -> Vec<u8> {
     let mut params = String::new();
     let mut line = 32;

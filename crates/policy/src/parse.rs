@@ -41,8 +41,6 @@ pub(crate) fn parse<'x>(raw: &'x [u8], shape: Shape) -> Option<Message<'x>> {
 /// bytes (or the header block does not end at `start` when parsed alone).
 fn single_part(raw: &[u8], start: usize) -> Option<Message<'_>> {
     let body = &raw[start..];
-    // mail-parser's text: a known charset's decoder, else the bytes as
-    // UTF-8. Only where that is the body itself can it be borrowed.
     let mut message = MessageParser::default().parse(&raw[..start])?;
     let [part] = message.parts.as_mut_slice() else {
         return None;
@@ -53,15 +51,18 @@ fn single_part(raw: &[u8], start: usize) -> Option<Message<'_>> {
     {
         return None;
     }
+    // mail-parser's text: a known charset's decoder, else the bytes as
+    // UTF-8. Only where that is the body itself can it be borrowed.
     let charset = part.content_type().and_then(|ct| ct.attribute("charset"));
-    let text = match charset.filter(|c| charset_decoder(c.as_bytes()).is_some()) {
-        None => std::str::from_utf8(body).ok()?,
+    let as_is = match charset.filter(|c| charset_decoder(c.as_bytes()).is_some()) {
+        None => true,
         // Its table maps ASCII to itself; any other byte is decoded.
-        Some(c) if c.eq_ignore_ascii_case("us-ascii") && body.is_ascii() => {
-            std::str::from_utf8(body).ok()?
-        }
-        Some(_) => return None,
+        Some(c) => c.eq_ignore_ascii_case("us-ascii") && body.is_ascii(),
     };
+    if !as_is {
+        return None;
+    }
+    let text = std::str::from_utf8(body).ok()?;
     part.body = match &part.body {
         PartType::Text(t) if t.is_empty() => PartType::Text(Cow::Borrowed(text)),
         PartType::Html(t) if t.is_empty() => PartType::Html(Cow::Borrowed(text)),

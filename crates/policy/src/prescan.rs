@@ -407,9 +407,9 @@ impl Scan {
                     }
                 }
             } else if boundary.is_empty() {
-                // The message's own header block, a leaf: one body to the end.
+                // The message's own header block (the first of the top
+                // level), a leaf: one body to the end.
                 if depth == NESTED_ENCODED_DEPTH
-                    && stack.is_empty()
                     && self.work.header_blocks == 1
                     && encoding == Encoding::None
                 {
