@@ -31,6 +31,7 @@ mod sqlite_console;
 mod sqlite_nodes;
 mod sqlite_reader;
 mod sqlite_templates;
+mod sqlite_vfs;
 mod sqlite_writer;
 mod templates;
 mod unsubscribe;

@@ -115,7 +115,14 @@ pub(crate) fn spawn(
     counters: Arc<Counters>,
     fresh: Arc<FreshContents>,
 ) -> Result<mpsc::Sender<WriteJob>> {
-    let conn = Connection::open(db)?;
+    // Through the VFS that gathers contiguous writes (`sqlite_vfs.rs`),
+    // which counts on synchronous = FULL below.
+    crate::sqlite_vfs::register().map_err(StoreError::Backend)?;
+    let conn = Connection::open_with_flags_and_vfs(
+        db,
+        rusqlite::OpenFlags::default(),
+        crate::sqlite_vfs::NAME,
+    )?;
     conn.busy_timeout(Duration::from_secs(10))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     // Every commit is on stable storage before its writers hear of it.
