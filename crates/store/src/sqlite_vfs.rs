@@ -8,7 +8,9 @@
 //! system call whose entry and file-system bookkeeping cost more than the
 //! copy (`bench/accept-deliver.sh` under `perf stat`, BENCHMARKS.md).
 //! Here a commit's frames and a checkpoint's contiguous pages are kept in
-//! a buffer and written together.
+//! a buffer and written together. A checkpoint also reads the WAL a frame
+//! at a time, in page order, which for a content's overflow chain is the
+//! WAL's order: runs of such reads are read ahead ([`ReadAhead`]).
 //!
 //! Why the files go through the same states as without it, as far as
 //! anyone can tell:
@@ -60,7 +62,59 @@ struct File {
     wal: *mut File,
     /// The WAL file: its database file. The database: null.
     db: *mut File,
+    /// The WAL while a checkpoint copies it: what was read ahead.
+    ahead: Option<ReadAhead>,
 }
+
+/// A checkpoint (between the database's `SQLITE_FCNTL_CKPT_START` and
+/// `SQLITE_FCNTL_CKPT_DONE`) reads the WAL's frames in page order, which
+/// for the pages a commit added (a content's overflow chain) is the WAL's
+/// own order, since a commit writes its pages in page order: a read that
+/// continues a run of them reads ahead, doubling while the run goes on.
+/// What it copies was committed before it began and does not change while
+/// it runs; any lock or shared-memory call on the database drops what was
+/// read ahead all the same.
+struct ReadAhead {
+    /// The WAL's size when the checkpoint began.
+    size: i64,
+    buf: Vec<u8>,
+    offset: i64,
+    /// Where the last read ended.
+    last_end: i64,
+    /// Reads in a row, each continuing the one before.
+    run: u32,
+    /// How much the next read ahead takes.
+    next: usize,
+}
+
+impl ReadAhead {
+    fn new(size: i64) -> Self {
+        ReadAhead {
+            size,
+            buf: Vec::new(),
+            offset: 0,
+            last_end: 0,
+            run: 0,
+            next: FIRST_AHEAD,
+        }
+    }
+}
+
+/// Drop what the WAL of `f`, a database file, read ahead.
+unsafe fn forget_ahead(f: *mut File) {
+    if !(*f).wal.is_null() {
+        (*(*f).wal).ahead = None;
+    }
+}
+
+/// The first read ahead; it doubles up to [`MAX_PENDING`] while the run
+/// goes on.
+const FIRST_AHEAD: usize = 16 << 10;
+/// The most a read may skip (a frame's header) and still continue a run.
+const FRAME_GAP: i64 = 64;
+/// Reads in a row before reading ahead: a 5 KB content's two pages are
+/// not worth a larger read.
+const MIN_RUN: u32 = 2;
 
 /// The `unix` VFS, found at registration.
 static REAL: OnceLock<usize> = OnceLock::new();
@@ -138,6 +192,7 @@ unsafe extern "C" fn open(
             failed: ffi::SQLITE_OK,
             wal: ptr::null_mut(),
             db: ptr::null_mut(),
+            ahead: None,
         },
     );
     if flags & ffi::SQLITE_OPEN_WAL != 0 {
@@ -189,7 +244,7 @@ unsafe fn write_through(f: &File, buf: *const u8, len: usize, offset: i64) -> c_
     while done < len {
         let part = (len - done).min(MAX_PENDING);
         #[cfg(test)]
-        tests::WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tests::count(&tests::WRITES);
         let rc = write(
             f.real,
             buf.add(done).cast::<c_void>(),
@@ -211,6 +266,7 @@ unsafe extern "C" fn x_write(
     offset: i64,
 ) -> c_int {
     let f = file.cast::<File>();
+    (*f).ahead = None;
     let len = amount.max(0) as usize;
     let continues = {
         let f = &*f;
@@ -276,20 +332,106 @@ macro_rules! after_flush {
     };
 }
 
-after_flush!(x_read, xRead, (buf: *mut c_void, amount: c_int, offset: i64));
-after_flush!(x_truncate, xTruncate, (size: i64));
+after_flush!(x_truncate_real, xTruncate, (size: i64));
 after_flush!(x_sync, xSync, (flags: c_int));
 after_flush!(x_file_size, xFileSize, (size: *mut i64));
-after_flush!(x_lock, xLock, (level: c_int));
+after_flush!(x_lock_real, xLock, (level: c_int));
+
+unsafe extern "C" fn x_lock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int {
+    forget_ahead(file.cast());
+    x_lock_real(file, level)
+}
 after_flush!(x_check_reserved_lock, xCheckReservedLock, (out: *mut c_int));
-after_flush!(x_file_control, xFileControl, (op: c_int, arg: *mut c_void));
+after_flush!(x_file_control_real, xFileControl, (op: c_int, arg: *mut c_void));
 after_flush!(x_shm_map, xShmMap, (page: c_int, size: c_int, extend: c_int, out: *mut *mut c_void));
 after_flush!(x_shm_unmap, xShmUnmap, (delete: c_int));
 after_flush!(x_fetch, xFetch, (offset: i64, amount: c_int, out: *mut *mut c_void));
 after_flush!(x_unfetch, xUnfetch, (offset: i64, page: *mut c_void));
 
+unsafe extern "C" fn x_truncate(file: *mut ffi::sqlite3_file, size: i64) -> c_int {
+    (*file.cast::<File>()).ahead = None;
+    x_truncate_real(file, size)
+}
+
+unsafe extern "C" fn x_read(
+    file: *mut ffi::sqlite3_file,
+    buf: *mut c_void,
+    amount: c_int,
+    offset: i64,
+) -> c_int {
+    let f = file.cast::<File>();
+    let rc = flush(f);
+    if rc != ffi::SQLITE_OK {
+        return rc;
+    }
+    let Some(read) = real!(f, xRead) else {
+        return ffi::SQLITE_IOERR_READ;
+    };
+    let len = amount.max(0) as usize;
+    let out = buf.cast::<u8>();
+    if let Some(ahead) = (*f).ahead.as_mut() {
+        let end = offset + len as i64;
+        if offset >= ahead.offset && end <= ahead.offset + ahead.buf.len() as i64 {
+            let from = (offset - ahead.offset) as usize;
+            ptr::copy_nonoverlapping(ahead.buf.as_ptr().add(from), out, len);
+            ahead.last_end = end;
+            #[cfg(test)]
+            tests::count(&tests::AHEAD_HITS);
+            return ffi::SQLITE_OK;
+        }
+        let continues = offset >= ahead.last_end && offset - ahead.last_end <= FRAME_GAP;
+        ahead.last_end = end;
+        if !continues {
+            ahead.run = 0;
+            ahead.next = FIRST_AHEAD;
+        } else {
+            ahead.run += 1;
+        }
+        if ahead.run >= MIN_RUN && end <= ahead.size {
+            let n = (ahead.next.min((ahead.size - offset) as usize)).max(len);
+            ahead.next = (ahead.next * 2).min(MAX_PENDING);
+            ahead.buf.clear();
+            ahead.buf.reserve(n);
+            let rc = read((*f).real, ahead.buf.as_mut_ptr().cast(), n as c_int, offset);
+            if rc == ffi::SQLITE_OK {
+                // SAFETY: the read filled all n bytes.
+                ahead.buf.set_len(n);
+                ahead.offset = offset;
+                ptr::copy_nonoverlapping(ahead.buf.as_ptr(), out, len);
+                return ffi::SQLITE_OK;
+            }
+        }
+    }
+    read((*f).real, buf, amount, offset)
+}
+
+/// File controls; on the database, a checkpoint's start and end turn its
+/// WAL's read-ahead on and off.
+unsafe extern "C" fn x_file_control(
+    file: *mut ffi::sqlite3_file,
+    op: c_int,
+    arg: *mut c_void,
+) -> c_int {
+    let f = file.cast::<File>();
+    let wal = (*f).wal;
+    if !wal.is_null() {
+        match op {
+            ffi::SQLITE_FCNTL_CKPT_START => {
+                let mut size = 0i64;
+                if x_file_size(wal.cast(), &mut size) == ffi::SQLITE_OK {
+                    (*wal).ahead = Some(ReadAhead::new(size));
+                }
+            }
+            ffi::SQLITE_FCNTL_CKPT_DONE => (*wal).ahead = None,
+            _ => {}
+        }
+    }
+    x_file_control_real(file, op, arg)
+}
+
 unsafe extern "C" fn x_unlock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int {
     let f = file.cast::<File>();
+    forget_ahead(f);
     flush_later(f);
     match real!(f, xUnlock) {
         Some(m) => m((*f).real, level),
@@ -306,6 +448,7 @@ unsafe extern "C" fn x_shm_lock(
     flags: c_int,
 ) -> c_int {
     let f = file.cast::<File>();
+    forget_ahead(f);
     for g in [(*f).wal, f] {
         if g.is_null() {
             continue;
@@ -313,7 +456,7 @@ unsafe extern "C" fn x_shm_lock(
         if flags & ffi::SQLITE_SHM_UNLOCK != 0 {
             #[cfg(test)]
             if g != f && !(*g).pending.is_empty() {
-                tests::SPILLS_AT_UNLOCK.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tests::count(&tests::SPILLS_AT_UNLOCK);
             }
             flush_later(g);
         } else {
@@ -331,6 +474,7 @@ unsafe extern "C" fn x_shm_lock(
 
 unsafe extern "C" fn x_shm_barrier(file: *mut ffi::sqlite3_file) {
     let f = file.cast::<File>();
+    forget_ahead(f);
     if !(*f).wal.is_null() {
         flush_later((*f).wal);
     }
@@ -376,16 +520,28 @@ static METHODS: ffi::sqlite3_io_methods = ffi::sqlite3_io_methods {
 mod tests {
     use super::*;
     use rusqlite::{params, Connection, OpenFlags};
+    use std::cell::Cell;
     use std::path::Path;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::Mutex;
 
-    /// Writes that reached the unix VFS through this VFS.
-    pub(super) static WRITES: AtomicU64 = AtomicU64::new(0);
-    /// Times the WAL still held spilled frames when the write lock was let go.
-    pub(super) static SPILLS_AT_UNLOCK: AtomicU64 = AtomicU64::new(0);
-    /// The tests that count [`WRITES`] run one at a time.
-    static SERIAL: Mutex<()> = Mutex::new(());
+    // Counted on the thread that runs the SQL (each test's own: the
+    // store's other tests write on writer threads of their own).
+    thread_local! {
+        /// Writes that reached the unix VFS through this VFS.
+        pub(super) static WRITES: Cell<u64> = const { Cell::new(0) };
+        /// Reads a checkpoint took from what was read ahead.
+        pub(super) static AHEAD_HITS: Cell<u64> = const { Cell::new(0) };
+        /// Times the WAL still held spilled frames when the write lock was
+        /// let go.
+        pub(super) static SPILLS_AT_UNLOCK: Cell<u64> = const { Cell::new(0) };
+    }
+
+    pub(super) fn count(counter: &'static std::thread::LocalKey<Cell<u64>>) {
+        counter.with(|c| c.set(c.get() + 1));
+    }
+
+    fn read(counter: &'static std::thread::LocalKey<Cell<u64>>) -> u64 {
+        counter.with(Cell::get)
+    }
 
     /// A connection as the writer opens one: this VFS, WAL, FULL.
     fn gathering(db: &Path) -> Connection {
@@ -427,13 +583,12 @@ mod tests {
 
     #[test]
     fn a_commit_is_gathered_and_read_back_by_other_connections() {
-        let _serial = SERIAL.lock().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("t.db");
         let w = gathering(&db);
         w.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, b BLOB)")
             .unwrap();
-        let before = WRITES.load(Ordering::Relaxed);
+        let before = read(&WRITES);
         let mut rows = Vec::new();
         w.execute_batch("BEGIN").unwrap();
         for id in 0..20i64 {
@@ -443,13 +598,16 @@ mod tests {
         }
         w.execute_batch("COMMIT").unwrap();
         // About 40 pages, 80 writes without gathering; one or two here.
-        let writes = WRITES.load(Ordering::Relaxed) - before;
+        let writes = read(&WRITES) - before;
         assert!((1..=3).contains(&writes), "{writes} writes");
         check(&plain(&db), &rows);
         check(&w, &rows);
-        // A checkpoint writes the database through this VFS too.
+        // A checkpoint writes the database through this VFS too, and
+        // reads the WAL's run of overflow pages ahead.
+        let hits = read(&AHEAD_HITS);
         w.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
             .unwrap();
+        assert!(read(&AHEAD_HITS) > hits + 10);
         check(&plain(&db), &rows);
     }
 
@@ -458,7 +616,6 @@ mod tests {
     /// every connection sees every commit, and nothing else.
     #[test]
     fn spills_rollbacks_and_other_writers_keep_the_file_whole() {
-        let _serial = SERIAL.lock().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("t.db");
         let w = gathering(&db);
@@ -467,7 +624,7 @@ mod tests {
         w.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, b BLOB)")
             .unwrap();
         let other = plain(&db);
-        let spills = SPILLS_AT_UNLOCK.load(Ordering::Relaxed);
+        let spills = read(&SPILLS_AT_UNLOCK);
         let mut rows = Vec::new();
         let mut id = 0i64;
         for round in 0..6i64 {
@@ -508,7 +665,7 @@ mod tests {
             }
         }
         // The case the WAL's flush at xShmLock is for did happen.
-        assert!(SPILLS_AT_UNLOCK.load(Ordering::Relaxed) > spills);
+        assert!(read(&SPILLS_AT_UNLOCK) > spills);
         check(&w, &rows);
         drop(w);
         drop(other);
