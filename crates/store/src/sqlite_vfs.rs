@@ -72,8 +72,8 @@ struct File {
 /// own order, since a commit writes its pages in page order: a read that
 /// continues a run of them reads ahead, doubling while the run goes on.
 /// What it copies was committed before it began and does not change while
-/// it runs; any lock or shared-memory call on the database drops what was
-/// read ahead all the same.
+/// it runs (SQLite makes no lock or shared-memory call in between; a write
+/// to the WAL, or any `xShmLock` on the database, drops it regardless).
 struct ReadAhead {
     /// The WAL's size when the checkpoint began.
     size: i64,
@@ -97,13 +97,6 @@ impl ReadAhead {
             run: 0,
             next: FIRST_AHEAD,
         }
-    }
-}
-
-/// Drop what the WAL of `f`, a database file, read ahead.
-unsafe fn forget_ahead(f: *mut File) {
-    if !(*f).wal.is_null() {
-        (*(*f).wal).ahead = None;
     }
 }
 
@@ -335,12 +328,7 @@ macro_rules! after_flush {
 after_flush!(x_truncate_real, xTruncate, (size: i64));
 after_flush!(x_sync, xSync, (flags: c_int));
 after_flush!(x_file_size, xFileSize, (size: *mut i64));
-after_flush!(x_lock_real, xLock, (level: c_int));
-
-unsafe extern "C" fn x_lock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int {
-    forget_ahead(file.cast());
-    x_lock_real(file, level)
-}
+after_flush!(x_lock, xLock, (level: c_int));
 after_flush!(x_check_reserved_lock, xCheckReservedLock, (out: *mut c_int));
 after_flush!(x_file_control_real, xFileControl, (op: c_int, arg: *mut c_void));
 after_flush!(x_shm_map, xShmMap, (page: c_int, size: c_int, extend: c_int, out: *mut *mut c_void));
@@ -431,7 +419,6 @@ unsafe extern "C" fn x_file_control(
 
 unsafe extern "C" fn x_unlock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int {
     let f = file.cast::<File>();
-    forget_ahead(f);
     flush_later(f);
     match real!(f, xUnlock) {
         Some(m) => m((*f).real, level),
@@ -448,7 +435,9 @@ unsafe extern "C" fn x_shm_lock(
     flags: c_int,
 ) -> c_int {
     let f = file.cast::<File>();
-    forget_ahead(f);
+    if !(*f).wal.is_null() {
+        (*(*f).wal).ahead = None;
+    }
     for g in [(*f).wal, f] {
         if g.is_null() {
             continue;
@@ -474,7 +463,6 @@ unsafe extern "C" fn x_shm_lock(
 
 unsafe extern "C" fn x_shm_barrier(file: *mut ffi::sqlite3_file) {
     let f = file.cast::<File>();
-    forget_ahead(f);
     if !(*f).wal.is_null() {
         flush_later((*f).wal);
     }
