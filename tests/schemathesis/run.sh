@@ -97,8 +97,10 @@ EOF
 base="http://127.0.0.1:$http_port"
 
 HTTP_PROXY=http://127.0.0.1:9 HTTPS_PROXY=http://127.0.0.1:9 ALL_PROXY=http://127.0.0.1:9 NO_PROXY= \
-  ph serve --http "127.0.0.1:$http_port" --smtps "127.0.0.1:$smtps_port" \
+  "$POSTHORN_BIN" --config "$work/posthorn.toml" --data-dir "$data" \
+  serve --http "127.0.0.1:$http_port" --smtps "127.0.0.1:$smtps_port" \
   --submission "127.0.0.1:$submission_port" >"$work/server.log" 2>&1 &
+# The server itself, not a subshell around `ph` (whose kill left it running).
 server_pid=$!
 
 for _ in $(seq 1 100); do
