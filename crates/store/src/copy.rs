@@ -36,6 +36,7 @@
 //! (`queued` when never tried, else `deferred`, due at the database's now),
 //! and every lease column is left empty.
 
+use crate::spool::{Location, Spool};
 use crate::{PostgresStore, Result, SqliteStore, Store, StoreError};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteRow};
 use sqlx::{ConnectOptions, Connection, Row};
@@ -64,11 +65,15 @@ const CHUNK_BYTES: i64 = 32 << 20;
 ///   belong to the cluster itself, never to one node's copy.
 /// - `console_sessions` (schema v10): console sign-ins are short-lived; one
 ///   signs in again on the cluster.
+/// - `message_spool` (schema v14): where large contents are in the data
+///   directory's spool files; not copied as rows but as what they point at,
+///   into `message_contents` ([`copy_spooled`]).
 const NOT_COPIED: &[&str] = &[
     "auth_failures",
     "auth_lockouts",
     "nodes",
     "console_sessions",
+    "message_spool",
 ];
 
 /// How a column's values travel: read from SQLite as this, sent to
@@ -571,6 +576,9 @@ pub async fn copy_sqlite_to_postgres(
             .map_err(|e| in_table(table.name, e))?;
         *report.count_of(table.name) = copied;
     }
+    report.message_contents += copy_spooled(&mut snapshot, &mut tx, sqlite_path)
+        .await
+        .map_err(|e| in_table("message_spool", e))?;
     // Last, so a copy that failed leaves the sequences as they were
     // (setval is not undone by a rollback).
     for table in IDENTITIES {
@@ -586,6 +594,54 @@ pub async fn copy_sqlite_to_postgres(
     pg.pool.close().await;
     report.elapsed = started.elapsed();
     Ok(report)
+}
+
+/// The contents in the spool beside `sqlite_path` (schema v14) into the
+/// target's `message_contents`, one by one (each may be large). Returns
+/// how many.
+async fn copy_spooled(
+    source: &mut SqliteConnection,
+    target: &mut sqlx::PgConnection,
+    sqlite_path: &Path,
+) -> Result<u64> {
+    let has_table: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'message_spool')",
+    )
+    .fetch_one(&mut *source)
+    .await?;
+    if !has_table {
+        return Ok(0);
+    }
+    let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
+        "SELECT message_id, file, start, length FROM message_spool
+         WHERE message_id IN (SELECT id FROM messages) ORDER BY file, start",
+    )
+    .fetch_all(&mut *source)
+    .await?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let dir = sqlite_path.parent().unwrap_or(Path::new("."));
+    let spool = Spool::at(dir);
+    for (id, file, start, length) in &rows {
+        let at = Location {
+            file: *file,
+            start: *start,
+            length: *length,
+        };
+        let content = spool.read(at).map_err(|e| {
+            StoreError::Backend(format!(
+                "cannot read the content of message {id} from {}: {e} (was the server still running? stop it and copy again)",
+                spool.path(*file).display()
+            ))
+        })?;
+        sqlx::query("INSERT INTO message_contents (message_id, content) VALUES ($1, $2)")
+            .bind(id)
+            .bind(content)
+            .execute(&mut *target)
+            .await?;
+    }
+    Ok(rows.len() as u64)
 }
 
 /// The error with the table it happened in.

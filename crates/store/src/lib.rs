@@ -24,6 +24,7 @@ mod postgres_suppressed;
 mod postgres_templates;
 mod shared;
 mod space;
+mod spool;
 mod sqlite;
 mod sqlite_api;
 mod sqlite_auth;

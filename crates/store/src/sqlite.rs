@@ -9,6 +9,7 @@
 
 use crate::fresh::FreshContents;
 use crate::shared::duplicate;
+use crate::spool::{Location, Spool};
 use crate::sqlite_api as api;
 use crate::sqlite_auth as auth;
 use crate::sqlite_nodes as nodes;
@@ -49,6 +50,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema_v12.sql"),
     // Two recipient indexes no hot path read (issue 23).
     include_str!("schema_v13.sql"),
+    // Large contents in spool files (spool.rs; issue 23).
+    include_str!("schema_v14.sql"),
 ];
 
 /// See the module documentation.
@@ -58,6 +61,7 @@ pub struct SqliteStore {
     point_reads: PointReads,
     counters: Arc<Counters>,
     fresh: Arc<FreshContents>,
+    spool: Arc<Spool>,
     /// Never raised: one process, which wakes its own tasks.
     wakeups: Wakeups,
 }
@@ -133,7 +137,11 @@ impl SqliteStore {
             .bind(dest)
             .execute(&self.pool)
             .await?;
-        Ok(())
+        let spool = self.spool.clone();
+        let dest = PathBuf::from(dest);
+        tokio::task::spawn_blocking(move || inline_spooled(&dest, &spool))
+            .await
+            .map_err(|e| StoreError::Backend(format!("the backup stopped: {e}")))?
     }
 
     /// Open (creating if needed) `posthorn.db` in `dir` and migrate it.
@@ -166,13 +174,25 @@ impl SqliteStore {
             ..Counters::default()
         });
         let fresh = Arc::new(FreshContents::default());
-        let tx = writer::spawn(&dir.join("posthorn.db"), counters.clone(), fresh.clone())?;
+        let spool = Arc::new(Spool::open(dir).map_err(|e| {
+            StoreError::Backend(format!(
+                "cannot open the spool directory in {}: {e}",
+                dir.display()
+            ))
+        })?);
+        let tx = writer::spawn(
+            &dir.join("posthorn.db"),
+            counters.clone(),
+            fresh.clone(),
+            spool.clone(),
+        )?;
         Ok(Self {
             pool,
             writer: tx,
             point_reads: PointReads::new(dir.join("posthorn.db")),
             counters,
             fresh,
+            spool,
             wakeups: Wakeups::default(),
         })
     }
@@ -183,6 +203,40 @@ impl SqliteStore {
     pub fn keep_fresh_contents(&self, bytes: usize) {
         self.fresh.set_cap(bytes);
     }
+}
+
+/// Make the backup at `dest` self-contained: the contents its rows find
+/// in the spool go into `message_contents`, in one transaction. A file
+/// purged since the backup's snapshot leaves its messages marked purged
+/// there, as they are here by now.
+fn inline_spooled(dest: &Path, spool: &Spool) -> Result<()> {
+    let mut conn = rusqlite::Connection::open(dest)?;
+    let tx = conn.transaction()?;
+    let spooled: Vec<(String, Location)> = tx
+        .prepare("SELECT message_id, file, start, length FROM message_spool")?
+        .query_map([], Location::row)?
+        .collect::<rusqlite::Result<_>>()?;
+    for (id, at) in spooled {
+        match spool.read(at) {
+            Ok(content) => {
+                tx.execute(
+                    "INSERT INTO message_contents (message_id, content) VALUES (?, ?)",
+                    rusqlite::params![id, content],
+                )?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                tx.execute("UPDATE messages SET content_purged = 1 WHERE id = ?", [&id])?;
+            }
+            Err(e) => {
+                return Err(StoreError::Backend(format!(
+                    "cannot read the content of message {id} for the backup: {e}"
+                )))
+            }
+        }
+    }
+    tx.execute("DELETE FROM message_spool", [])?;
+    tx.commit()?;
+    Ok(())
 }
 
 impl SqliteStore {
@@ -673,6 +727,8 @@ impl Store for SqliteStore {
             "DELETE FROM attachments WHERE message_id IN (SELECT id FROM messages WHERE account_id = ?1)",
             "DELETE FROM recipients WHERE message_id IN (SELECT id FROM messages WHERE account_id = ?1)",
             "DELETE FROM message_contents WHERE message_id IN (SELECT id FROM messages WHERE account_id = ?1)",
+            // Their files go at the writer's next sweep.
+            "DELETE FROM message_spool WHERE message_id IN (SELECT id FROM messages WHERE account_id = ?1)",
             "DELETE FROM messages WHERE account_id = ?1",
             "DELETE FROM suppressions WHERE account_id = ?1",
             "DELETE FROM api_keys WHERE account_id = ?1",
@@ -1071,25 +1127,60 @@ impl Store for SqliteStore {
         // the async driver a 100 KB content was copied three times more
         // (into the driver's row, a duplicate of it, the Vec) and cost a
         // seventh of the server's CPU at 100 KB a message.
-        let found = self.point_reads.read(|c| {
-            c.prepare_cached(
-                "SELECT c.content, m.content_purged FROM messages m
-                 LEFT JOIN message_contents c ON c.message_id = m.id WHERE m.id = ?",
-            )?
-            .query_row([id.to_string()], |r| {
-                let content = r.get_ref(0)?.as_blob_or_null()?.map(<[u8]>::to_vec);
-                Ok((content, r.get::<_, bool>(1)?))
-            })
-            .optional()
-        })?;
-        let (content, purged) =
-            found.ok_or_else(|| StoreError::NotFound(format!("no message {id}")))?;
-        if purged {
-            return Err(StoreError::NotFound(format!(
-                "the content of message {id} was deleted after its retention time (every recipient is final)"
-            )));
+        // Twice at most: a spool file found gone may be one whose contents
+        // were just moved (compacted); the row says where to now.
+        let mut looked_again = false;
+        loop {
+            let found = self.point_reads.read(|c| {
+                c.prepare_cached(
+                    "SELECT c.content, m.content_purged, s.file, s.start, s.length FROM messages m
+                     LEFT JOIN message_contents c ON c.message_id = m.id
+                     LEFT JOIN message_spool s ON s.message_id = m.id WHERE m.id = ?",
+                )?
+                .query_row([id.to_string()], |r| {
+                    let content = r.get_ref(0)?.as_blob_or_null()?.map(<[u8]>::to_vec);
+                    let spooled = match r.get::<_, Option<i64>>(2)? {
+                        Some(file) => Some(Location {
+                            file,
+                            start: r.get(3)?,
+                            length: r.get(4)?,
+                        }),
+                        None => None,
+                    };
+                    Ok((content, spooled, r.get::<_, bool>(1)?))
+                })
+                .optional()
+            })?;
+            let (content, spooled, purged) =
+                found.ok_or_else(|| StoreError::NotFound(format!("no message {id}")))?;
+            let purged_error = || {
+                StoreError::NotFound(format!(
+                    "the content of message {id} was deleted after its retention time (every recipient is final)"
+                ))
+            };
+            if purged {
+                return Err(purged_error());
+            }
+            let Some(at) = spooled else {
+                return content.ok_or_else(|| {
+                    StoreError::Backend(format!("message {id} has no stored content"))
+                });
+            };
+            match self.spool.read(at) {
+                Ok(content) => return Ok(content),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    if looked_again {
+                        return Err(purged_error());
+                    }
+                    looked_again = true;
+                }
+                Err(e) => {
+                    return Err(StoreError::Backend(format!(
+                        "cannot read the content of message {id}: {e}"
+                    )))
+                }
+            }
         }
-        content.ok_or_else(|| StoreError::Backend(format!("message {id} has no stored content")))
     }
 
     async fn messages(&self, filter: &MessageFilter) -> Result<Vec<MessageRecord>> {

@@ -12,6 +12,7 @@
 
 use crate::fresh::FreshContents;
 use crate::shared::SUPPRESSED_REPLY;
+use crate::spool::{Location, Spool, COMPACT_AGE, SPOOL_MIN};
 use crate::sqlite::{now, parse_id};
 use crate::*;
 use posthorn_types::RecipientStatus;
@@ -114,6 +115,7 @@ pub(crate) fn spawn(
     db: &Path,
     counters: Arc<Counters>,
     fresh: Arc<FreshContents>,
+    spool: Arc<Spool>,
 ) -> Result<mpsc::Sender<WriteJob>> {
     // Through the VFS that gathers contiguous writes (`sqlite_vfs.rs`),
     // which counts on synchronous = FULL below.
@@ -129,10 +131,13 @@ pub(crate) fn spawn(
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.set_prepared_statement_cache_capacity(128);
+    // Files a crash left before their commit, or whose rows went with an
+    // account.
+    sweep(&conn, &spool);
     let (tx, rx) = mpsc::channel(QUEUE_CAP);
     std::thread::Builder::new()
         .name("store-writer".into())
-        .spawn(move || run(conn, rx, counters, fresh))
+        .spawn(move || run(conn, rx, counters, fresh, spool))
         .map_err(|e| StoreError::Backend(format!("cannot start the store writer: {e}")))?;
     Ok(tx)
 }
@@ -142,8 +147,10 @@ fn run(
     mut rx: mpsc::Receiver<WriteJob>,
     counters: Arc<Counters>,
     fresh: Arc<FreshContents>,
+    spool: Arc<Spool>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut compacted: Option<std::time::Instant> = None;
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -152,9 +159,24 @@ fn run(
                 Err(_) => break,
             }
         }
+        let spooled = spool_contents(&spool, &mut batch, &counters);
+        if batch.is_empty() {
+            continue;
+        }
+        let purges = batch.iter().any(|j| matches!(j.op, Op::Purge { .. }));
         let changes = conn.total_changes();
-        match write_batch(&mut conn, &batch) {
+        match write_batch(&mut conn, &batch, &spooled) {
             Ok(results) => {
+                // Files no row points into any more.
+                if purges {
+                    sweep(&conn, &spool);
+                    if compacted.is_none_or(|t| t.elapsed() >= COMPACT_EVERY) {
+                        compacted = Some(std::time::Instant::now());
+                        if let Err(e) = compact(&mut conn, &spool) {
+                            tracing::warn!(error = %e, "cannot compact the spool");
+                        }
+                    }
+                }
                 // Space: a job refused for want of it, or a commit that
                 // wrote something.
                 if results
@@ -190,6 +212,10 @@ fn run(
             }
             Err(e) => {
                 tracing::error!(error = %e, jobs = batch.len(), "group commit failed");
+                // Nothing points into this commit's file.
+                if let Some(at) = spooled.values().next() {
+                    spool.remove(at.file);
+                }
                 if matches!(e, StoreError::NoSpace(_)) {
                     counters.space.failed(now());
                 }
@@ -198,6 +224,132 @@ fn run(
                 }
             }
         }
+    }
+}
+
+/// Where the batch's spooled contents are, by message.
+type Spooled = HashMap<MessageId, Location>;
+
+/// Write the batch's large contents ([`SPOOL_MIN`]) into one spool file,
+/// on stable storage before the commit that points into it. When that
+/// fails, the enqueues are answered with the error and taken out of the
+/// batch; the other jobs go on (a delivery's outcome, a purge, are what
+/// frees space).
+fn spool_contents(spool: &Spool, batch: &mut Vec<WriteJob>, counters: &Counters) -> Spooled {
+    let large: Vec<&NewMessage> = batch_messages(batch)
+        .into_iter()
+        .filter(|m| m.content.len() >= SPOOL_MIN)
+        .collect();
+    if large.is_empty() {
+        return Spooled::new();
+    }
+    let contents: Vec<&[u8]> = large.iter().map(|m| m.content.as_slice()).collect();
+    match spool.write(&contents) {
+        Ok(at) => large.iter().map(|m| m.id).zip(at).collect(),
+        Err(e) => {
+            let e = if e.kind() == std::io::ErrorKind::StorageFull {
+                counters.space.failed(now());
+                StoreError::NoSpace(format!("cannot write to the spool: {e}"))
+            } else {
+                StoreError::Backend(format!("cannot write to the spool: {e}"))
+            };
+            tracing::error!(error = %e, "spooling a commit's contents failed");
+            let (enqueues, rest): (Vec<WriteJob>, Vec<WriteJob>) = batch
+                .drain(..)
+                .partition(|j| matches!(j.op, Op::Enqueue(_)));
+            *batch = rest;
+            for job in enqueues {
+                let _ = job.done.send(Err(crate::space::again(&e)));
+            }
+            Spooled::new()
+        }
+    }
+}
+
+/// How often the writer looks for spool files to compact (after a purge).
+const COMPACT_EVERY: Duration = Duration::from_secs(60);
+/// Live bytes moved by one compaction at most (more wait for the next).
+const COMPACT_BYTES: i64 = 64 << 20;
+
+/// Move the live contents of old, mostly dead spool files (see spool.rs)
+/// into one new file, in a commit of their own, then remove the old files.
+fn compact(conn: &mut Connection, spool: &Spool) -> Result<()> {
+    let live: Vec<(i64, i64)> = conn
+        .prepare_cached("SELECT file, SUM(length) FROM message_spool GROUP BY file")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut files = Vec::new();
+    let mut bytes = 0;
+    for (file, live) in live {
+        let Ok((size, age)) = spool.size_and_age(file) else {
+            continue;
+        };
+        if age >= COMPACT_AGE && (live as u64) * 2 < size && bytes + live <= COMPACT_BYTES {
+            files.push(file);
+            bytes += live;
+        }
+    }
+    if files.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "SELECT message_id, file, start, length FROM message_spool WHERE file IN ({}) ORDER BY file, start",
+        vec!["?"; files.len()].join(", ")
+    );
+    let rows: Vec<(String, Location)> = conn
+        .prepare(&sql)?
+        .query_map(params_from_iter(&files), Location::row)?
+        .collect::<rusqlite::Result<_>>()?;
+    let io = |e: std::io::Error| StoreError::Backend(format!("compacting the spool: {e}"));
+    let contents: Vec<Vec<u8>> = rows
+        .iter()
+        .map(|(_, at)| spool.read(*at))
+        .collect::<std::io::Result<_>>()
+        .map_err(io)?;
+    let slices: Vec<&[u8]> = contents.iter().map(Vec::as_slice).collect();
+    let moved = spool.write(&slices).map_err(io)?;
+    let committed = (|| {
+        let tx = begin(conn)?;
+        for ((id, old), new) in rows.iter().zip(&moved) {
+            tx.prepare_cached(
+                "UPDATE message_spool SET file = ?, start = ?, length = ? WHERE message_id = ? AND file = ?",
+            )?
+            .execute(params![new.file, new.start, new.length, id, old.file])?;
+        }
+        tx.commit()?;
+        Ok::<_, StoreError>(())
+    })();
+    match committed {
+        Ok(()) => {
+            tracing::info!(
+                files = files.len(),
+                contents = rows.len(),
+                bytes,
+                "spool files compacted"
+            );
+            sweep(conn, spool);
+            Ok(())
+        }
+        Err(e) => {
+            spool.remove(moved[0].file);
+            Err(e)
+        }
+    }
+}
+
+/// Remove the spool files no row points into (see `Spool::sweep`).
+fn sweep(conn: &Connection, spool: &Spool) {
+    let in_use: rusqlite::Result<Vec<i64>> = conn
+        .prepare_cached("SELECT DISTINCT file FROM message_spool")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect());
+    match in_use.map_err(StoreError::from).and_then(|files| {
+        spool
+            .sweep(&files)
+            .map_err(|e| StoreError::Backend(e.to_string()))
+    }) {
+        Ok(0) => {}
+        Ok(n) => tracing::debug!(files = n, "spool files removed"),
+        Err(e) => tracing::warn!(error = %e, "cannot sweep the spool"),
     }
 }
 
@@ -210,10 +362,14 @@ fn run(
 /// per job, so the job at fault fails alone while the others commit; only
 /// a failure of the transaction itself (the commit, the disk) fails them
 /// all.
-fn write_batch(conn: &mut Connection, batch: &[WriteJob]) -> Result<Vec<Result<Done>>> {
+fn write_batch(
+    conn: &mut Connection,
+    batch: &[WriteJob],
+    spooled: &Spooled,
+) -> Result<Vec<Result<Done>>> {
     let tx = begin(conn)?;
     let (now, events_since) = batch_context(&tx)?;
-    match write_unguarded(&tx, batch, events_since.is_some(), now) {
+    match write_unguarded(&tx, batch, spooled, events_since.is_some(), now) {
         Ok(results) => {
             finish(tx, events_since, now)?;
             Ok(results)
@@ -222,7 +378,7 @@ fn write_batch(conn: &mut Connection, batch: &[WriteJob]) -> Result<Vec<Result<D
             tracing::debug!(error = %e, jobs = batch.len(), "a job failed; the batch again with a savepoint per job");
             // Dropping the transaction rolls it back (if SQLite has not already).
             drop(tx);
-            write_guarded(conn, batch)
+            write_guarded(conn, batch, spooled)
         }
     }
 }
@@ -254,11 +410,12 @@ fn batch_context(tx: &Connection) -> Result<(i64, Option<i64>)> {
 fn write_unguarded(
     tx: &Connection,
     batch: &[WriteJob],
+    spooled: &Spooled,
     events: bool,
     now: i64,
 ) -> Result<Vec<Result<Done>>> {
     let messages = batch_messages(batch);
-    insert_messages(tx, &messages, events)?;
+    insert_messages(tx, &messages, spooled, events)?;
     let mut results = Vec::with_capacity(batch.len());
     for job in batch {
         results.push(Ok(run_op(tx, &job.op, events, now)?));
@@ -267,13 +424,17 @@ fn write_unguarded(
 }
 
 /// Every job under a savepoint of its own.
-fn write_guarded(conn: &mut Connection, batch: &[WriteJob]) -> Result<Vec<Result<Done>>> {
+fn write_guarded(
+    conn: &mut Connection,
+    batch: &[WriteJob],
+    spooled: &Spooled,
+) -> Result<Vec<Result<Done>>> {
     let mut tx = begin(conn)?;
     let (now, events_since) = batch_context(&tx)?;
     let events = events_since.is_some();
     // The batch's messages first, together; the other writes may then
     // already see them (they commit together either way).
-    let enqueued = enqueue_all(&mut tx, batch, events)?;
+    let enqueued = enqueue_all(&mut tx, batch, spooled, events)?;
     let mut results = Vec::with_capacity(batch.len());
     for (job, enqueued) in batch.iter().zip(enqueued) {
         if let Some(result) = enqueued {
@@ -323,12 +484,13 @@ fn batch_messages(batch: &[WriteJob]) -> Vec<&NewMessage> {
 fn enqueue_all(
     tx: &mut rusqlite::Transaction<'_>,
     batch: &[WriteJob],
+    spooled: &Spooled,
     events: bool,
 ) -> Result<Vec<Option<Result<Done>>>> {
     let messages = batch_messages(batch);
     let all = {
         let sp = tx.savepoint()?;
-        match insert_messages(&sp, &messages, events) {
+        match insert_messages(&sp, &messages, spooled, events) {
             Ok(()) => sp.commit().map_err(StoreError::from),
             Err(e) => Err(e),
         }
@@ -348,7 +510,7 @@ fn enqueue_all(
         // together.
         let job_messages: Vec<&NewMessage> = job_messages.iter().collect();
         let sp = tx.savepoint()?;
-        match insert_messages(&sp, &job_messages, events) {
+        match insert_messages(&sp, &job_messages, spooled, events) {
             Ok(()) => {
                 sp.commit()?;
                 results.push(Some(Ok(Done::Enqueued)));
@@ -404,7 +566,12 @@ fn rows(n: usize, width: usize) -> String {
 
 /// Insert messages with a fixed number of statements: messages,
 /// attachments and recipients each as chunked multi-row `VALUES`.
-fn insert_messages(tx: &Connection, messages: &[&NewMessage], events: bool) -> Result<()> {
+fn insert_messages(
+    tx: &Connection,
+    messages: &[&NewMessage],
+    spooled: &Spooled,
+    events: bool,
+) -> Result<()> {
     if messages.is_empty() {
         return Ok(());
     }
@@ -444,8 +611,23 @@ fn insert_messages(tx: &Connection, messages: &[&NewMessage], events: bool) -> R
         }
         tx.prepare_cached(&sql)?.execute(params_from_iter(args))?;
     }
-    // The content in its own table (see schema_v4.sql).
-    for chunk in both.chunks(MESSAGE_CHUNK) {
+    // The content in its own table (see schema_v4.sql), or where it is in
+    // the spool (schema_v14.sql).
+    let (in_spool, in_db): (Vec<_>, Vec<_>) =
+        both.iter().partition(|(_, m)| spooled.contains_key(&m.id));
+    for chunk in in_spool.chunks(MESSAGE_CHUNK) {
+        let sql = format!(
+            "INSERT INTO message_spool (message_id, file, start, length) VALUES {}",
+            rows(chunk.len(), 4)
+        );
+        let mut args: Vec<&dyn ToSql> = Vec::with_capacity(chunk.len() * 4);
+        for (id, m) in chunk {
+            let at = &spooled[&m.id];
+            args.extend([*id as &dyn ToSql, &at.file, &at.start, &at.length]);
+        }
+        tx.prepare_cached(&sql)?.execute(params_from_iter(args))?;
+    }
+    for chunk in in_db.chunks(MESSAGE_CHUNK) {
         let sql = format!(
             "INSERT INTO message_contents (message_id, content) VALUES {}",
             rows(chunk.len(), 2)
@@ -728,7 +910,8 @@ fn record(
         recorded.completed.sort_unstable();
     }
     let notices: Vec<&NewMessage> = batch.notices.iter().collect();
-    insert_messages(tx, &notices, events)?;
+    // Bounce notices are not spooled: they go into the database.
+    insert_messages(tx, &notices, &Spooled::new(), events)?;
     Ok(recorded)
 }
 
@@ -736,17 +919,24 @@ fn record(
 /// writer, so it never waits on (or holds up) the group commit's lock.
 fn purge(tx: &Connection, bodies_before: i64, records_before: i64) -> Result<(u64, u64)> {
     let final_before = "completed_at IS NOT NULL AND completed_at <= ? AND content_purged = 0";
-    tx.prepare_cached(&format!(
-        "DELETE FROM message_contents WHERE message_id IN (SELECT id FROM messages WHERE {final_before})"
-    ))?
-    .execute([bodies_before])?;
+    for table in ["message_contents", "message_spool"] {
+        tx.prepare_cached(&format!(
+            "DELETE FROM {table} WHERE message_id IN (SELECT id FROM messages WHERE {final_before})"
+        ))?
+        .execute([bodies_before])?;
+    }
     let bodies = tx
         .prepare_cached(&format!(
             "UPDATE messages SET content_purged = 1 WHERE {final_before}"
         ))?
         .execute([bodies_before])? as u64;
     let old = "SELECT id FROM messages WHERE completed_at IS NOT NULL AND completed_at <= ?";
-    for table in ["attachments", "recipients", "message_contents"] {
+    for table in [
+        "attachments",
+        "recipients",
+        "message_contents",
+        "message_spool",
+    ] {
         tx.prepare_cached(&format!("DELETE FROM {table} WHERE message_id IN ({old})"))?
             .execute([records_before])?;
     }
@@ -930,7 +1120,13 @@ mod tests {
         let messages: Vec<NewMessage> = (0..300).map(|n| message(account.id, n)).collect();
         let mut conn = Connection::open(dir.path().join("posthorn.db")).unwrap();
         let tx = conn.transaction().unwrap();
-        insert_messages(&tx, &messages.iter().collect::<Vec<_>>(), false).unwrap();
+        insert_messages(
+            &tx,
+            &messages.iter().collect::<Vec<_>>(),
+            &Spooled::new(),
+            false,
+        )
+        .unwrap();
         tx.commit().unwrap();
 
         let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
