@@ -167,14 +167,20 @@ fn run(
         let changes = conn.total_changes();
         match write_batch(&mut conn, &batch, &spooled) {
             Ok(results) => {
-                // Files no row points into any more.
-                if purges {
+                // Files no row points into any more: after a purge that
+                // removed something, and with the compaction (which also
+                // finds the files an account's removal left).
+                let purged = results
+                    .iter()
+                    .any(|r| matches!(r, Ok(Done::Purged(b, r)) if b + r > 0));
+                let compact_now = purges && compacted.is_none_or(|t| t.elapsed() >= COMPACT_EVERY);
+                if purged || compact_now {
                     sweep(&conn, &spool);
-                    if compacted.is_none_or(|t| t.elapsed() >= COMPACT_EVERY) {
-                        compacted = Some(std::time::Instant::now());
-                        if let Err(e) = compact(&mut conn, &spool) {
-                            tracing::warn!(error = %e, "cannot compact the spool");
-                        }
+                }
+                if compact_now {
+                    compacted = Some(std::time::Instant::now());
+                    if let Err(e) = compact(&mut conn, &spool) {
+                        tracing::warn!(error = %e, "cannot compact the spool");
                     }
                 }
                 // Space: a job refused for want of it, or a commit that
@@ -268,8 +274,9 @@ fn spool_contents(spool: &Spool, batch: &mut Vec<WriteJob>, counters: &Counters)
 
 /// How often the writer looks for spool files to compact (after a purge).
 const COMPACT_EVERY: Duration = Duration::from_secs(60);
-/// Live bytes moved by one compaction at most (more wait for the next).
-const COMPACT_BYTES: i64 = 64 << 20;
+/// Live bytes moved by one compaction at most (more wait for the next);
+/// they are read into memory first.
+const COMPACT_BYTES: i64 = 16 << 20;
 
 /// Move the live contents of old, mostly dead spool files (see spool.rs)
 /// into one new file, in a commit of their own, then remove the old files.
