@@ -441,7 +441,8 @@ for version in ["TLSv1_1", "TLSv1_2", "TLSv1_3"]:
 fn every_message_acknowledged_before_kill_9_survives_the_restart() {
     let mut server = TestServer::start(BIN.as_ref(), PLAIN_AUTH);
     let port = server.submission_port;
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    // (queue id, whether its content was large enough for the spool)
+    let (tx, rx) = std::sync::mpsc::channel::<(String, bool)>();
     let mut senders = Vec::new();
     for t in 0..4 {
         let tx = tx.clone();
@@ -454,11 +455,18 @@ fn every_message_acknowledged_before_kill_9_survives_the_restart() {
                     "AUTH PLAIN {}",
                     auth_plain(SENDER, SENDER_PASSWORD)
                 ));
+                // Two senders' messages are large: their contents go to
+                // spool files, synced before the commit that points there.
+                let large = t < 2;
                 for i in 0.. {
-                    let body = format!("{}.\r\n", message(&format!("crash {t}-{i}")));
+                    let mut text = message(&format!("crash {t}-{i}"));
+                    if large {
+                        text.push_str(&format!("{}\r\n", "x".repeat(78)).repeat(600));
+                    }
+                    let body = format!("{text}.\r\n");
                     let reply =
                         transaction(&mut c, &["a@example.net", "b@example.net"], body.as_bytes());
-                    tx.send(queued_id(&reply)).unwrap();
+                    tx.send((queued_id(&reply), large)).unwrap();
                 }
             });
             drop(result);
@@ -466,7 +474,7 @@ fn every_message_acknowledged_before_kill_9_survives_the_restart() {
     }
     drop(tx);
     // Let some messages through, then pull the plug mid-stream.
-    let mut acknowledged: Vec<String> = Vec::new();
+    let mut acknowledged: Vec<(String, bool)> = Vec::new();
     while acknowledged.len() < 40 {
         acknowledged.push(
             rx.recv_timeout(Duration::from_secs(20))
@@ -484,10 +492,28 @@ fn every_message_acknowledged_before_kill_9_survives_the_restart() {
         .iter()
         .map(|m| m["id"].as_str().unwrap().to_string())
         .collect();
-    for id in &acknowledged {
+    for (id, _) in &acknowledged {
         assert!(
             stored.contains(id),
             "message {id} got a 250 but is not in the store after kill -9"
+        );
+    }
+    // The contents too, the spooled ones whole (the last acknowledged,
+    // nearest the kill, first).
+    let large: Vec<&String> = acknowledged
+        .iter()
+        .rev()
+        .filter(|(_, large)| *large)
+        .map(|(id, _)| id)
+        .take(10)
+        .collect();
+    assert!(!large.is_empty(), "no large message was acknowledged");
+    for id in large {
+        let content = server.cli_ok(&["message", "content", id]);
+        assert!(
+            content.contains("Subject: crash ") && content.matches(&"x".repeat(78)).count() == 600,
+            "message {id}: its content did not survive kill -9 whole ({} bytes)",
+            content.len()
         );
     }
     // The server takes mail again after the restart.
