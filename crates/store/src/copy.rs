@@ -618,9 +618,6 @@ async fn copy_spooled(
     )
     .fetch_all(&mut *source)
     .await?;
-    if rows.is_empty() {
-        return Ok(0);
-    }
     let dir = sqlite_path.parent().unwrap_or(Path::new("."));
     let spool = Spool::at(dir);
     for (id, file, start, length) in &rows {

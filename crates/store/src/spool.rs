@@ -16,14 +16,16 @@
 //! file, start, length) that point into it. So a committed row always
 //! points at bytes on stable storage, and a crash before the commit leaves
 //! a file nothing points at. A file is deleted when no row points into it
-//! any more ([`Spool::sweep`], after a purge's commit and when the store
-//! opens), so a message kept long keeps only its own commit's file, not
-//! everyone's; and a file older than [`COMPACT_AGE`] with less than half
-//! of it still pointed at has those contents written to a new file and
-//! the rows moved there, in one commit (the writer's `compact`), so a few
-//! messages deferred for days do not keep their neighbours' bytes on disk.
-//! A reader that finds a file gone looks its row up again once. Small contents ([`SPOOL_MIN`]) stay in the database, where
-//! one more file and two more syncs a commit would cost more than they save.
+//! any more ([`Spool::sweep`]: when the store opens, after a purge that
+//! removed something, and once a minute with the compaction), so a message
+//! kept long keeps only its own commit's file, not everyone's; and a file
+//! older than [`COMPACT_AGE`] with less than half of it still pointed at
+//! has those contents written to a new file and the rows moved there, in
+//! one commit (the writer's `compact`), so a few messages deferred for
+//! days do not keep their neighbours' bytes on disk. A reader that finds
+//! a file gone looks its row up again once. Small contents ([`SPOOL_MIN`])
+//! stay in the database, where one more file and two more syncs a commit
+//! would cost more than they save.
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
@@ -112,27 +114,26 @@ impl Spool {
     /// a failure is removed.
     pub(crate) fn write(&self, contents: &[&[u8]]) -> io::Result<Vec<Location>> {
         let (file, mut f) = self.create()?;
-        let path = self.path(file);
-        let written = (|| {
-            let mut at = 0i64;
-            let mut locations = Vec::with_capacity(contents.len());
-            for c in contents {
-                locations.push(Location {
-                    file,
-                    start: at,
-                    length: c.len() as i64,
-                });
-                at += c.len() as i64;
-            }
-            write_all(&mut f, contents)?;
-            f.sync_data()?;
-            sync_dir(&self.dir)?;
-            Ok(locations)
-        })();
-        if written.is_err() {
-            let _ = std::fs::remove_file(&path);
+        let written = write_all(&mut f, contents)
+            .and_then(|()| f.sync_data())
+            .and_then(|()| sync_dir(&self.dir));
+        if let Err(e) = written {
+            self.remove(file);
+            return Err(e);
         }
-        written
+        let mut start = 0;
+        Ok(contents
+            .iter()
+            .map(|c| {
+                let at = Location {
+                    file,
+                    start,
+                    length: c.len() as i64,
+                };
+                start += at.length;
+                at
+            })
+            .collect())
     }
 
     /// A new file of a number no other has.

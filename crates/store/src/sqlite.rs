@@ -205,6 +205,46 @@ impl SqliteStore {
     }
 }
 
+/// Where a message's content is, as its rows say.
+enum Stored {
+    Purged,
+    Inline(Vec<u8>),
+    Spooled(Location),
+    /// Neither in the database nor in the spool: should not happen.
+    Missing,
+}
+
+impl SqliteStore {
+    /// Where the content of `id` is (a point read of its rows).
+    fn stored_content(&self, id: MessageId) -> Result<Stored> {
+        let found = self.point_reads.read(|c| {
+            c.prepare_cached(
+                "SELECT m.content_purged, c.content, s.file, s.start, s.length FROM messages m
+                 LEFT JOIN message_contents c ON c.message_id = m.id
+                 LEFT JOIN message_spool s ON s.message_id = m.id WHERE m.id = ?",
+            )?
+            .query_row([id.to_string()], |r| {
+                if r.get::<_, bool>(0)? {
+                    return Ok(Stored::Purged);
+                }
+                if let Some(file) = r.get::<_, Option<i64>>(2)? {
+                    return Ok(Stored::Spooled(Location {
+                        file,
+                        start: r.get(3)?,
+                        length: r.get(4)?,
+                    }));
+                }
+                Ok(match r.get_ref(1)?.as_blob_or_null()? {
+                    Some(content) => Stored::Inline(content.to_vec()),
+                    None => Stored::Missing,
+                })
+            })
+            .optional()
+        })?;
+        found.ok_or_else(|| StoreError::NotFound(format!("no message {id}")))
+    }
+}
+
 /// Make the backup at `dest` self-contained: the contents its rows find
 /// in the spool go into `message_contents`, in one transaction. A file
 /// purged since the backup's snapshot leaves its messages marked purged
@@ -1127,53 +1167,27 @@ impl Store for SqliteStore {
         // the async driver a 100 KB content was copied three times more
         // (into the driver's row, a duplicate of it, the Vec) and cost a
         // seventh of the server's CPU at 100 KB a message.
+        let purged = || {
+            StoreError::NotFound(format!(
+                "the content of message {id} was deleted after its retention time (every recipient is final)"
+            ))
+        };
         // Twice at most: a spool file found gone may be one whose contents
         // were just moved (compacted); the row says where to now.
-        let mut looked_again = false;
-        loop {
-            let found = self.point_reads.read(|c| {
-                c.prepare_cached(
-                    "SELECT c.content, m.content_purged, s.file, s.start, s.length FROM messages m
-                     LEFT JOIN message_contents c ON c.message_id = m.id
-                     LEFT JOIN message_spool s ON s.message_id = m.id WHERE m.id = ?",
-                )?
-                .query_row([id.to_string()], |r| {
-                    let content = r.get_ref(0)?.as_blob_or_null()?.map(<[u8]>::to_vec);
-                    let spooled = match r.get::<_, Option<i64>>(2)? {
-                        Some(file) => Some(Location {
-                            file,
-                            start: r.get(3)?,
-                            length: r.get(4)?,
-                        }),
-                        None => None,
-                    };
-                    Ok((content, spooled, r.get::<_, bool>(1)?))
-                })
-                .optional()
-            })?;
-            let (content, spooled, purged) =
-                found.ok_or_else(|| StoreError::NotFound(format!("no message {id}")))?;
-            let purged_error = || {
-                StoreError::NotFound(format!(
-                    "the content of message {id} was deleted after its retention time (every recipient is final)"
-                ))
-            };
-            if purged {
-                return Err(purged_error());
-            }
-            let Some(at) = spooled else {
-                return content.ok_or_else(|| {
-                    StoreError::Backend(format!("message {id} has no stored content"))
-                });
+        for _ in 0..2 {
+            let at = match self.stored_content(id)? {
+                Stored::Purged => return Err(purged()),
+                Stored::Inline(content) => return Ok(content),
+                Stored::Missing => {
+                    return Err(StoreError::Backend(format!(
+                        "message {id} has no stored content"
+                    )))
+                }
+                Stored::Spooled(at) => at,
             };
             match self.spool.read(at) {
                 Ok(content) => return Ok(content),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    if looked_again {
-                        return Err(purged_error());
-                    }
-                    looked_again = true;
-                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => {
                     return Err(StoreError::Backend(format!(
                         "cannot read the content of message {id}: {e}"
@@ -1181,6 +1195,7 @@ impl Store for SqliteStore {
                 }
             }
         }
+        Err(purged())
     }
 
     async fn messages(&self, filter: &MessageFilter) -> Result<Vec<MessageRecord>> {

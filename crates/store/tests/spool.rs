@@ -52,6 +52,16 @@ fn files(data: &Path) -> Vec<std::path::PathBuf> {
     v
 }
 
+/// Make `path` look written an hour ago.
+fn make_old(path: &Path) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(SystemTime::now() - Duration::from_secs(3600))
+        .unwrap();
+}
+
 async fn deliver(store: &SqliteStore, ids: &[MessageId]) {
     let now = store.now();
     store.claim_due("n", now, now + 300, 100).await.unwrap();
@@ -130,13 +140,7 @@ async fn a_backup_carries_spooled_contents_and_a_crash_leftover_goes() {
     std::fs::write(&stray, b"half a commit").unwrap();
     drop(SqliteStore::open(dir.path()).await.unwrap());
     assert!(stray.exists());
-    let old = SystemTime::now() - Duration::from_secs(3600);
-    std::fs::File::options()
-        .write(true)
-        .open(&stray)
-        .unwrap()
-        .set_modified(old)
-        .unwrap();
+    make_old(&stray);
     let store = SqliteStore::open(dir.path()).await.unwrap();
     assert!(!stray.exists());
     assert_eq!(store.message_content(big.id).await.unwrap(), big.content);
@@ -154,12 +158,7 @@ async fn an_old_mostly_purged_file_is_compacted() {
     assert_eq!(before.len(), 1, "one commit, one file");
     deliver(&store, &[batch[0].id, batch[1].id]).await;
     // The file is old: its one live content (a third of it) moves out.
-    std::fs::File::options()
-        .write(true)
-        .open(&before[0])
-        .unwrap()
-        .set_modified(SystemTime::now() - Duration::from_secs(3600))
-        .unwrap();
+    make_old(&before[0]);
     assert_eq!(store.purge(store.now() + 10, 0).await.unwrap(), (2, 0));
     let after = files(dir.path());
     assert_eq!(after.len(), 1);
