@@ -8,6 +8,7 @@
 #   bench/accept-deliver.sh                       # 4,000 x 100 KB, 20 sessions, reuse
 #   MESSAGES=10000 SIZE=5120 bench/accept-deliver.sh
 #   DELIVERY=false bench/accept-deliver.sh        # accept only
+#   REUSE=false SIZE=5120 MESSAGES=10000 bench/accept-deliver.sh   # one message per connection (compare.sh's a)
 #   DKIM=ed25519 bench/accept-deliver.sh          # the key bench.test signs with
 #   PERF=1 bench/accept-deliver.sh                # perf record -g of the server into perf.data
 #   PERF=1 PERF_ARGS="--call-graph dwarf -F 299" bench/accept-deliver.sh   # other perf record options
@@ -25,6 +26,8 @@ cd "$(dirname "$0")/.."
 messages=${MESSAGES:-4000}
 size=${SIZE:-102400}
 delivery=${DELIVERY:-true}
+reuse=""
+[ "${REUSE:-true}" = true ] && reuse=-d
 timeout=${TIMEOUT:-300}
 if [ -z "${BIN:-}" ]; then
   cargo build --release -q -p posthorn
@@ -50,7 +53,7 @@ vmstat 1 >"$work/vmstat" &
 vm=$!
 start=$(now)
 /usr/sbin/smtp-source -s 20 -m "$messages" -l "$size" -S "load test" -f load@bench.test \
-  -t sink@example.net -d "127.0.0.1:$port"
+  -t sink@example.net $reuse "127.0.0.1:$port"
 accepted=$(now)
 if [ "$delivery" = true ]; then sink_wait >/dev/null; fi
 end=$(now)
