@@ -143,6 +143,35 @@ pub async fn spraying_many_users_locks_the_whole_address(b: &Backend) {
         .is_none());
 }
 
+/// A user locked at an address that is then locked as a whole: the check
+/// answers the whole address's lockout.
+pub async fn the_whole_address_lockout_comes_before_a_users(b: &Backend) {
+    let store = b.store();
+    let t0 = store.now();
+    let p = LockoutPolicy {
+        user_failures: 2,
+        address_failures: 4,
+        ..LockoutPolicy::default()
+    };
+    let a = ip("198.51.100.9");
+    for tag in ["x", "y"] {
+        store
+            .record_auth_failure(a, "bob", tag, t0, &p)
+            .await
+            .unwrap();
+    }
+    let bob = store.auth_lockout(a, "bob", t0 + 1).await.unwrap();
+    assert_eq!(bob.expect("bob locked").user.as_deref(), Some("bob"));
+    for user in ["carol", "dave"] {
+        store
+            .record_auth_failure(a, user, "z", t0 + 1, &p)
+            .await
+            .unwrap();
+    }
+    let got = store.auth_lockout(a, "bob", t0 + 2).await.unwrap();
+    assert_eq!(got.expect("the address locked").user, None);
+}
+
 pub async fn zero_means_no_lockout(b: &Backend) {
     let store = b.store();
     let t0 = store.now();

@@ -74,6 +74,7 @@ macro_rules! all_cases {
                 distinct_failures_lock_one_user_from_one_address,
                 failures_out_of_the_window_do_not_count,
                 spraying_many_users_locks_the_whole_address,
+                the_whole_address_lockout_comes_before_a_users,
                 zero_means_no_lockout,
                 clearing_ends_lockouts_and_forgets_failures_and_survives_reopen,
             }
