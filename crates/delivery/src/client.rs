@@ -260,31 +260,35 @@ pub fn dot_stuff(message: &[u8]) -> Vec<u8> {
 pub fn dot_stuff_parts(parts: &[&[u8]]) -> Vec<u8> {
     let len: usize = parts.iter().map(|p| p.len()).sum();
     let mut out = Vec::with_capacity(len + len / 64 + 5);
+    // At the start of a line: the last part ended in LF, or none came yet.
     let mut line_start = true;
     for part in parts {
-        // Line by line, so the bytes in between are copied in bulk.
-        let mut rest = *part;
-        while !rest.is_empty() {
-            let (line, next) = match memchr::memchr(b'\n', rest) {
-                Some(i) => rest.split_at(i + 1),
-                None => (rest, &[][..]),
-            };
-            if line_start && line[0] == b'.' {
-                out.push(b'.');
-            }
+        // The bytes of `part` up to `copied` are in `out`; between the
+        // places that change, bytes are copied in bulk.
+        let mut copied = 0;
+        if line_start && part.first() == Some(&b'.') {
+            out.push(b'.');
+        }
+        for lf in memchr::memchr_iter(b'\n', part) {
             // A CR just before the LF, in this part or ending the last one.
-            let after_cr = |text: &[u8]| {
-                text.ends_with(b"\r") || (text.is_empty() && !line_start && out.ends_with(b"\r"))
+            let after_cr = match lf {
+                0 => out.last() == Some(&b'\r'),
+                _ => part[lf - 1] == b'\r',
             };
-            match line.strip_suffix(b"\n") {
-                Some(text) if !after_cr(text) => {
-                    out.extend_from_slice(text);
-                    out.extend_from_slice(b"\r\n");
-                }
-                _ => out.extend_from_slice(line),
+            if !after_cr {
+                out.extend_from_slice(&part[copied..lf]);
+                out.extend_from_slice(b"\r\n");
+                copied = lf + 1;
             }
-            line_start = line.ends_with(b"\n");
-            rest = next;
+            if part.get(lf + 1) == Some(&b'.') {
+                out.extend_from_slice(&part[copied..=lf]);
+                out.push(b'.');
+                copied = lf + 1;
+            }
+        }
+        out.extend_from_slice(&part[copied..]);
+        if let Some(&last) = part.last() {
+            line_start = last == b'\n';
         }
     }
     if !out.is_empty() && !out.ends_with(b"\r\n") {
@@ -1390,6 +1394,51 @@ mod tests {
         assert_eq!(dot_stuff(b""), b".\r\n");
         assert_eq!(dot_stuff(b"\n\n.\r"), b"\r\n\r\n..\r\r\n.\r\n");
         assert_eq!(dot_stuff(b"a\r\n\r\n.x"), b"a\r\n\r\n..x\r\n.\r\n");
+    }
+
+    /// Dot-stuffing line by line, the plain way: what the bulk copy in
+    /// [`dot_stuff_parts`] must equal.
+    fn dot_stuff_line_by_line(message: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut after_cr = false;
+        let mut line_start = true;
+        for &b in message {
+            if line_start && b == b'.' {
+                out.push(b'.');
+            }
+            if b == b'\n' && !after_cr {
+                out.push(b'\r');
+            }
+            out.push(b);
+            after_cr = b == b'\r';
+            line_start = b == b'\n';
+        }
+        if !out.is_empty() && !out.ends_with(b"\r\n") {
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b".\r\n");
+        out
+    }
+
+    #[test]
+    fn dot_stuffing_in_bulk_is_dot_stuffing_byte_by_byte() {
+        let alphabet = [b'a', b'.', b'\r', b'\n'];
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..3000 {
+            let len = (next() % 24) as usize;
+            let whole: Vec<u8> = (0..len).map(|_| alphabet[(next() % 4) as usize]).collect();
+            let want = dot_stuff_line_by_line(&whole);
+            for cut in 0..=whole.len() {
+                let (a, b) = whole.split_at(cut);
+                assert_eq!(dot_stuff_parts(&[a, b]), want, "{whole:?} cut at {cut}");
+            }
+        }
     }
 
     #[test]

@@ -99,6 +99,9 @@ pub struct Session {
     auth_failures: u32,
     /// Inside a command line longer than the limit: drop it up to its LF.
     skipping_line: bool,
+    /// The length of the last message stored on this connection: room
+    /// for the next one when its size is not declared.
+    last_message_len: usize,
 }
 
 fn ok() -> Reply {
@@ -128,6 +131,7 @@ impl Session {
             errors: 0,
             auth_failures: 0,
             skipping_line: false,
+            last_message_len: 0,
         };
         let greeting = format!("220 {} ESMTP Posthorn\r\n", s.config.hostname);
         s.output.extend_from_slice(greeting.as_bytes());
@@ -782,7 +786,15 @@ impl Session {
         }
         self.output
             .extend_from_slice(b"354 End data with <CR><LF>.<CR><LF>\r\n");
-        self.state = State::Data(Box::new(DataReader::new(self.limits())));
+        let declared = self
+            .transaction
+            .as_ref()
+            .and_then(|t| t.envelope.declared_size)
+            .map_or(self.last_message_len, |s| {
+                usize::try_from(s).unwrap_or(usize::MAX)
+            });
+        let reader = DataReader::with_capacity(self.limits(), declared);
+        self.state = State::Data(Box::new(reader));
     }
 
     fn bdat(&mut self, size: usize, last: bool) {
@@ -835,6 +847,7 @@ impl Session {
     fn finish_message(&mut self, result: Result<Vec<u8>, DataError>) -> Option<Event> {
         match result {
             Ok(data) => {
+                self.last_message_len = data.len();
                 let envelope =
                     std::mem::take(&mut self.transaction.as_mut().expect("transaction").envelope);
                 Some(self.wait(Pending::Submit, Event::Submit { envelope, data }))

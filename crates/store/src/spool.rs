@@ -29,8 +29,7 @@
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Mutex;
@@ -162,9 +161,18 @@ impl Spool {
     /// The content at `at`. `NotFound` when its file is gone (every
     /// message in it was purged since `at` was read).
     pub(crate) fn read(&self, at: Location) -> io::Result<Vec<u8>> {
-        let f = File::open(self.path(at.file))?;
-        let mut content = vec![0; at.length as usize];
-        f.read_exact_at(&mut content, at.start as u64)?;
+        let mut f = File::open(self.path(at.file))?;
+        f.seek(SeekFrom::Start(at.start as u64))?;
+        // Read into the vector's spare room, not a zeroed copy first.
+        let length = at.length as usize;
+        let mut content = Vec::with_capacity(length);
+        f.take(length as u64).read_to_end(&mut content)?;
+        if content.len() < length {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("spool file {} ends inside a content", at.file),
+            ));
+        }
         Ok(content)
     }
 
