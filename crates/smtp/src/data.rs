@@ -144,9 +144,9 @@ impl DataReader {
         Self::with_capacity(limits, 0)
     }
 
-    /// A reader whose stored copy starts with room for `bytes` (the size
-    /// the client declared, or its last message's), so a large message is
-    /// not copied again each time the copy doubles.
+    /// A reader whose stored copy starts with room for `bytes` (what the
+    /// connection's last message needed), so a large message is not copied
+    /// again each time the copy doubles.
     pub fn with_capacity(limits: Limits, bytes: usize) -> Self {
         Self {
             canonical: Canonical::with_capacity(limits, bytes.min(MAX_RESERVE)),

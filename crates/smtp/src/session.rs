@@ -100,7 +100,7 @@ pub struct Session {
     /// Inside a command line longer than the limit: drop it up to its LF.
     skipping_line: bool,
     /// The length of the last message stored on this connection: room
-    /// for the next one when its size is not declared.
+    /// for the next one (and an eighth more).
     last_message_len: usize,
 }
 
@@ -786,14 +786,12 @@ impl Session {
         }
         self.output
             .extend_from_slice(b"354 End data with <CR><LF>.<CR><LF>\r\n");
-        let declared = self
-            .transaction
-            .as_ref()
-            .and_then(|t| t.envelope.declared_size)
-            .map_or(self.last_message_len, |s| {
-                usize::try_from(s).unwrap_or(usize::MAX)
-            });
-        let reader = DataReader::with_capacity(self.limits(), declared);
+        // Room for what this connection has sent before (and an eighth
+        // more), not for a size the client declares: a claim costs the
+        // client nothing, and held by many slow connections it would be
+        // memory the server keeps for bytes never sent.
+        let room = self.last_message_len + self.last_message_len / 8;
+        let reader = DataReader::with_capacity(self.limits(), room);
         self.state = State::Data(Box::new(reader));
     }
 
