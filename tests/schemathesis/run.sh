@@ -154,15 +154,20 @@ st_check() {
 # The same for the message id in GET /v1/messages/{id}: a 26-character
 # Crockford base-32 pattern that hypothesis meets by filtering, which now
 # and then trips its health check (seen once in three CI runs).
-st_check account "$account_key" --exclude-tag admin --suppress-health-check filter_too_much
-st_check admin "$admin_key" --include-tag admin --suppress-health-check filter_too_much
+# Hypothesis's too_slow check times its own data generation against the
+# wall clock, so it says how fast the machine is, not how the API behaves:
+# off too (it failed three admin routes on a slow host on 2026-12-07,
+# while all 840 cases generated for the admin routes passed).
+suppress=filter_too_much,too_slow
+st_check account "$account_key" --exclude-tag admin --suppress-health-check "$suppress"
+st_check admin "$admin_key" --include-tag admin --suppress-health-check "$suppress"
 # Each key on the other's routes: only the refusal (401/403 as documented)
 # is at stake, so a few cases per operation are enough, and schemathesis's
 # warning that every answer was a 401/403 is the point here.
 st_check admin-key-on-account-routes "$admin_key" --exclude-tag admin --exclude-tag operations \
   --max-examples 5 --phases examples,fuzzing --warnings off
 st_check account-key-on-admin-routes "$account_key" --include-tag admin \
-  --max-examples 5 --phases examples,fuzzing --warnings off --suppress-health-check filter_too_much
+  --max-examples 5 --phases examples,fuzzing --warnings off --suppress-health-check "$suppress"
 
 # A 5xx that schemathesis saw is in its report; a panic or an error the
 # server only logged is caught here.
