@@ -224,7 +224,15 @@ const MAX_RESERVE: usize = 4 << 20;
 /// holds no other CR or LF, is no longer than `max_line` and does not start
 /// with a dot, so neither the end marker nor a stuffed dot is among them.
 fn clean_lines(data: &[u8], max_line: usize) -> usize {
-    if data.first() == Some(&b'.') {
+    crlf_lines(data, max_line, true)
+}
+
+/// How many bytes at the start of `data` are whole lines ending in CRLF,
+/// with no other CR or LF and no longer than `max_line`; with `dot_ends`,
+/// stopping before a line that starts with a dot. The one scan behind
+/// [`clean_lines`] (DATA) and [`clean_through`] (BDAT, the HTTP API).
+fn crlf_lines(data: &[u8], max_line: usize, dot_ends: bool) -> usize {
+    if dot_ends && data.first() == Some(&b'.') {
         return 0;
     }
     let mut line_start = 0;
@@ -240,7 +248,7 @@ fn clean_lines(data: &[u8], max_line: usize) -> usize {
             break;
         }
         line_start = i + 1;
-        if data.get(line_start) == Some(&b'.') {
+        if dot_ends && data.get(line_start) == Some(&b'.') {
             break;
         }
     }
@@ -282,20 +290,9 @@ const UNLIMITED: Limits = Limits {
 /// but for a final CRLF when the last line is not empty. `None` when
 /// `data` must be rewritten.
 fn clean_through(data: &[u8], max_line: usize) -> Option<usize> {
-    let mut line_start = 0;
-    for i in memchr::memchr2_iter(b'\r', b'\n', data) {
-        match data[i] {
-            b'\r' if data.get(i + 1) == Some(&b'\n') => {}
-            b'\n' if i > 0 && data[i - 1] == b'\r' => {
-                if i - 1 - line_start > max_line {
-                    return None;
-                }
-                line_start = i + 1;
-            }
-            _ => return None,
-        }
-    }
-    (data.len() - line_start <= max_line).then_some(line_start)
+    let line_start = crlf_lines(data, max_line, false);
+    let last = &data[line_start..];
+    (memchr::memchr2(b'\r', b'\n', last).is_none() && last.len() <= max_line).then_some(line_start)
 }
 
 /// The canonical stored copy of BDAT content (no dot-unstuffing: BDAT is
