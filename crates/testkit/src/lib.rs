@@ -357,6 +357,11 @@ pub struct RawClient {
 
 impl RawClient {
     pub fn connect(port: u16) -> Self {
+        Self::try_connect(port).unwrap_or_else(|greeting| panic!("{greeting}"))
+    }
+
+    /// Connect and read the greeting; anything but a 220 is the `Err`.
+    pub fn try_connect(port: u16) -> Result<Self, String> {
         let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
         stream
             .set_read_timeout(Some(Duration::from_secs(20)))
@@ -365,8 +370,11 @@ impl RawClient {
             stream: BufReader::new(stream),
         };
         let greeting = c.read_reply();
-        assert!(greeting.starts_with("220 "), "{greeting}");
-        c
+        if greeting.starts_with("220 ") {
+            Ok(c)
+        } else {
+            Err(greeting)
+        }
     }
 
     /// Write raw bytes.
