@@ -18,12 +18,23 @@
 //! a file nothing points at. A file is deleted when no row points into it
 //! any more ([`Spool::sweep`]: when the store opens, after a purge that
 //! removed something, and once a minute with the compaction), so a message
-//! kept long keeps only its own commit's file, not everyone's; and a file
+//! kept long keeps only its own commit's file, not everyone's. A file of
+//! this process that died is first kept a while to be written again
+//! ([`FREE_AGE`], at most [`FREE_FILES`] files and [`FREE_BYTES`]): the
+//! next commit renames it to its own new number and overwrites it, cut to
+//! what it wrote, because writing into a file's pages and blocks again
+//! costs about half the CPU and half the sync time of filling a new file
+//! (`bench/spool-write.py`; BENCHMARKS.md). Its dead bytes stay on disk
+//! until then, as an unlinked file's stay in the free blocks. And a file
 //! older than [`COMPACT_AGE`] with less than half of it still pointed at
 //! has those contents written to a new file and the rows moved there, in
 //! one commit (the writer's `compact`), so a few messages deferred for
 //! days do not keep their neighbours' bytes on disk. A reader that finds
-//! a file gone looks its row up again once. Small contents ([`SPOOL_MIN`])
+//! a file gone looks its row up again once; so does one whose file was
+//! given a new number while it read ([`Spool::read`] checks that the name
+//! it opened still names the file it read: the writer renames a file
+//! before it writes into it again, so a read that saw none of the
+//! renaming saw none of the new bytes either). Small contents ([`SPOOL_MIN`])
 //! stay in the database, where one more file and two more syncs a commit
 //! would cost more than they save.
 
@@ -33,12 +44,13 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// Contents at least this long go to the spool.
 pub(crate) const SPOOL_MIN: usize = 32 * 1024;
 
 /// How old a spool file must be before its live contents may be moved.
-pub(crate) const COMPACT_AGE: std::time::Duration = std::time::Duration::from_secs(600);
+pub(crate) const COMPACT_AGE: Duration = Duration::from_secs(600);
 
 /// Where one content is: its file and its bytes in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,11 +88,29 @@ pub(crate) struct Spool {
     /// into them. Any other file may be another process's commit in flight
     /// and is left until [`ORPHAN_AGE`] old, which no such commit can be.
     settled: Mutex<HashSet<i64>>,
+    /// Dead files of this process kept to be written again, the newest
+    /// last.
+    free: Mutex<Vec<Free>>,
 }
+
+/// A dead spool file kept to be written again.
+#[derive(Debug, Clone, Copy)]
+struct Free {
+    file: i64,
+    bytes: u64,
+    since: Instant,
+}
+
+/// How long a dead file is kept to be written again.
+pub(crate) const FREE_AGE: Duration = Duration::from_secs(60);
+/// At most this many dead files are kept to be written again...
+const FREE_FILES: usize = 256;
+/// ...holding at most this many bytes.
+const FREE_BYTES: u64 = 128 << 20;
 
 /// How old a file no row points into and that another process wrote must
 /// be before a sweep removes it.
-pub(crate) const ORPHAN_AGE: std::time::Duration = std::time::Duration::from_secs(600);
+pub(crate) const ORPHAN_AGE: Duration = Duration::from_secs(600);
 
 impl Spool {
     /// The spool of the data directory `data` (created if missing).
@@ -100,6 +130,7 @@ impl Spool {
             dir: data.join("spool"),
             next: AtomicI64::new(0),
             settled: Mutex::new(HashSet::new()),
+            free: Mutex::new(Vec::new()),
         }
     }
 
@@ -108,12 +139,28 @@ impl Spool {
         self.dir.join(file.to_string())
     }
 
-    /// Write `contents` into a new file, on stable storage when this
-    /// returns; where each one is, in their order. A file left behind by
-    /// a failure is removed.
+    /// Write `contents` into a file of a new number (a dead one written
+    /// again where there is one), on stable storage when this returns;
+    /// where each one is, in their order. A file left behind by a failure
+    /// is removed.
     pub(crate) fn write(&self, contents: &[&[u8]]) -> io::Result<Vec<Location>> {
-        let (file, mut f) = self.create()?;
+        let (file, mut f, old_length) = match self.reuse() {
+            Some(reused) => reused,
+            None => {
+                let (file, f) = self.create()?;
+                (file, f, 0)
+            }
+        };
+        let length: u64 = contents.iter().map(|c| c.len() as u64).sum();
         let written = write_all(&mut f, contents)
+            // Only what this commit wrote stays in a file written again.
+            .and_then(|()| {
+                if old_length > length {
+                    f.set_len(length)
+                } else {
+                    Ok(())
+                }
+            })
             .and_then(|()| f.sync_data())
             .and_then(|()| sync_dir(&self.dir));
         if let Err(e) = written {
@@ -135,12 +182,23 @@ impl Spool {
             .collect())
     }
 
-    /// A new file of a number no other has.
-    fn create(&self) -> io::Result<(i64, File)> {
+    /// The number a new file tries first.
+    fn first_number(&self) -> i64 {
         let clock = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_micros() as i64);
-        let mut file = self.next.load(Ordering::Relaxed).max(clock);
+        self.next.load(Ordering::Relaxed).max(clock)
+    }
+
+    /// `file` is this process's, of a number now taken.
+    fn taken(&self, file: i64) {
+        self.next.store(file + 1, Ordering::Relaxed);
+        self.settled.lock().expect("spool files").insert(file);
+    }
+
+    /// A new file of a number no other has.
+    fn create(&self) -> io::Result<(i64, File)> {
+        let mut file = self.first_number();
         loop {
             match OpenOptions::new()
                 .write(true)
@@ -148,8 +206,7 @@ impl Spool {
                 .open(self.path(file))
             {
                 Ok(f) => {
-                    self.next.store(file + 1, Ordering::Relaxed);
-                    self.settled.lock().expect("spool files").insert(file);
+                    self.taken(file);
                     return Ok((file, f));
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => file += 1,
@@ -158,19 +215,69 @@ impl Spool {
         }
     }
 
-    /// The content at `at`. `NotFound` when its file is gone (every
-    /// message in it was purged since `at` was read).
+    /// The newest dead file kept to be written again, under a number no
+    /// other has (a new name first, so a reader of the old one sees the
+    /// change before any new byte), opened to write from its start, with
+    /// its length. None when none is kept or taking it fails (another
+    /// process removed it); the caller creates a file then.
+    fn reuse(&self) -> Option<(i64, File, u64)> {
+        let Free {
+            file: old, bytes, ..
+        } = self.free.lock().expect("spool files").pop()?;
+        self.settled.lock().expect("spool files").remove(&old);
+        let mut file = self.first_number();
+        // A hard link, not a rename: a rename would replace a file another
+        // process just made under that number.
+        loop {
+            match std::fs::hard_link(self.path(old), self.path(file)) {
+                Ok(()) => break,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => file += 1,
+                Err(e) => {
+                    tracing::debug!(file = old, error = %e, "cannot write a dead spool file again");
+                    self.remove(old);
+                    return None;
+                }
+            }
+        }
+        self.taken(file);
+        let opened = std::fs::remove_file(self.path(old))
+            .and_then(|()| OpenOptions::new().write(true).open(self.path(file)));
+        match opened {
+            Ok(f) => Some((file, f, bytes)),
+            Err(e) => {
+                tracing::debug!(file, error = %e, "cannot write a dead spool file again");
+                self.remove(old);
+                self.remove(file);
+                None
+            }
+        }
+    }
+
+    /// The content at `at`. `NotFound` when its file is gone or was given
+    /// a new number to be written again (every message in it was purged
+    /// or moved since `at` was read).
     pub(crate) fn read(&self, at: Location) -> io::Result<Vec<u8>> {
-        let mut f = File::open(self.path(at.file))?;
+        use std::os::unix::fs::MetadataExt;
+        let path = self.path(at.file);
+        let mut f = File::open(&path)?;
         f.seek(SeekFrom::Start(at.start as u64))?;
         // Read into the vector's spare room, not a zeroed copy first.
         let length = at.length as usize;
         let mut content = Vec::with_capacity(length);
-        f.take(length as u64).read_to_end(&mut content)?;
+        (&mut f).take(length as u64).read_to_end(&mut content)?;
         if content.len() < length {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 format!("spool file {} ends inside a content", at.file),
+            ));
+        }
+        // Still under its name after the read, so not renamed before it,
+        // so not written again before it (see `reuse`).
+        let (read, named) = (f.metadata()?, std::fs::metadata(&path)?);
+        if (read.dev(), read.ino()) != (named.dev(), named.ino()) {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("spool file {} was written again while read", at.file),
             ));
         }
         Ok(content)
@@ -198,6 +305,10 @@ impl Spool {
     /// Remove `file` (gone already is fine).
     pub(crate) fn remove(&self, file: i64) {
         self.settled.lock().expect("spool files").remove(&file);
+        self.free
+            .lock()
+            .expect("spool files")
+            .retain(|f| f.file != file);
         match std::fs::remove_file(self.path(file)) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -205,32 +316,77 @@ impl Spool {
         }
     }
 
-    /// Remove the files not in `in_use` (the files rows point into, read
-    /// after the last commit): settled ones at once (only the writer thread
-    /// calls this, between its commits, so none of its own is being
-    /// written), any other once [`ORPHAN_AGE`] old.
+    /// Deal with the files not in `in_use` (the files rows point into,
+    /// read after the last commit): settled ones are kept to be written
+    /// again while there is room ([`FREE_FILES`], [`FREE_BYTES`]) and
+    /// removed once kept [`FREE_AGE`] or when there is none (only the
+    /// writer thread calls this, between its commits, so none of its own
+    /// is being written), any other is removed once [`ORPHAN_AGE`] old.
+    /// How many it removed.
     pub(crate) fn sweep(&self, in_use: &[i64]) -> io::Result<usize> {
+        self.sweep_at(in_use, Instant::now())
+    }
+
+    fn sweep_at(&self, in_use: &[i64], now: Instant) -> io::Result<usize> {
         let in_use: HashSet<i64> = in_use.iter().copied().collect();
         self.settled
             .lock()
             .expect("spool files")
             .extend(in_use.iter().copied());
+        let expired: Vec<i64> = self
+            .free
+            .lock()
+            .expect("spool files")
+            .iter()
+            .filter(|f| now.saturating_duration_since(f.since) >= FREE_AGE)
+            .map(|f| f.file)
+            .collect();
         let mut removed = 0;
+        for file in expired {
+            self.remove(file);
+            removed += 1;
+        }
         for file in self.files()? {
             if in_use.contains(&file) {
                 continue;
             }
             let settled = self.settled.lock().expect("spool files").contains(&file);
-            if settled
-                || self
-                    .size_and_age(file)
-                    .is_ok_and(|(_, age)| age >= ORPHAN_AGE)
+            if settled {
+                if !self.keep_free(file, now) {
+                    self.remove(file);
+                    removed += 1;
+                }
+            } else if self
+                .size_and_age(file)
+                .is_ok_and(|(_, age)| age >= ORPHAN_AGE)
             {
                 self.remove(file);
                 removed += 1;
             }
         }
         Ok(removed)
+    }
+
+    /// Keep the dead `file` to be written again (true), or say there is
+    /// no room for it (false).
+    fn keep_free(&self, file: i64, now: Instant) -> bool {
+        let mut free = self.free.lock().expect("spool files");
+        if free.iter().any(|f| f.file == file) {
+            return true;
+        }
+        let Ok(meta) = std::fs::metadata(self.path(file)) else {
+            return false;
+        };
+        let held: u64 = free.iter().map(|f| f.bytes).sum();
+        if free.len() >= FREE_FILES || held + meta.len() > FREE_BYTES {
+            return false;
+        }
+        free.push(Free {
+            file,
+            bytes: meta.len(),
+            since: now,
+        });
+        true
     }
 }
 
@@ -259,6 +415,11 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    fn inode(spool: &Spool, file: i64) -> u64 {
+        std::fs::metadata(spool.path(file)).unwrap().ino()
+    }
 
     #[test]
     fn contents_come_back_where_they_were_written() {
@@ -276,13 +437,18 @@ mod tests {
         let other = Spool::open(dir.path()).unwrap();
         let third = other.write(&[&a]).unwrap();
         assert!(![at[0].file, next[0].file].contains(&third[0].file));
-        // A sweep removes its own files no row points into, and leaves
-        // another process's young ones (they may be about to commit)
-        // unless it saw rows point into them before.
-        assert_eq!(spool.sweep(&[at[0].file]).unwrap(), 1);
+        // A sweep keeps its own files no row points into, to write them
+        // again, and leaves another process's young ones (they may be
+        // about to commit) unless it saw rows point into them before.
+        let now = Instant::now();
+        assert_eq!(spool.sweep_at(&[at[0].file], now).unwrap(), 0);
         let mut left = spool.files().unwrap();
         left.sort();
-        assert_eq!(left, vec![at[0].file, third[0].file]);
+        let mut expected = vec![at[0].file, next[0].file, third[0].file];
+        expected.sort();
+        assert_eq!(left, expected);
+        // Once kept FREE_AGE, a dead file goes.
+        assert_eq!(spool.sweep_at(&[at[0].file], now + FREE_AGE).unwrap(), 1);
         let gone = spool.read(next[0]).unwrap_err();
         assert_eq!(gone.kind(), io::ErrorKind::NotFound);
         // Once old, another's file no row points into is an orphan.
@@ -295,5 +461,64 @@ mod tests {
             .unwrap();
         assert_eq!(spool.sweep(&[at[0].file]).unwrap(), 1);
         assert_eq!(spool.files().unwrap(), vec![at[0].file]);
+    }
+
+    #[test]
+    fn a_dead_file_is_written_again_under_a_new_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        let a = vec![b'a'; 90_000];
+        let b = vec![b'b'; 40_000];
+        let first = spool.write(&[&a, &a]).unwrap();
+        let first_inode = inode(&spool, first[0].file);
+        // No row points into it: kept, still readable where it was.
+        assert_eq!(spool.sweep(&[]).unwrap(), 0);
+        assert_eq!(spool.read(first[1]).unwrap(), a);
+        // The next write takes it: a new number, the same file, cut to
+        // what was written; the old number is gone.
+        let second = spool.write(&[&b]).unwrap();
+        assert_ne!(second[0].file, first[0].file);
+        assert_eq!(inode(&spool, second[0].file), first_inode);
+        assert_eq!(spool.files().unwrap(), vec![second[0].file]);
+        assert_eq!(
+            std::fs::metadata(spool.path(second[0].file)).unwrap().len(),
+            b.len() as u64
+        );
+        assert_eq!(spool.read(second[0]).unwrap(), b);
+        for at in first {
+            assert_eq!(spool.read(at).unwrap_err().kind(), io::ErrorKind::NotFound);
+        }
+        // A longer content grows it.
+        assert_eq!(spool.sweep(&[]).unwrap(), 0);
+        let third = spool.write(&[&a, &b, &a]).unwrap();
+        assert_eq!(inode(&spool, third[0].file), first_inode);
+        assert_eq!(spool.read(third[2]).unwrap(), a);
+        assert_eq!(spool.read(third[1]).unwrap(), b);
+        // Kept files are bounded: past FREE_FILES, dead files go.
+        let mut dead = Vec::new();
+        for _ in 0..FREE_FILES + 3 {
+            dead.push(spool.create().unwrap().0);
+        }
+        assert_eq!(spool.sweep(&[third[0].file]).unwrap(), 3);
+        assert_eq!(spool.files().unwrap().len(), FREE_FILES + 1);
+    }
+
+    #[test]
+    fn a_reader_of_a_file_taken_again_is_told_it_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        let a = vec![b'a'; 50_000];
+        let at = spool.write(&[&a]).unwrap()[0];
+        // A reader opened it; then it died and was taken again.
+        let mut opened = File::open(spool.path(at.file)).unwrap();
+        spool.sweep(&[]).unwrap();
+        let again = spool.write(&[&vec![b'z'; 50_000]]).unwrap()[0];
+        assert_ne!(again.file, at.file);
+        // Through the old name nothing is read; the bytes under it now are
+        // another content, which is why `read` checks the name after.
+        let mut stale = Vec::new();
+        opened.read_to_end(&mut stale).unwrap();
+        assert_eq!(stale, vec![b'z'; 50_000]);
+        assert_eq!(spool.read(at).unwrap_err().kind(), io::ErrorKind::NotFound);
     }
 }
