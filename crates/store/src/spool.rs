@@ -259,27 +259,31 @@ impl Spool {
     /// a new number to be written again (every message in it was purged
     /// or moved since `at` was read).
     pub(crate) fn read(&self, at: Location) -> io::Result<Vec<u8>> {
+        self.read_opened(at, File::open(self.path(at.file))?)
+    }
+
+    /// [`Spool::read`] from the file opened under `at`'s name.
+    fn read_opened(&self, at: Location, mut f: File) -> io::Result<Vec<u8>> {
         use std::os::unix::fs::MetadataExt;
         let path = self.path(at.file);
-        let mut f = File::open(&path)?;
         f.seek(SeekFrom::Start(at.start as u64))?;
         // Read into the vector's spare room, not a zeroed copy first.
         let length = at.length as usize;
         let mut content = Vec::with_capacity(length);
         (&mut f).take(length as u64).read_to_end(&mut content)?;
-        if content.len() < length {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("spool file {} ends inside a content", at.file),
-            ));
-        }
         // Still under its name after the read, so not renamed before it,
-        // so not written again before it (see `reuse`).
+        // so not written again (nor cut short) before it (see `reuse`).
         let (read, named) = (f.metadata()?, std::fs::metadata(&path)?);
         if (read.dev(), read.ino()) != (named.dev(), named.ino()) {
             return Err(io::Error::new(
                 io::ErrorKind::NotFound,
                 format!("spool file {} was written again while read", at.file),
+            ));
+        }
+        if content.len() < length {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("spool file {} ends inside a content", at.file),
             ));
         }
         Ok(content)
@@ -511,16 +515,22 @@ mod tests {
         let spool = Spool::open(dir.path()).unwrap();
         let a = vec![b'a'; 50_000];
         let at = spool.write(&[&a]).unwrap()[0];
-        // A reader opened it; then it died and was taken again.
+        // Two readers opened it; then it died and was taken again.
         let mut opened = File::open(spool.path(at.file)).unwrap();
+        let reader = File::open(spool.path(at.file)).unwrap();
         spool.sweep(&[]).unwrap();
-        let again = spool.write(&[&vec![b'z'; 50_000]]).unwrap()[0];
+        let again = spool.write(&[&vec![b'z'; 30_000]]).unwrap()[0];
         assert_ne!(again.file, at.file);
-        // Through the old name nothing is read; the bytes under it now are
-        // another content, which is why `read` checks the name after.
+        // The bytes it holds now are another content...
         let mut stale = Vec::new();
         opened.read_to_end(&mut stale).unwrap();
-        assert_eq!(stale, vec![b'z'; 50_000]);
+        assert_eq!(stale, vec![b'z'; 30_000]);
+        // ...which a read finds out after reading (the name is gone),
+        // before it would say the file ends too soon.
+        let told = spool.read_opened(at, reader).unwrap_err();
+        assert_eq!(told.kind(), io::ErrorKind::NotFound, "{told}");
+        // Opened now, the old name is simply gone.
         assert_eq!(spool.read(at).unwrap_err().kind(), io::ErrorKind::NotFound);
+        assert_eq!(spool.read(again).unwrap(), vec![b'z'; 30_000]);
     }
 }
