@@ -94,9 +94,18 @@ impl Signer {
                                 let _ = back.send((content, signature));
                             }
                             Answer::Ahead { to, done } => {
-                                if !to.is_closed() {
-                                    let _ = to.send(key.sign(&content));
-                                }
+                                // Made and taken, made while its delivery
+                                // came and signed itself (work lost), or
+                                // skipped because it came first.
+                                let outcome = if to.is_closed() {
+                                    "skipped"
+                                } else if to.send(key.sign(&content)).is_ok() {
+                                    "made"
+                                } else {
+                                    "lost"
+                                };
+                                metrics::counter!("posthorn_dkim_ahead_total", "outcome" => outcome)
+                                    .increment(1);
                                 drop(content);
                                 done();
                             }
