@@ -846,7 +846,6 @@ impl Engine {
         };
         if let Some(header) = self.ahead.take(job.message_id) {
             metrics::counter!("posthorn_dkim_signatures_total").increment(1);
-            metrics::counter!("posthorn_dkim_ahead_total", "outcome" => "taken").increment(1);
             return Ok(Outgoing {
                 signature: header.into_bytes(),
                 content,
